@@ -1,0 +1,154 @@
+"""The lattice: cell-centred voxels, boundary conditions by ghost cells, the Laplacian.
+
+Voxel (i, j, k) covers [i h, (i+1) h) x [j h, (j+1) h) x [k h, (k+1) h) (um) and its value is
+the concentration at its centre ((i + 1/2) h, ...). Fields are arrays of shape (nx, ny, nz);
+a 2-D lattice is nz = 1, whose z faces are always zero flux.
+
+Boundary conditions are set per face (x_lo, x_hi, y_lo, y_hi, z_lo, z_hi) by a ghost voxel
+outside the face:
+
+    zero_flux   c_ghost = c_inside                 (no flux through the face)
+    fixed       c_ghost = 2 c_b - c_inside         (c = c_b on the face, second order)
+    periodic    c_ghost = c on the opposite side
+
+so that the 7-point Laplacian
+
+    lap(c)_i = sum_axes (c_{i+1} - 2 c_i + c_{i-1}) / h^2
+
+is second-order accurate and conserves mass: its sum over the lattice is exactly the net
+flux through the faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+FACES = ("x_lo", "x_hi", "y_lo", "y_hi", "z_lo", "z_hi")
+BOUNDARY_KINDS = ("zero_flux", "fixed", "periodic")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Static description of the lattice (hashable, so it can be a jit static argument).
+
+    shape: (nx, ny, nz) voxels; spacing_um: voxel edge h in um;
+    boundary: one kind per face, in the order of :data:`FACES`.
+    Boundary *values* (pM) are not here: they are physical parameters that may be swept or
+    differentiated, so they travel with the coefficients.
+    """
+
+    shape: tuple[int, int, int]
+    spacing_um: float
+    boundary: tuple[str, str, str, str, str, str] = ("zero_flux",) * 6
+
+    def __post_init__(self):
+        if self.shape[2] == 1:  # 2-D: nothing can flow through the z faces
+            b = list(self.boundary)
+            b[4] = b[5] = "zero_flux"
+            object.__setattr__(self, "boundary", tuple(b))
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def voxel_volume_um3(self) -> float:
+        return self.spacing_um**3
+
+    @property
+    def extent_um(self) -> tuple[float, float, float]:
+        return tuple(n * self.spacing_um for n in self.shape)
+
+    def axis_boundary(self, axis: int) -> tuple[str, str]:
+        return self.boundary[2 * axis], self.boundary[2 * axis + 1]
+
+    def centres_um(self, axis: int) -> np.ndarray:
+        """Voxel-centre coordinates along one axis (um)."""
+        return (np.arange(self.shape[axis]) + 0.5) * self.spacing_um
+
+    def voxel_of(self, xyz_um: np.ndarray) -> np.ndarray:
+        """Integer voxel indices (n, 3) of points (n, 3) in um (floor(x / h))."""
+        return np.floor(np.asarray(xyz_um, dtype=np.float64) / self.spacing_um).astype(np.int64)
+
+    def max_diagonal(self) -> float:
+        """Largest diagonal entry of -lap (1/um^2), for the explicit stability limit."""
+        total = 0.0
+        for axis, n in enumerate(self.shape):
+            n_fixed = sum(kind == "fixed" for kind in self.axis_boundary(axis))
+            if n == 1:  # the ghost on a fixed face is -c, on any other face +c
+                total += 2 * n_fixed
+            else:  # 2 inside; a voxel touching a fixed face one more
+                total += 2 + min(n_fixed, 1)
+        return total / self.spacing_um**2
+
+
+def _ghosts(c, axis: int, kinds: tuple[str, str], values, homogeneous: bool):
+    """Ghost layers below and above `c` along `axis` (each of thickness 1)."""
+    n = c.shape[axis]
+    first = jnp.take(c, jnp.array([0]), axis=axis)
+    last = jnp.take(c, jnp.array([n - 1]), axis=axis)
+    out = []
+    for kind, inside, opposite, value in (
+        (kinds[0], first, last, values[0]),
+        (kinds[1], last, first, values[1]),
+    ):
+        if kind == "zero_flux":
+            out.append(inside)
+        elif kind == "periodic":
+            out.append(opposite)
+        elif kind == "fixed":
+            out.append(-inside if homogeneous else 2.0 * value - inside)
+        else:
+            raise ValueError(f"unknown boundary kind {kind!r}; allowed: {BOUNDARY_KINDS}")
+    return out
+
+
+def laplacian(c, grid: Grid, face_values_pM=None):
+    """7-point Laplacian of c (1/um^2 times c's unit) with the grid's boundary conditions.
+
+    face_values_pM: the six fixed-face values (pM); None gives the homogeneous operator
+    (fixed faces at 0), i.e. the linear part of the affine map c -> lap(c).
+    """
+    homogeneous = face_values_pM is None
+    inv_h2 = 1.0 / grid.spacing_um**2
+    total = jnp.zeros_like(c)
+    for axis in range(3):
+        kinds = grid.axis_boundary(axis)
+        if c.shape[axis] == 1 and kinds == ("zero_flux", "zero_flux"):
+            continue
+        vals = (None, None) if homogeneous else (face_values_pM[2 * axis], face_values_pM[2 * axis + 1])
+        lo, hi = _ghosts(c, axis, kinds, vals, homogeneous)
+        padded = jnp.concatenate([lo, c, hi], axis=axis)
+        n = c.shape[axis]
+        below = jax_slice(padded, axis, 0, n)
+        above = jax_slice(padded, axis, 2, n + 2)
+        total = total + (above - 2.0 * c + below) * inv_h2
+    return total
+
+
+def jax_slice(a, axis: int, start: int, stop: int):
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, stop)
+    return a[tuple(index)]
+
+
+def boundary_outflux(c, grid: Grid, diffusion_um2_per_s, face_values_pM):
+    """Net rate at which IL-2 leaves through the fixed faces, in pM um^3/s.
+
+    Through a fixed face the discrete flux is D (c_inside - c_b) / (h/2) per unit area;
+    zero-flux faces pass nothing and periodic faces pass as much in as out.
+    """
+    h = grid.spacing_um
+    total = jnp.zeros((), c.dtype)
+    for axis in range(3):
+        for side, kind in enumerate(grid.axis_boundary(axis)):
+            if kind != "fixed":
+                continue
+            index = 0 if side == 0 else c.shape[axis] - 1
+            inside = jnp.take(c, index, axis=axis)
+            value = face_values_pM[2 * axis + side]
+            total = total + jnp.sum(2.0 * diffusion_um2_per_s * (inside - value) / h) * h * h
+    return total

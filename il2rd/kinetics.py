@@ -1,0 +1,100 @@
+"""Reaction terms of the IL-2 field: secretion, bulk decay and receptor uptake per voxel.
+
+    dc/dt = D lap(c) - k_d c + s(x) - u(x, c)                                  (pM/s)
+
+s = q / (6.022e-4 V): secretion of the cell in the voxel (q molecules/s, V voxel volume um^3).
+u: uptake by the cell's receptors, quasi-steady binding with internalisation:
+
+    U(c) = k_int R c / (K_M + c)          molecules/s   ('saturating')
+    U(c) = k_int R c / K_M                molecules/s   ('linear', the c << K_M limit)
+    u    = U / (6.022e-4 V) = v_max c / (K_M + c),  v_max = k_int R / (6.022e-4 V)   (pM/s)
+
+K_M = (k_off + k_int)/k_on is the Michaelis constant of uptake, not the equilibrium K_D
+(../shared/science.md): bound receptors are internalised before they can dissociate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from . import grid as grid_mod
+from .grid import Grid
+
+UPTAKE_LAWS = ("saturating", "linear")
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class FieldCoefficients:
+    """Everything the field equation needs besides the grid; a pytree, so it can be vmapped
+    over parameter sets and differentiated.
+
+    diffusion_um2_per_s, decay_per_s: scalars; secretion_pM_per_s, vmax_pM_per_s, km_pM:
+    fields of shape grid.shape (km_pM is 1 where no cell sits, to keep c/(K_M + c) finite);
+    face_values_pM: the six fixed-face values; uptake: 'saturating' | 'linear' (static).
+    """
+
+    diffusion_um2_per_s: Any
+    decay_per_s: Any
+    secretion_pM_per_s: Any
+    vmax_pM_per_s: Any
+    km_pM: Any
+    face_values_pM: Any
+    uptake: str = field(default="saturating", metadata=dict(static=True))
+
+    def replace(self, **changes) -> "FieldCoefficients":
+        return replace(self, **changes)
+
+    @property
+    def dtype(self):
+        return self.secretion_pM_per_s.dtype
+
+
+def uptake_rate(c, coef: FieldCoefficients):
+    """u(c) in pM/s; c is clipped at 0 so that a rounding-level negative never secretes."""
+    c = jnp.maximum(c, 0.0)
+    if coef.uptake == "linear":
+        return coef.vmax_pM_per_s * c / coef.km_pM
+    return coef.vmax_pM_per_s * c / (coef.km_pM + c)
+
+
+def uptake_slope(c, coef: FieldCoefficients):
+    """du/dc (1/s), the diagonal of the uptake's Jacobian."""
+    if coef.uptake == "linear":
+        return coef.vmax_pM_per_s / coef.km_pM
+    c = jnp.maximum(c, 0.0)
+    return coef.vmax_pM_per_s * coef.km_pM / (coef.km_pM + c) ** 2
+
+
+def max_uptake_slope(coef: FieldCoefficients):
+    """The largest du/dc over all c >= 0 (at c = 0): v_max / K_M, in 1/s."""
+    return jnp.max(coef.vmax_pM_per_s / coef.km_pM)
+
+
+def tendency(c, grid: Grid, coef: FieldCoefficients):
+    """dc/dt (pM/s) of the field equation."""
+    return (
+        coef.diffusion_um2_per_s * grid_mod.laplacian(c, grid, coef.face_values_pM)
+        - coef.decay_per_s * c
+        + coef.secretion_pM_per_s
+        - uptake_rate(c, coef)
+    )
+
+
+def residual(c, grid: Grid, coef: FieldCoefficients):
+    """F(c) = -dc/dt; the steady field is its root."""
+    return -tendency(c, grid, coef)
+
+
+def jacobian_diagonal(c, coef: FieldCoefficients):
+    """The non-diffusive part of dF/dc: k_d + du/dc (1/s)."""
+    return coef.decay_per_s + uptake_slope(c, coef)
+
+
+def apply_jacobian(v, c, grid: Grid, coef: FieldCoefficients):
+    """dF/dc at c applied to v: -D lap0(v) + (k_d + du/dc) v (symmetric positive definite)."""
+    return -coef.diffusion_um2_per_s * grid_mod.laplacian(v, grid) + jacobian_diagonal(c, coef) * v

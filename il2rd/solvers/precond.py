@@ -1,0 +1,122 @@
+"""Fast-diagonalisation preconditioner: the exact inverse of the mean operator.
+
+The operators il2rd solves are A = -D lap + diag(a(x)) with a >= 0 varying from voxel to
+voxel (decay, 1/dt, receptor uptake). The constant-coefficient operator P = -D lap + sigma,
+sigma = mean(a), is separable: along each axis -d^2/dx^2 with its boundary conditions has an
+orthonormal eigenbasis, so
+
+    P^-1 r = T^-1 [ (T r) / (D (l_x + l_y + l_z) + sigma) ]
+
+costs a few transforms. T is a DCT-II along an axis with zero flux at both ends, a DST-II
+with fixed values at both ends, and a dense eigenbasis (computed once, on the host) for
+periodic or mixed ends. P captures the long-range diffusion that makes A ill conditioned;
+the remaining spread of a(x) costs CG only a modest number of iterations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.fft import dct, idct
+
+from ..grid import Grid
+
+
+def _second_difference_matrix(n: int, kinds: tuple[str, str]) -> np.ndarray:
+    """-d^2/dx^2 on n cell-centred voxels (h = 1) with the given ghost rules."""
+    m = np.zeros((n, n))
+    for i in range(n):
+        m[i, i] = 2.0
+        if i > 0:
+            m[i, i - 1] = -1.0
+        if i < n - 1:
+            m[i, i + 1] = -1.0
+    for side, kind in enumerate(kinds):
+        i, j = (0, n - 1) if side == 0 else (n - 1, 0)
+        if kind == "zero_flux":
+            m[i, i] -= 1.0
+        elif kind == "fixed":
+            m[i, i] += 1.0
+        elif kind == "periodic":
+            m[i, j] -= 1.0
+    return m
+
+
+@dataclass(frozen=True)
+class AxisTransform:
+    """Orthonormal eigenbasis of -d^2/dx^2 along one axis. kind: 'dct' | 'dst' | 'dense' | 'none'."""
+
+    kind: str
+    eigenvalues: np.ndarray  # 1/um^2, in transform order
+    basis: np.ndarray | None = None  # columns are eigenvectors (dense kind only)
+
+
+def axis_transform(n: int, kinds: tuple[str, str], spacing_um: float) -> AxisTransform:
+    scale = 1.0 / spacing_um**2
+    k = np.arange(n)
+    if kinds == ("zero_flux", "zero_flux"):
+        if n == 1:
+            return AxisTransform("none", np.zeros(1))
+        return AxisTransform("dct", 4.0 * scale * np.sin(np.pi * k / (2 * n)) ** 2)
+    if kinds == ("fixed", "fixed"):
+        return AxisTransform("dst", 4.0 * scale * np.sin(np.pi * (k + 1) / (2 * n)) ** 2)
+    values, vectors = np.linalg.eigh(_second_difference_matrix(n, kinds))
+    return AxisTransform("dense", np.clip(values, 0.0, None) * scale, vectors)
+
+
+def _alternate(n: int, axis: int, ndim: int, dtype):
+    shape = [1] * ndim
+    shape[axis] = n
+    return jnp.asarray((-1.0) ** np.arange(n), dtype).reshape(shape)
+
+
+def _forward(x, axis: int, t: AxisTransform):
+    if t.kind == "dct":
+        return dct(x, type=2, axis=axis, norm="ortho")
+    if t.kind == "dst":  # DST-II(x)_k = DCT-II((-1)^n x_n)_{n-1-k}
+        y = dct(x * _alternate(x.shape[axis], axis, x.ndim, x.dtype), type=2, axis=axis, norm="ortho")
+        return jnp.flip(y, axis=axis)
+    if t.kind == "dense":
+        return jnp.moveaxis(jnp.tensordot(jnp.asarray(t.basis.T, x.dtype), x, axes=([1], [axis])), 0, axis)
+    return x
+
+
+def _inverse(x, axis: int, t: AxisTransform):
+    if t.kind == "dct":
+        return idct(x, type=2, axis=axis, norm="ortho")
+    if t.kind == "dst":
+        y = idct(jnp.flip(x, axis=axis), type=2, axis=axis, norm="ortho")
+        return y * _alternate(x.shape[axis], axis, x.ndim, x.dtype)
+    if t.kind == "dense":
+        return jnp.moveaxis(jnp.tensordot(jnp.asarray(t.basis, x.dtype), x, axes=([1], [axis])), 0, axis)
+    return x
+
+
+@dataclass(frozen=True)
+class MeanOperatorInverse:
+    """Applies (-D lap + sigma)^-1 for the grid's boundary conditions."""
+
+    transforms: tuple[AxisTransform, AxisTransform, AxisTransform]
+
+    @classmethod
+    def for_grid(cls, grid: Grid) -> "MeanOperatorInverse":
+        return cls(tuple(axis_transform(n, grid.axis_boundary(a), grid.spacing_um) for a, n in enumerate(grid.shape)))
+
+    def laplacian_eigenvalues(self, dtype):
+        """-lap's eigenvalues (1/um^2) on the transformed lattice, shape broadcastable to fields."""
+        lx, ly, lz = (np.asarray(t.eigenvalues) for t in self.transforms)
+        return jnp.asarray(lx[:, None, None] + ly[None, :, None] + lz[None, None, :], dtype)
+
+    def __call__(self, r, diffusion_um2_per_s, sigma_per_s):
+        y = r
+        for axis, t in enumerate(self.transforms):
+            y = _forward(y, axis, t)
+        denominator = diffusion_um2_per_s * self.laplacian_eigenvalues(r.dtype) + sigma_per_s
+        tiny = jnp.finfo(r.dtype).tiny
+        y = y / jnp.maximum(denominator, tiny)
+        for axis in reversed(range(3)):
+            y = _inverse(y, axis, self.transforms[axis])
+        return y
+
