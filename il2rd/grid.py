@@ -142,7 +142,7 @@ def boundary_outflux(c, grid: Grid, diffusion_um2_per_s, face_values_pM):
     zero-flux faces pass nothing and periodic faces pass as much in as out.
     """
     h = grid.spacing_um
-    total = jnp.zeros((), c.dtype)
+    total = 0.0
     for axis in range(3):
         for side, kind in enumerate(grid.axis_boundary(axis)):
             if kind != "fixed":

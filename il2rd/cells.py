@@ -1,0 +1,206 @@
+"""Cell types, their placement on the lattice, and the per-cell table.
+
+Each cell sits in one voxel, at most one cell per voxel. A cell type carries the parameters of
+the field equation (kinetics.py):
+
+    secretion_molecules_per_s   q, IL-2 released by one cell
+    receptors                   R, IL-2 receptors per cell
+    km_pM                       K_M, Michaelis constant of uptake
+    k_int_per_s                 k_int, internalisation rate of bound receptors
+
+Placement is uniform at random over free voxels (whole lattice, a box or a sphere, seeded),
+or every cell from a CSV file with header x,y,z,type (um; type by name).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from . import kinetics, units
+from .grid import Grid
+from .kinetics import FieldCoefficients
+
+
+class PlacementError(ValueError):
+    """A placement that cannot be honoured (names the key, the value and what is allowed)."""
+
+
+@dataclass(frozen=True)
+class CellType:
+    name: str
+    secretion_molecules_per_s: float = 0.0
+    receptors: float = 0.0
+    km_pM: float = 43.0
+    k_int_per_s: float = 1.1e-3
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where a type's cells may sit: 'lattice', 'box' (lo_um, hi_um corners) or 'sphere'
+    (centre_um, radius_um). A voxel belongs to the region when its centre does."""
+
+    kind: str = "lattice"
+    lo_um: tuple[float, float, float] | None = None
+    hi_um: tuple[float, float, float] | None = None
+    centre_um: tuple[float, float, float] | None = None
+    radius_um: float | None = None
+
+    def contains(self, xyz_um: np.ndarray) -> np.ndarray:
+        if self.kind == "box":
+            return np.all((xyz_um >= np.asarray(self.lo_um)) & (xyz_um < np.asarray(self.hi_um)), axis=-1)
+        if self.kind == "sphere":
+            return np.sum((xyz_um - np.asarray(self.centre_um)) ** 2, axis=-1) <= self.radius_um**2
+        return np.ones(xyz_um.shape[:-1], bool)
+
+    def volume_um3(self, grid: Grid) -> float:
+        """The region's volume as counted in voxels (what a density multiplies)."""
+        return float(np.count_nonzero(self.contains(voxel_centres_um(grid)))) * grid.voxel_volume_um3
+
+
+@dataclass(frozen=True)
+class Population:
+    """The per-cell table: voxel (n, 3) int, position_um (n, 3), type_index (n,), type_names."""
+
+    voxel: np.ndarray
+    position_um: np.ndarray
+    type_index: np.ndarray
+    type_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.type_index)
+
+    def count(self, name: str) -> int:
+        return int(np.count_nonzero(self.type_index == self.type_names.index(name)))
+
+
+def voxel_centres_um(grid: Grid) -> np.ndarray:
+    """(nx*ny*nz, 3) voxel centres in C order of the (nx, ny, nz) field."""
+    axes = [grid.centres_um(a) for a in range(3)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names: tuple[str, ...], seed: int) -> Population:
+    """Place `count` cells of each (type, count, region) request uniformly at random on free
+    voxels of its region, in the order given, without two cells sharing a voxel."""
+    rng = np.random.default_rng(seed)
+    centres = voxel_centres_um(grid)
+    free = np.ones(grid.n_voxels, bool)
+    flat_chosen, type_of = [], []
+    for name, count, region in requests:
+        if count == 0:
+            continue
+        candidates = np.flatnonzero(free & region.contains(centres))
+        if count > len(candidates):
+            where = "the lattice" if region.kind == "lattice" else f"its {region.kind} region"
+            raise PlacementError(
+                f"cell_types.{name}: {count} cells do not fit: {where} has {len(candidates)} free voxels "
+                f"left (one cell per voxel); lower its count/density or enlarge the region or lattice"
+            )
+        chosen = rng.choice(candidates, size=count, replace=False)
+        free[chosen] = False
+        flat_chosen.append(chosen)
+        type_of.append(np.full(count, type_names.index(name)))
+    flat = np.concatenate(flat_chosen) if flat_chosen else np.zeros(0, np.int64)
+    voxel = np.stack(np.unravel_index(flat, grid.shape), axis=-1).astype(np.int64).reshape(-1, 3)
+    types = np.concatenate(type_of) if type_of else np.zeros(0, np.int64)
+    return Population(voxel, (voxel + 0.5) * grid.spacing_um, types.astype(np.int32), type_names)
+
+
+def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
+    """Every cell from a CSV with header x,y,z,type (positions in um)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlacementError(f"cells.csv = {str(path)!r}: no such file")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if sorted(header) != ["type", "x", "y", "z"]:
+            raise PlacementError(f"cells.csv = {str(path)!r}: header is {header}; expected x,y,z,type")
+        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in reader]
+    positions, types = [], []
+    extent = np.asarray(grid.extent_um)
+    for line, row in enumerate(rows, start=2):
+        name = row["type"]
+        if name not in type_names:
+            raise PlacementError(
+                f"cells.csv line {line}: type {name!r} is not a configured cell type; allowed: {', '.join(type_names)}"
+            )
+        try:
+            xyz = np.array([float(row[k]) for k in "xyz"])
+        except ValueError:
+            raise PlacementError(f"cells.csv line {line}: position {row['x']},{row['y']},{row['z']} is not numeric")
+        if not (np.all(np.isfinite(xyz)) and np.all(xyz >= 0) and np.all(xyz < extent)):
+            raise PlacementError(
+                f"cells.csv line {line}: position ({row['x']}, {row['y']}, {row['z']}) um is outside the lattice "
+                f"[0, {extent[0]:g}) x [0, {extent[1]:g}) x [0, {extent[2]:g}) um"
+            )
+        positions.append(xyz)
+        types.append(type_names.index(name))
+    position = np.asarray(positions, np.float64).reshape(-1, 3)
+    voxel = grid.voxel_of(position)
+    flat = np.ravel_multi_index(voxel.T, grid.shape) if len(voxel) else np.zeros(0, np.int64)
+    unique, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        dup = unique[counts > 1][0]
+        lines = [i + 2 for i in np.flatnonzero(flat == dup)]
+        raise PlacementError(
+            f"cells.csv lines {lines}: two cells in voxel {tuple(int(v) for v in voxel[lines[0] - 2])}; "
+            f"at most one cell per voxel (spacing {grid.spacing_um:g} um)"
+        )
+    return Population(voxel, position, np.asarray(types, np.int32), type_names)
+
+
+def type_table(types: dict[str, CellType], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-type parameter columns in the order of `names`."""
+    return {
+        "secretion_molecules_per_s": np.array([types[n].secretion_molecules_per_s for n in names]),
+        "receptors": np.array([types[n].receptors for n in names]),
+        "km_pM": np.array([types[n].km_pM for n in names]),
+        "k_int_per_s": np.array([types[n].k_int_per_s for n in names]),
+    }
+
+
+def field_coefficients(
+    grid: Grid,
+    population: Population,
+    types: dict[str, CellType],
+    diffusion_um2_per_s: float,
+    decay_per_s: float,
+    face_values_pM,
+    uptake: str,
+    dtype,
+) -> FieldCoefficients:
+    """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients)."""
+    table = type_table(types, population.type_names)
+    t = population.type_index
+    volume = grid.voxel_volume_um3
+    secretion = np.zeros(grid.shape)
+    vmax = np.zeros(grid.shape)
+    km = np.ones(grid.shape)
+    index = tuple(population.voxel.T)
+    secretion[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["secretion_molecules_per_s"][t], volume)
+    vmax[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["k_int_per_s"][t] * table["receptors"][t], volume)
+    km[index] = table["km_pM"][t]
+    as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    return FieldCoefficients(
+        diffusion_um2_per_s=as_array(diffusion_um2_per_s),
+        decay_per_s=as_array(decay_per_s),
+        secretion_pM_per_s=as_array(secretion),
+        vmax_pM_per_s=as_array(vmax),
+        km_pM=as_array(km),
+        face_values_pM=as_array(face_values_pM),
+        uptake=uptake,
+    )
+
+
+def seen_and_uptake(c, grid: Grid, population: Population, coef: FieldCoefficients):
+    """IL-2 seen by each cell (pM, its voxel's value) and its uptake (molecules/s), as numpy."""
+    index = tuple(population.voxel.T)
+    seen = np.maximum(np.asarray(c, np.float64)[index], 0.0)
+    rate_pM_per_s = np.asarray(kinetics.uptake_rate(jnp.asarray(c), coef), np.float64)[index]
+    return seen, units.voxel_rate_to_cell_rate_molecules_per_s(rate_pM_per_s, grid.voxel_volume_um3)

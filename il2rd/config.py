@@ -1,0 +1,339 @@
+"""The configuration: its schema, its validation, and its translation into typed settings.
+
+This is the only module that knows config key names and the units they are given in. Every
+key is checked before any work starts; a bad one raises ConfigError, whose message names the
+key, the value given and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .cells import CellType, Region
+from .grid import BOUNDARY_KINDS, FACES, Grid
+from .kinetics import UPTAKE_LAWS
+from .solvers.steady import SolverOptions
+from .solvers.transient import KINDS as SOLVER_KINDS
+
+PRECISIONS = ("float32", "float64")
+REGION_KINDS = ("lattice", "box", "sphere")
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed: names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key} = {_show(value)}: {allowed}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema (Hydra structured config). Defaults here are the physics defaults of
+# ../shared/science.md; configs/config.yaml sets the default lymph-node scenario on top.
+
+
+@dataclass
+class GridConfig:
+    shape: List[int] = field(default_factory=lambda: [64, 64, 64])  # voxels (nx, ny, nz)
+    spacing: float = 10.0  # um
+    boundary: Any = "zero_flux"  # a kind for all faces, or {x_lo: kind, ...}
+    boundary_value: Any = 0.0  # pM on fixed faces: a number, or {x_lo: value, ...}
+
+
+@dataclass
+class PhysicsConfig:
+    diffusion: float = 10.0  # um^2/s, IL-2 in tissue
+    decay: float = 2.8e-5  # 1/s, bulk decay (0.1 /h)
+    uptake: str = "saturating"  # saturating | linear
+
+
+@dataclass
+class SolverConfig:
+    kind: str = "steady"  # steady | implicit | explicit
+    rtol: float = 1e-6  # relative residual ||F(c)|| / ||F(0)|| of each nonlinear solve
+    dt: float = 10.0  # s, time step of the transient solvers
+    max_iter: int = 2000  # conjugate-gradient iterations per linear solve
+    max_newton: int = 50  # Newton steps per nonlinear solve
+
+
+@dataclass
+class TimeConfig:
+    end: float = 3600.0  # s, transient solvers only
+    snapshot_every: float = 600.0  # s
+
+
+@dataclass
+class CellsConfig:
+    csv: Optional[str] = None  # x,y,z,type (um); when set, the whole population
+
+
+@dataclass
+class CellTypeConfig:
+    """Defaults for every cell type; a type added with +cell_types.<name>.<key>=... gets these."""
+
+    secretion: float = 0.0  # molecules/s per cell
+    receptors: float = 0.0  # IL-2 receptors per cell
+    km: float = 43.0  # pM, Michaelis constant of uptake (k_off + k_int)/k_on
+    k_int: float = 1.1e-3  # 1/s, internalisation
+    count: Optional[int] = None  # cells of this type ...
+    density: Optional[float] = None  # ... or cells/mm^3 of its region
+    region: Optional[Dict[str, Any]] = None  # {kind: box, lo: [x,y,z], hi: [x,y,z]} | {kind: sphere, center: [x,y,z], radius: r} (um)
+
+
+@dataclass
+class OutputConfig:
+    dir: Optional[str] = None  # null: Hydra's run directory (outputs/<date>/<time>)
+    progress: bool = True
+
+
+@dataclass
+class Il2rdConfig:
+    grid: GridConfig = field(default_factory=GridConfig)
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    time: TimeConfig = field(default_factory=TimeConfig)
+    cells: CellsConfig = field(default_factory=CellsConfig)
+    # an open mapping: types are checked against CellTypeConfig when the run is parsed,
+    # so that a new type can be added from the command line with defaults for the rest
+    cell_types: Dict[str, Any] = field(default_factory=dict)
+    precision: str = "float32"
+    seed: int = 0
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="il2rd_schema", node=Il2rdConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    grid: Grid
+    face_values_pM: tuple[float, ...]
+    diffusion_um2_per_s: float
+    decay_per_s: float
+    uptake: str
+    solver_kind: str
+    options: SolverOptions
+    dt_s: float
+    end_s: float
+    snapshot_every_s: float
+    precision: str
+    seed: int
+    types: dict[str, CellType]
+    placement: list[tuple[str, int, Region]]  # (type, count, region), in config order
+    csv: Path | None
+    output_dir: Path | None
+    progress: bool
+
+    @property
+    def snapshot_times_s(self) -> list[float]:
+        if self.solver_kind == "steady":
+            return [0.0]
+        n = math.floor(self.end_s / self.snapshot_every_s + 1e-9)
+        times = [i * self.snapshot_every_s for i in range(n + 1)]
+        if self.end_s - times[-1] > 1e-9 * self.end_s:
+            times.append(self.end_s)
+        return times
+
+
+def _number(key: str, value: Any, *, low: float | None = None, low_open=False, high: float | None = None, unit=""):
+    rule = []
+    if low is not None:
+        rule.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        rule.append(f"<= {high:g}")
+    allowed = f"must be a finite number {' and '.join(rule)}{' (' + unit + ')' if unit else ''}".replace("number  ", "number ")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(key, value, allowed)
+    if low is not None and (value < low or (low_open and value == low)):
+        raise ConfigError(key, value, allowed)
+    if high is not None and value > high:
+        raise ConfigError(key, value, allowed)
+    return float(value)
+
+
+def _integer(key: str, value: Any, *, low: int = 0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(key, value, f"must be an integer >= {low}")
+    return int(value)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]):
+    if value not in allowed:
+        raise ConfigError(key, value, f"must be one of {', '.join(allowed)}")
+    return value
+
+
+def _vector3(key: str, value: Any, unit="um"):
+    if not isinstance(value, (list, tuple, ListConfig)) or len(value) != 3:
+        raise ConfigError(key, value, f"must be a list of 3 numbers ({unit})")
+    return tuple(_number(f"{key}[{i}]", v, unit=unit) for i, v in enumerate(value))
+
+
+def _per_face(key: str, value: Any, parse_one, default):
+    """A value for every face from a single value or a {face: value} mapping."""
+    if isinstance(value, (dict, DictConfig)):
+        unknown = [k for k in value if k not in FACES]
+        if unknown:
+            raise ConfigError(f"{key}.{unknown[0]}", value[unknown[0]], f"unknown face; allowed: {', '.join(FACES)}")
+        return tuple(parse_one(f"{key}.{f}", value[f]) if f in value else default for f in FACES)
+    return tuple(parse_one(key, value) for _ in FACES)
+
+
+def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
+    shape = cfg.grid.shape
+    if not isinstance(shape, (list, tuple, ListConfig)) or len(shape) != 3:
+        raise ConfigError("grid.shape", shape, "must be a list of 3 positive integers [nx, ny, nz] (nz = 1 for 2-D)")
+    shape = tuple(_integer(f"grid.shape[{i}]", n, low=1) for i, n in enumerate(shape))
+    spacing = _number("grid.spacing", cfg.grid.spacing, low=0, low_open=True, unit="um")
+    kinds = _per_face("grid.boundary", cfg.grid.boundary, lambda k, v: _choice(k, v, BOUNDARY_KINDS), "zero_flux")
+    for axis in range(3):
+        lo, hi = kinds[2 * axis], kinds[2 * axis + 1]
+        if (lo == "periodic") != (hi == "periodic"):
+            raise ConfigError("grid.boundary", OmegaConf.to_container(cfg.grid.boundary) if isinstance(cfg.grid.boundary, DictConfig) else cfg.grid.boundary,
+                              f"periodic must be set on both {FACES[2 * axis]} and {FACES[2 * axis + 1]}")
+    values = _per_face("grid.boundary_value", cfg.grid.boundary_value, lambda k, v: _number(k, v, low=0, unit="pM"), 0.0)
+    return Grid(shape, spacing, kinds), values
+
+
+def _region(key: str, node: Any, grid: Grid) -> Region:
+    if node is None:
+        return Region()
+    if not isinstance(node, (dict, DictConfig)):
+        raise ConfigError(key, node, "must be null or a mapping {kind: box|sphere, ...}")
+    kind = _choice(f"{key}.kind", node.get("kind", "lattice"), REGION_KINDS)
+    allowed_keys = {"lattice": {"kind"}, "box": {"kind", "lo", "hi"}, "sphere": {"kind", "center", "radius"}}[kind]
+    for k in node:
+        if k not in allowed_keys:
+            raise ConfigError(f"{key}.{k}", node[k], f"not a key of a {kind} region; allowed: {', '.join(sorted(allowed_keys))}")
+    if kind == "box":
+        if "lo" not in node or "hi" not in node:
+            raise ConfigError(key, node, "a box region needs lo and hi corners [x, y, z] (um)")
+        lo, hi = _vector3(f"{key}.lo", node["lo"]), _vector3(f"{key}.hi", node["hi"])
+        if any(a >= b for a, b in zip(lo, hi)):
+            raise ConfigError(f"{key}.hi", list(hi), f"must exceed lo = {list(lo)} on every axis")
+        region = Region("box", lo_um=lo, hi_um=hi)
+    elif kind == "sphere":
+        if "center" not in node or "radius" not in node:
+            raise ConfigError(key, node, "a sphere region needs center [x, y, z] and radius (um)")
+        region = Region("sphere", centre_um=_vector3(f"{key}.center", node["center"]),
+                        radius_um=_number(f"{key}.radius", node["radius"], low=0, low_open=True, unit="um"))
+    else:
+        region = Region()
+    if region.volume_um3(grid) == 0:
+        raise ConfigError(key, node, f"contains no voxel centre of the lattice (extent {[round(e, 6) for e in grid.extent_um]} um)")
+    return region
+
+
+def _cell_types(cfg, grid: Grid, use_csv: bool):
+    types, placement = {}, []
+    if not isinstance(cfg.cell_types, (dict, DictConfig)):
+        raise ConfigError("cell_types", cfg.cell_types, "must be a mapping {name: {secretion, receptors, km, k_int, count|density, region}}")
+    schema = OmegaConf.structured(CellTypeConfig)
+    for name, node in cfg.cell_types.items():
+        key = f"cell_types.{name}"
+        if node is None:
+            node = {}
+        if not isinstance(node, (dict, DictConfig)):
+            raise ConfigError(key, node, "must be a mapping of cell-type parameters")
+        for k in node:
+            if k not in schema:
+                raise ConfigError(f"{key}.{k}", node[k], f"unknown key; allowed: {', '.join(schema.keys())}")
+        merged = {**OmegaConf.to_container(schema), **(OmegaConf.to_container(node) if isinstance(node, DictConfig) else node)}
+        types[name] = CellType(
+            name,
+            secretion_molecules_per_s=_number(f"{key}.secretion", merged["secretion"], low=0, unit="molecules/s"),
+            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, unit="receptors per cell"),
+            km_pM=_number(f"{key}.km", merged["km"], low=0, low_open=True, unit="pM"),
+            k_int_per_s=_number(f"{key}.k_int", merged["k_int"], low=0, unit="1/s"),
+        )
+        region = _region(f"{key}.region", merged["region"], grid)
+        count, density = merged["count"], merged["density"]
+        if count is not None and density is not None:
+            raise ConfigError(f"{key}.density", density, f"give count or density, not both (count = {count})")
+        if use_csv:
+            continue
+        if density is not None:
+            density = _number(f"{key}.density", density, low=0, unit="cells/mm^3")
+            count = round(density * region.volume_um3(grid) / 1e9)
+            per_voxel = density * grid.voxel_volume_um3 / 1e9
+            if per_voxel > 1:
+                raise ConfigError(f"{key}.density", density,
+                                  f"is {per_voxel:.3g} cells per voxel; at most one cell fits a {grid.spacing_um:g} um voxel "
+                                  f"(<= {1e9 / grid.voxel_volume_um3:.4g} cells/mm^3)")
+        count = _integer(f"{key}.count", 0 if count is None else count)
+        placement.append((name, count, region))
+    total = sum(c for _, c, _ in placement)
+    if total > grid.n_voxels:
+        raise ConfigError("cell_types", {n: c for n, c, _ in placement},
+                          f"{total} cells requested but the lattice has {grid.n_voxels} voxels (one cell per voxel)")
+    return types, placement
+
+
+def parse(cfg: DictConfig) -> Settings:
+    """Check every key of a composed config and return typed Settings (raises ConfigError)."""
+    grid, face_values = _grid(cfg)
+    diffusion = _number("physics.diffusion", cfg.physics.diffusion, low=0, low_open=True, unit="um^2/s")
+    decay = _number("physics.decay", cfg.physics.decay, low=0, unit="1/s")
+    uptake = _choice("physics.uptake", cfg.physics.uptake, UPTAKE_LAWS)
+    kind = _choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
+    rtol = _number("solver.rtol", cfg.solver.rtol, low=0, low_open=True, high=0.1)
+    dt = _number("solver.dt", cfg.solver.dt, low=0, low_open=True, unit="s")
+    options = SolverOptions(
+        rtol=rtol,
+        max_krylov=_integer("solver.max_iter", cfg.solver.max_iter, low=1),
+        max_newton=_integer("solver.max_newton", cfg.solver.max_newton, low=1),
+    )
+    end = _number("time.end", cfg.time.end, low=0, low_open=kind != "steady", unit="s")
+    every = _number("time.snapshot_every", cfg.time.snapshot_every, low=0, low_open=True, unit="s")
+    precision = _choice("precision", cfg.precision, PRECISIONS)
+    seed = _integer("seed", cfg.seed, low=0)
+    csv = cfg.cells.csv
+    if csv is not None:
+        csv = Path(str(csv))
+        if not csv.is_file():
+            raise ConfigError("cells.csv", str(csv), "no such file (a CSV with header x,y,z,type, positions in um)")
+    types, placement = _cell_types(cfg, grid, csv is not None)
+    if not types:
+        raise ConfigError("cell_types", {}, "define at least one cell type")
+    if decay == 0 and "fixed" not in grid.boundary and not any(t.receptors > 0 and t.k_int_per_s > 0 for t in types.values()):
+        raise ConfigError("physics.decay", decay,
+                          "must be > 0 when no face is fixed and no cell type consumes IL-2: nothing would remove it")
+    output_dir = cfg.output.dir
+    return Settings(
+        grid=grid,
+        face_values_pM=face_values,
+        diffusion_um2_per_s=diffusion,
+        decay_per_s=decay,
+        uptake=uptake,
+        solver_kind=kind,
+        options=options,
+        dt_s=dt,
+        end_s=end,
+        snapshot_every_s=every,
+        precision=precision,
+        seed=seed,
+        types=types,
+        placement=placement,
+        csv=csv,
+        output_dir=None if output_dir is None else Path(str(output_dir)),
+        progress=bool(cfg.output.progress),
+    )

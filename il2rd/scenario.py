@@ -1,0 +1,52 @@
+"""A scenario: lattice, placed cells and field coefficients, built once from Settings, seeded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from . import cells
+from .cells import Population
+from .config import Settings
+from .kinetics import FieldCoefficients
+
+
+def enable_precision(precision: str):
+    """The JAX dtype for 'float32' | 'float64'. float64 needs jax_enable_x64, switched on here
+    (never at import), for the whole process."""
+    if precision == "float64" and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    return jnp.float64 if precision == "float64" else jnp.float32
+
+
+@dataclass(frozen=True)
+class Scenario:
+    settings: Settings
+    population: Population
+    coefficients: FieldCoefficients
+
+    @property
+    def grid(self):
+        return self.settings.grid
+
+    @classmethod
+    def build(cls, settings: Settings) -> "Scenario":
+        dtype = enable_precision(settings.precision)
+        names = tuple(settings.types)
+        if settings.csv is not None:
+            population = cells.read_csv(settings.csv, settings.grid, names)
+        else:
+            population = cells.place_random(settings.grid, settings.placement, names, settings.seed)
+        coef = cells.field_coefficients(
+            settings.grid,
+            population,
+            settings.types,
+            settings.diffusion_um2_per_s,
+            settings.decay_per_s,
+            settings.face_values_pM,
+            settings.uptake,
+            dtype,
+        )
+        return cls(settings, population, coef)

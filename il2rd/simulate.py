@@ -1,0 +1,123 @@
+"""The host loop: jitted chunks of physics, observers (HDF5, progress) in between.
+
+`run(cfg)` is the whole program without Hydra: parse and check the config, build the
+scenario, open the output file (failing there if it cannot be written), then solve, writing
+each snapshot as soon as it exists, and return a Result with the summary.
+"""
+
+from __future__ import annotations
+
+import time as wallclock
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from . import cells, config, readouts
+from .io.hdf5 import Hdf5Writer
+from .scenario import Scenario
+from .solvers.steady import steady_field
+from .solvers.transient import advance_jit, explicit_substeps, steps_for_interval
+
+CHUNK_STEPS = 64  # time steps per jitted call: the granularity of progress and NaN checks
+
+
+class SimulationError(RuntimeError):
+    """The numerics failed (no convergence, NaN/Inf); snapshots written so far are kept."""
+
+
+@dataclass
+class Result:
+    path: Path
+    field_pM: np.ndarray  # last field, (nx, ny, nz)
+    summary: readouts.Summary
+    wall_time_s: float
+
+
+def _check_field(c, t_start: float, t_end: float, grid) -> None:
+    if bool(jnp.all(jnp.isfinite(c))):
+        return
+    bad = np.argwhere(~np.isfinite(np.asarray(c)))[0]
+    where = (bad + 0.5) * grid.spacing_um
+    raise SimulationError(
+        f"non-finite IL-2 appeared between t = {t_start:g} s and t = {t_end:g} s, first at voxel "
+        f"{tuple(int(i) for i in bad)} (x, y, z = {', '.join(f'{w:g}' for w in where)} um)"
+    )
+
+
+def _check_solve(info, t: float) -> None:
+    if not bool(info.converged):
+        raise SimulationError(
+            f"the nonlinear solve at t = {t:g} s stopped at relative residual {float(info.relative_residual):.3g} "
+            f"after {int(info.newton_iterations)} Newton steps ({int(info.krylov_iterations)} CG iterations): "
+            "raise solver.max_iter / solver.max_newton, loosen solver.rtol, or use precision=float64"
+        )
+
+
+def solve(scenario: Scenario, on_snapshot, progress: bool = True):
+    """Run the scenario's solver, calling on_snapshot(t_s, field) at each snapshot time.
+    Returns the last field."""
+    s, grid, coef = scenario.settings, scenario.grid, scenario.coefficients
+    if s.solver_kind == "steady":
+        c, info = steady_field(grid, coef, options=s.options)
+        _check_field(c, 0.0, 0.0, grid)
+        _check_solve(info, 0.0)
+        on_snapshot(0.0, c)
+        return c
+
+    times = s.snapshot_times_s
+    c = jnp.broadcast_to(jnp.zeros((), coef.dtype), grid.shape)
+    on_snapshot(times[0], c)
+    bar = tqdm(total=s.end_s, unit="s sim", disable=not progress, desc=f"il2rd {s.solver_kind}",
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
+    try:
+        for t0, t1 in zip(times[:-1], times[1:]):
+            n_steps, dt = steps_for_interval(t1 - t0, s.dt_s)
+            if s.solver_kind == "explicit":
+                sub = explicit_substeps(grid, coef, dt)
+                n_steps, dt = n_steps * sub, dt / sub
+            t, done = t0, 0
+            while done < n_steps:
+                n = min(CHUNK_STEPS, n_steps - done)
+                c, info = advance_jit(c, grid, coef, jnp.asarray(dt, coef.dtype), n, s.solver_kind, s.options)
+                _check_field(c, t, t + n * dt, grid)
+                _check_solve(info, t)
+                t, done = t + n * dt, done + n
+                bar.update(n * dt)
+            on_snapshot(t1, c)
+    finally:
+        bar.close()
+    return c
+
+
+def default_output_dir() -> Path:
+    now = datetime.now()
+    return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
+    """Run one simulation from a composed config; output_dir overrides output.dir."""
+    settings = config.parse(cfg)
+    out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
+    scenario = Scenario.build(settings)
+    start = wallclock.perf_counter()
+    last = {}
+
+    with Hdf5Writer(out / "il2rd.h5", scenario, OmegaConf.to_yaml(cfg, resolve=True)) as writer:
+        def on_snapshot(t, c):
+            seen, uptake = cells.seen_and_uptake(c, scenario.grid, scenario.population, scenario.coefficients)
+            writer.append(t, c, seen, uptake)
+            last.update(c=c, seen=seen, uptake=uptake)
+
+        try:
+            field = np.asarray(solve(scenario, on_snapshot, settings.progress))
+        finally:
+            writer.set_attrs(wall_time_s=wallclock.perf_counter() - start)
+        summary = readouts.summarise(field, last["seen"], last["uptake"], scenario)
+        writer.set_attrs(**summary.attrs())
+    return Result(writer.path, field, summary, wallclock.perf_counter() - start)
