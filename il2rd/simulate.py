@@ -7,6 +7,7 @@ each snapshot as soon as it exists, and return a Result with the summary.
 
 from __future__ import annotations
 
+import logging
 import time as wallclock
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,9 @@ from . import cells, config, readouts
 from .io.hdf5 import Hdf5Writer
 from .scenario import Scenario
 from .solvers.steady import steady_field
-from .solvers.transient import advance_jit, explicit_substeps, steps_for_interval
+from .solvers.transient import advance_jit, explicit_stable_dt, explicit_substeps, steps_for_interval
+
+log = logging.getLogger("il2rd")
 
 CHUNK_STEPS = 64  # time steps per jitted call: the granularity of progress and NaN checks
 
@@ -80,6 +83,9 @@ def solve(scenario: Scenario, on_snapshot, progress: bool = True):
             n_steps, dt = steps_for_interval(t1 - t0, s.dt_s)
             if s.solver_kind == "explicit":
                 sub = explicit_substeps(grid, coef, dt)
+                if sub > 1 and t0 == times[0]:
+                    log.info("solver.dt = %g s is above the forward-Euler stability limit %.3g s: "
+                             "taking %d sub-steps per step", s.dt_s, explicit_stable_dt(grid, coef), sub)
                 n_steps, dt = n_steps * sub, dt / sub
             t, done = t0, 0
             while done < n_steps:
