@@ -112,44 +112,50 @@ def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names
 
 
 def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
-    """Every cell from a CSV with header x,y,z,type (positions in um)."""
+    """Every cell from a CSV with header x,y,z,type (positions in um, columns in any order)."""
     path = Path(path)
     if not path.is_file():
         raise PlacementError(f"cells.csv = {str(path)!r}: no such file")
+    positions, types, line_of = [], [], []
     with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader = csv.reader(handle)
+        header = [h.strip() for h in next(reader, [])]
         if sorted(header) != ["type", "x", "y", "z"]:
             raise PlacementError(f"cells.csv = {str(path)!r}: header is {header}; expected x,y,z,type")
-        rows = [{k.strip(): v.strip() for k, v in row.items()} for row in reader]
-    positions, types = [], []
-    extent = np.asarray(grid.extent_um)
-    for line, row in enumerate(rows, start=2):
-        name = row["type"]
-        if name not in type_names:
-            raise PlacementError(
-                f"cells.csv line {line}: type {name!r} is not a configured cell type; allowed: {', '.join(type_names)}"
-            )
-        try:
-            xyz = np.array([float(row[k]) for k in "xyz"])
-        except ValueError:
-            raise PlacementError(f"cells.csv line {line}: position {row['x']},{row['y']},{row['z']} is not numeric")
-        if not (np.all(np.isfinite(xyz)) and np.all(xyz >= 0) and np.all(xyz < extent)):
-            raise PlacementError(
-                f"cells.csv line {line}: position ({row['x']}, {row['y']}, {row['z']}) um is outside the lattice "
-                f"[0, {extent[0]:g}) x [0, {extent[1]:g}) x [0, {extent[2]:g}) um"
-            )
-        positions.append(xyz)
-        types.append(type_names.index(name))
+        column = {name: header.index(name) for name in header}
+        for fields in reader:
+            line = reader.line_num
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) != 4:
+                raise PlacementError(f"cells.csv line {line}: {len(fields)} fields {fields}; expected 4 (x,y,z,type)")
+            row = {name: fields[i].strip() for name, i in column.items()}
+            if row["type"] not in type_names:
+                raise PlacementError(
+                    f"cells.csv line {line}: type {row['type']!r} is not a configured cell type; "
+                    f"allowed: {', '.join(type_names)}"
+                )
+            try:
+                xyz = np.array([float(row[k]) for k in "xyz"])
+            except ValueError:
+                raise PlacementError(f"cells.csv line {line}: position {row['x']},{row['y']},{row['z']} is not numeric")
+            if not grid.contains(xyz):
+                extent = grid.extent_um
+                raise PlacementError(
+                    f"cells.csv line {line}: position ({row['x']}, {row['y']}, {row['z']}) um is outside the lattice "
+                    f"[0, {extent[0]:g}) x [0, {extent[1]:g}) x [0, {extent[2]:g}) um"
+                )
+            positions.append(xyz)
+            types.append(type_names.index(row["type"]))
+            line_of.append(line)
     position = np.asarray(positions, np.float64).reshape(-1, 3)
     voxel = grid.voxel_of(position)
     flat = np.ravel_multi_index(voxel.T, grid.shape) if len(voxel) else np.zeros(0, np.int64)
-    unique, first, counts = np.unique(flat, return_index=True, return_counts=True)
+    unique, counts = np.unique(flat, return_counts=True)
     if np.any(counts > 1):
-        dup = unique[counts > 1][0]
-        lines = [i + 2 for i in np.flatnonzero(flat == dup)]
+        rows = np.flatnonzero(flat == unique[counts > 1][0])
         raise PlacementError(
-            f"cells.csv lines {lines}: two cells in voxel {tuple(int(v) for v in voxel[lines[0] - 2])}; "
+            f"cells.csv lines {[line_of[i] for i in rows]}: two cells in voxel {tuple(int(v) for v in voxel[rows[0]])}; "
             f"at most one cell per voxel (spacing {grid.spacing_um:g} um)"
         )
     return Population(voxel, position, np.asarray(types, np.int32), type_names)

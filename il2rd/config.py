@@ -288,6 +288,15 @@ def _cell_types(cfg, grid: Grid, use_csv: bool):
     return types, placement
 
 
+def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, any_consumer: bool) -> None:
+    """With no decay, no fixed face and no consuming cell nothing removes IL-2: secretion
+    accumulates for ever and a steady field does not exist (the transient solvers are fine)."""
+    if solver_kind == "steady" and decay_per_s == 0 and "fixed" not in grid.boundary and not any_consumer:
+        raise ConfigError("physics.decay", decay_per_s,
+                          "must be > 0 for solver.kind=steady when no face is fixed and no placed cell consumes "
+                          "IL-2 (receptors > 0, k_int > 0): nothing would remove it, so no steady field exists")
+
+
 def parse(cfg: DictConfig) -> Settings:
     """Check every key of a composed config and return typed Settings (raises ConfigError)."""
     grid, face_values = _grid(cfg)
@@ -314,9 +323,9 @@ def parse(cfg: DictConfig) -> Settings:
     types, placement = _cell_types(cfg, grid, csv is not None)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
-    if decay == 0 and "fixed" not in grid.boundary and not any(t.receptors > 0 and t.k_int_per_s > 0 for t in types.values()):
-        raise ConfigError("physics.decay", decay,
-                          "must be > 0 when no face is fixed and no cell type consumes IL-2: nothing would remove it")
+    if csv is None:
+        consuming = {n for n, t in types.items() if t.receptors > 0 and t.k_int_per_s > 0}
+        check_steady_field_exists(kind, decay, grid, any(n in consuming and c > 0 for n, c, _ in placement))
     output_dir = cfg.output.dir
     return Settings(
         grid=grid,

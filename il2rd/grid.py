@@ -28,6 +28,7 @@ import numpy as np
 
 FACES = ("x_lo", "x_hi", "y_lo", "y_hi", "z_lo", "z_hi")
 BOUNDARY_KINDS = ("zero_flux", "fixed", "periodic")
+FACE_TOLERANCE_VOXELS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,20 @@ class Grid:
         return (np.arange(self.shape[axis]) + 0.5) * self.spacing_um
 
     def voxel_of(self, xyz_um: np.ndarray) -> np.ndarray:
-        """Integer voxel indices (n, 3) of points (n, 3) in um (floor(x / h))."""
-        return np.floor(np.asarray(xyz_um, dtype=np.float64) / self.spacing_um).astype(np.int64)
+        """Integer voxel indices (..., 3) of points (..., 3) in um: the i with i h <= x < (i+1) h.
+
+        A point within 1e-9 voxel below a face counts as on it, so decimal coordinates meant to
+        lie on a face (6.6 = 3 x 2.2, not exact in binary) land in the upper voxel."""
+        x = np.asarray(xyz_um, dtype=np.float64)
+        return np.floor(x / self.spacing_um + FACE_TOLERANCE_VOXELS).astype(np.int64)
+
+    def contains(self, xyz_um: np.ndarray) -> np.ndarray:
+        """Whether points (..., 3) in um lie in the lattice, i.e. in one of its voxels."""
+        x = np.asarray(xyz_um, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            return np.zeros(x.shape[:-1], bool)
+        i = self.voxel_of(x)
+        return np.all((i >= 0) & (i < np.asarray(self.shape)), axis=-1)
 
     def max_diagonal(self) -> float:
         """Largest diagonal entry of -lap (1/um^2), for the explicit stability limit."""

@@ -28,6 +28,7 @@ class Summary:
     decay_molecules_per_s: float
     boundary_outflux_molecules_per_s: float
     types: tuple[TypeReadout, ...]
+    steady: bool  # the field is a steady state, so the balance closes
 
     def attrs(self) -> dict:
         return {
@@ -40,9 +41,10 @@ class Summary:
     def format(self) -> str:
         lines = [
             f"IL-2 field: mean {self.mean_il2_pM:.4g} pM, max {self.max_il2_pM:.4g} pM",
-            f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g} = taken up "
+            f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g} {'=' if self.steady else 'vs'} taken up "
             f"{self.uptake_molecules_per_s:.4g} + decayed {self.decay_molecules_per_s:.4g} "
-            f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g} (at steady state)",
+            f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
+            + ("" if self.steady else " (the rest accumulates in the field)"),
             f"{'cell type':<16}{'cells':>9}{'mean IL-2 seen (pM)':>22}{'mean uptake (molec/s)':>24}{'total uptake (molec/s)':>25}",
         ]
         for t in self.types:
@@ -77,4 +79,5 @@ def summarise(field_pM, seen_pM, uptake_molecules_per_s, scenario) -> Summary:
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
         boundary_outflux_molecules_per_s=to_molecules(outflux),
         types=tuple(types),
+        steady=scenario.settings.solver_kind == "steady",
     )

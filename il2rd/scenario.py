@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import cells
 from .cells import Population
-from .config import Settings
+from .config import Settings, check_steady_field_exists
 from .kinetics import FieldCoefficients
 
 
@@ -37,6 +38,9 @@ class Scenario:
         names = tuple(settings.types)
         if settings.csv is not None:
             population = cells.read_csv(settings.csv, settings.grid, names)
+            consumer_type = [settings.types[n].receptors > 0 and settings.types[n].k_int_per_s > 0 for n in names]
+            check_steady_field_exists(settings.solver_kind, settings.decay_per_s, settings.grid,
+                                      bool(np.any(np.asarray(consumer_type)[population.type_index])))
         else:
             population = cells.place_random(settings.grid, settings.placement, names, settings.seed)
         coef = cells.field_coefficients(

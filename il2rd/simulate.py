@@ -42,13 +42,13 @@ class Result:
     wall_time_s: float
 
 
-def _check_field(c, t_start: float, t_end: float, grid) -> None:
+def _check_field(c, when: str, grid) -> None:
     if bool(jnp.all(jnp.isfinite(c))):
         return
     bad = np.argwhere(~np.isfinite(np.asarray(c)))[0]
     where = (bad + 0.5) * grid.spacing_um
     raise SimulationError(
-        f"non-finite IL-2 appeared between t = {t_start:g} s and t = {t_end:g} s, first at voxel "
+        f"non-finite IL-2 appeared {when}, first at voxel "
         f"{tuple(int(i) for i in bad)} (x, y, z = {', '.join(f'{w:g}' for w in where)} um)"
     )
 
@@ -68,7 +68,7 @@ def solve(scenario: Scenario, on_snapshot, progress: bool = True):
     s, grid, coef = scenario.settings, scenario.grid, scenario.coefficients
     if s.solver_kind == "steady":
         c, info = steady_field(grid, coef, options=s.options)
-        _check_field(c, 0.0, 0.0, grid)
+        _check_field(c, "in the steady solve", grid)
         _check_solve(info, 0.0)
         on_snapshot(0.0, c)
         return c
@@ -91,7 +91,7 @@ def solve(scenario: Scenario, on_snapshot, progress: bool = True):
             while done < n_steps:
                 n = min(CHUNK_STEPS, n_steps - done)
                 c, info = advance_jit(c, grid, coef, jnp.asarray(dt, coef.dtype), n, s.solver_kind, s.options)
-                _check_field(c, t, t + n * dt, grid)
+                _check_field(c, f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
                 _check_solve(info, t)
                 t, done = t + n * dt, done + n
                 bar.update(n * dt)

@@ -175,12 +175,13 @@ def test_bad_value_is_refused_naming_key_and_value(overrides, key, value):
     cfg = compose_config(*SMALL, *overrides)
     with pytest.raises(ConfigError) as info:
         parse(cfg)
-    message = str(info.value)
-    assert key in message, f"message does not name the key {key!r}: {message}"
-    assert value in message, f"message does not name the value {value!r}: {message}"
-    assert info.value.key.startswith(key), info.value.key
+    err, message = info.value, str(info.value)
+    assert err.key.startswith(key), err.key
+    assert err.allowed and message.endswith(err.allowed)  # says what is allowed ...
+    named = message[: -len(err.allowed)]  # ... after naming the key and the value given
+    assert key in named, f"message does not name the key {key!r}: {message}"
+    assert value in named, f"message does not name the value {value!r}: {message}"
     assert "\n" not in message  # one line, fit for `il2rd: error: ...`
-    assert info.value.allowed and info.value.allowed in message  # and says what is allowed
 
 
 def test_the_error_carries_key_value_and_rule():

@@ -112,13 +112,22 @@ def solve_steady(grid: Grid, coef: FieldCoefficients, c0=None, options: SolverOp
     """Steady field c (pM, shape grid.shape) and NewtonInfo. c0: initial guess (default 0)."""
     if c0 is None:
         c0 = jnp.zeros(grid.shape, coef.dtype)
-    return jax.lax.custom_root(
+
+    def newton_with_float_info(f, c_init):
+        # custom_root's aux must be floating point (integer/bool aux tangents break JAX's JVP
+        # rule, jax-ml/jax#24295); the counts are cast back below
+        c, info = _newton(c_init, grid, coef, options)
+        return c, tuple(jnp.asarray(v, c.dtype) for v in info)
+
+    c, aux = jax.lax.custom_root(
         lambda c: kinetics.residual(c, grid, coef),
         c0,
-        lambda f, c_init: _newton(c_init, grid, coef, options),
+        newton_with_float_info,
         lambda g, y: _tangent_solve(g, y, options, grid, jax.lax.stop_gradient(coef.diffusion_um2_per_s)),
         has_aux=True,
     )
+    residual, newton_its, krylov_its, converged = aux
+    return c, NewtonInfo(residual, newton_its.astype(jnp.int32), krylov_its.astype(jnp.int32), converged > 0.5)
 
 
 steady_field = jax.jit(solve_steady, static_argnames=("grid", "options"))

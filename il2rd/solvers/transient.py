@@ -69,7 +69,7 @@ def advance(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str,
     field and the worst NewtonInfo over the steps (explicit steps always report converged).
     """
     zero = jnp.zeros((), c.dtype)
-    ok = NewtonInfo(zero, jnp.asarray(0), jnp.asarray(0), jnp.asarray(True))
+    ok = NewtonInfo(zero, jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32), jnp.asarray(True))
 
     def step(carry, _):
         c, info = carry
