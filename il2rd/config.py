@@ -16,12 +16,14 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .cells import CellType, Region
+from .receptors import Signalling
 from .grid import BOUNDARY_KINDS, FACES, Grid
 from .kinetics import UPTAKE_LAWS
 from .solvers.steady import SolverOptions
 from .solvers.transient import KINDS as SOLVER_KINDS
 
 PRECISIONS = ("float32", "float64")
+COMPRESSIONS = ("gzip", "zstd", "none")
 REGION_KINDS = ("lattice", "box", "sphere")
 
 
@@ -93,9 +95,21 @@ class CellTypeConfig:
 
 
 @dataclass
+class SignallingConfig:
+    """pSTAT5 = c^hill / (EC50(R)^hill + c^hill), EC50(R) = ec50_max k^N / (k^N + R^N) (receptors.py)."""
+
+    ec50_max: float = 125.0  # pM
+    ec50_k: float = 860.0  # receptors
+    ec50_exponent: float = 1.5  # N
+    hill: float = 3.0
+    pstat5_threshold: float = 0.5  # pSTAT5 level (0..1) counted as pSTAT5-positive
+
+
+@dataclass
 class OutputConfig:
     dir: Optional[str] = None  # null: Hydra's run directory (outputs/<date>/<time>)
     progress: bool = True
+    compression: str = "gzip"  # gzip | zstd (needs hdf5plugin) | none
 
 
 @dataclass
@@ -108,9 +122,11 @@ class Il2rdConfig:
     # an open mapping: types are checked against CellTypeConfig when the run is parsed,
     # so that a new type can be added from the command line with defaults for the rest
     cell_types: Dict[str, Any] = field(default_factory=dict)
+    signalling: SignallingConfig = field(default_factory=SignallingConfig)
     precision: str = "float32"
     seed: int = 0
     output: OutputConfig = field(default_factory=OutputConfig)
+    resume: Optional[str] = None  # an il2rd.h5 of an interrupted transient run: continue it
 
 
 def register_configs() -> None:
@@ -140,8 +156,10 @@ class Settings:
     types: dict[str, CellType]
     placement: list[tuple[str, int, Region]]  # (type, count, region), in config order
     csv: Path | None
+    signalling: Signalling
     output_dir: Path | None
     progress: bool
+    compression: str
 
     @property
     def snapshot_times_s(self) -> list[float]:
@@ -326,6 +344,19 @@ def parse(cfg: DictConfig) -> Settings:
     if csv is None:
         consuming = {n for n, t in types.items() if t.receptors > 0 and t.k_int_per_s > 0}
         check_steady_field_exists(kind, decay, grid, any(n in consuming and c > 0 for n, c, _ in placement))
+    signalling = Signalling(
+        ec50_max_pM=_number("signalling.ec50_max", cfg.signalling.ec50_max, low=0, low_open=True, unit="pM"),
+        ec50_k_receptors=_number("signalling.ec50_k", cfg.signalling.ec50_k, low=0, low_open=True, unit="receptors"),
+        ec50_exponent=_number("signalling.ec50_exponent", cfg.signalling.ec50_exponent, low=0),
+        hill=_number("signalling.hill", cfg.signalling.hill, low=0, low_open=True),
+        positive_threshold=_number("signalling.pstat5_threshold", cfg.signalling.pstat5_threshold, low=0, low_open=True, high=1),
+    )
+    compression = _choice("output.compression", cfg.output.compression, COMPRESSIONS)
+    if compression == "zstd":
+        try:
+            import hdf5plugin  # noqa: F401
+        except ImportError:
+            raise ConfigError("output.compression", compression, "zstd needs the hdf5plugin package (pip install 'il2rd[zstd]'); or use gzip")
     output_dir = cfg.output.dir
     return Settings(
         grid=grid,
@@ -343,6 +374,8 @@ def parse(cfg: DictConfig) -> Settings:
         types=types,
         placement=placement,
         csv=csv,
+        signalling=signalling,
         output_dir=None if output_dir is None else Path(str(output_dir)),
         progress=bool(cfg.output.progress),
+        compression=compression,
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import cells
 from . import grid as grid_mod
 from . import units
 
@@ -17,6 +18,8 @@ class TypeReadout:
     mean_il2_pM: float  # mean IL-2 seen by the type's cells
     mean_uptake_molecules_per_s: float
     total_uptake_molecules_per_s: float
+    mean_pstat5: float
+    pstat5_positive_fraction: float
 
 
 @dataclass(frozen=True)
@@ -45,37 +48,48 @@ class Summary:
             f"{self.uptake_molecules_per_s:.4g} + decayed {self.decay_molecules_per_s:.4g} "
             f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
             + ("" if self.steady else " (the rest accumulates in the field)"),
-            f"{'cell type':<16}{'cells':>9}{'mean IL-2 seen (pM)':>22}{'mean uptake (molec/s)':>24}{'total uptake (molec/s)':>25}",
+            f"{'cell type':<16}{'cells':>9}{'IL-2 seen (pM)':>16}{'uptake (molec/s)':>18}"
+            f"{'total uptake':>14}{'pSTAT5':>8}{'pSTAT5+':>9}",
         ]
         for t in self.types:
             lines.append(
-                f"{t.name:<16}{t.count:>9}{t.mean_il2_pM:>22.4g}{t.mean_uptake_molecules_per_s:>24.4g}"
-                f"{t.total_uptake_molecules_per_s:>25.4g}"
+                f"{t.name:<16}{t.count:>9}{t.mean_il2_pM:>16.4g}{t.mean_uptake_molecules_per_s:>18.4g}"
+                f"{t.total_uptake_molecules_per_s:>14.4g}{t.mean_pstat5:>8.3f}{t.pstat5_positive_fraction:>9.1%}"
             )
+        lines.append("(per cell type: means over its cells; pSTAT5+ is pSTAT5 >= signalling.pstat5_threshold)")
         return "\n".join(lines)
 
 
-def summarise(field_pM, seen_pM, uptake_molecules_per_s, scenario) -> Summary:
+def cell_columns(field_pM, scenario) -> dict[str, np.ndarray]:
+    """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), receptors, pSTAT5."""
+    pop = scenario.population
+    seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients)
+    receptors = cells.type_table(scenario.settings.types, pop.type_names)["receptors"][pop.type_index]
+    return dict(il2=seen, uptake=uptake, receptors=receptors, pstat5=scenario.settings.signalling.pstat5(seen, receptors))
+
+
+def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
     grid, coef, pop = scenario.grid, scenario.coefficients, scenario.population
     volume = grid.voxel_volume_um3
     to_molecules = lambda pM_um3_per_s: float(pM_um3_per_s) * units.MOLECULES_PER_UM3_PER_PM  # noqa: E731
     field64 = np.asarray(field_pM, np.float64)
     outflux = grid_mod.boundary_outflux(field64, grid, float(coef.diffusion_um2_per_s), np.asarray(coef.face_values_pM, np.float64))
+    threshold = scenario.settings.signalling.positive_threshold
+    nan = float("nan")
     types = []
     for i, name in enumerate(pop.type_names):
         mask = pop.type_index == i
         n = int(mask.sum())
+        mean = lambda column: float(columns[column][mask].mean()) if n else nan  # noqa: E731
         types.append(TypeReadout(
-            name, n,
-            float(seen_pM[mask].mean()) if n else float("nan"),
-            float(uptake_molecules_per_s[mask].mean()) if n else float("nan"),
-            float(uptake_molecules_per_s[mask].sum()),
+            name, n, mean("il2"), mean("uptake"), float(columns["uptake"][mask].sum()), mean("pstat5"),
+            float(np.mean(columns["pstat5"][mask] >= threshold)) if n else nan,
         ))
     return Summary(
         mean_il2_pM=float(field64.mean()),
         max_il2_pM=float(field64.max()),
         secretion_molecules_per_s=to_molecules(np.asarray(coef.secretion_pM_per_s, np.float64).sum() * volume),
-        uptake_molecules_per_s=float(np.sum(uptake_molecules_per_s)),
+        uptake_molecules_per_s=float(np.sum(columns["uptake"])),
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
         boundary_outflux_molecules_per_s=to_molecules(outflux),
         types=tuple(types),

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import jax
+import h5py
 import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import cells, config, readouts
+from . import config, readouts
 from .io.hdf5 import Hdf5Writer
 from .scenario import Scenario
 from .solvers.steady import steady_field
@@ -62,8 +62,10 @@ def _check_solve(info, t: float) -> None:
         )
 
 
-def solve(scenario: Scenario, on_snapshot, progress: bool = True):
+def solve(scenario: Scenario, on_snapshot, progress: bool = True, start=None):
     """Run the scenario's solver, calling on_snapshot(t_s, field) at each snapshot time.
+
+    start: (t_s, field) of a snapshot already written, to continue a transient run from (resume).
     Returns the last field."""
     s, grid, coef = scenario.settings, scenario.grid, scenario.coefficients
     if s.solver_kind == "steady":
@@ -74,9 +76,13 @@ def solve(scenario: Scenario, on_snapshot, progress: bool = True):
         return c
 
     times = s.snapshot_times_s
-    c = jnp.broadcast_to(jnp.zeros((), coef.dtype), grid.shape)
-    on_snapshot(times[0], c)
-    bar = tqdm(total=s.end_s, unit="s sim", disable=not progress, desc=f"il2rd {s.solver_kind}",
+    if start is None:
+        c = jnp.zeros(grid.shape, coef.dtype)
+        on_snapshot(times[0], c)
+    else:
+        t_start, c = start[0], jnp.asarray(start[1], coef.dtype)
+        times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
+    bar = tqdm(total=s.end_s, initial=times[0], unit="s sim", disable=not progress, desc=f"il2rd {s.solver_kind}",
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
     try:
         for t0, t1 in zip(times[:-1], times[1:]):
@@ -106,24 +112,54 @@ def default_output_dir() -> Path:
     return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
-    """Run one simulation from a composed config; output_dir overrides output.dir."""
-    settings = config.parse(cfg)
-    out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
+def stored_config(path: Path) -> DictConfig:
+    """The resolved config a run stored in its file, merged onto the schema."""
+    with h5py.File(path, "r") as f:
+        text = f["meta/config"][()]
+    text = text.decode() if isinstance(text, bytes) else text
+    return OmegaConf.merge(OmegaConf.structured(config.Il2rdConfig), OmegaConf.create(text))
+
+
+def _open_output(cfg: DictConfig, output_dir: Path | None):
+    """(settings, scenario, writer, start) for a new run, or for `resume=<file>`."""
+    if cfg.get("resume") is None:
+        settings = config.parse(cfg)
+        out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
+        scenario = Scenario.build(settings)
+        writer = Hdf5Writer.create(out / "il2rd.h5", scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression)
+        return settings, scenario, writer, None
+    path = Path(str(cfg.resume))
+    if not path.is_file():
+        raise config.ConfigError("resume", str(path), "no such file (an il2rd.h5 written by an interrupted transient run)")
+    try:
+        stored = stored_config(path)
+    except (OSError, KeyError) as err:
+        raise config.ConfigError("resume", str(path), f"is not a readable il2rd output file ({err})") from err
+    settings = config.parse(stored)
+    if settings.solver_kind == "steady":
+        raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
     scenario = Scenario.build(settings)
+    writer, t_s, field = Hdf5Writer.resume(path, scenario)
+    log.info("resuming %s from t = %g s (snapshot %d)", path, t_s, writer.n_snapshots - 1)
+    return settings, scenario, writer, (t_s, field)
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
+    """Run one simulation from a composed config; output_dir overrides output.dir.
+    With `resume` set, continue the interrupted run stored in that file instead (its own config)."""
+    settings, scenario, writer, start_state = _open_output(cfg, output_dir)
     start = wallclock.perf_counter()
     last = {}
-
-    with Hdf5Writer(out / "il2rd.h5", scenario, OmegaConf.to_yaml(cfg, resolve=True)) as writer:
+    with writer:
         def on_snapshot(t, c):
-            seen, uptake = cells.seen_and_uptake(c, scenario.grid, scenario.population, scenario.coefficients)
-            writer.append(t, c, seen, uptake)
-            last.update(c=c, seen=seen, uptake=uptake)
+            columns = readouts.cell_columns(c, scenario)
+            writer.append(t, c, columns, checkpoint=settings.solver_kind != "steady")
+            last.update(columns)
 
         try:
-            field = np.asarray(solve(scenario, on_snapshot, settings.progress))
+            field = np.asarray(solve(scenario, on_snapshot, settings.progress, start_state))
         finally:
             writer.set_attrs(wall_time_s=wallclock.perf_counter() - start)
-        summary = readouts.summarise(field, last["seen"], last["uptake"], scenario)
+        summary = readouts.summarise(field, last, scenario)
         writer.set_attrs(**summary.attrs())
     return Result(writer.path, field, summary, wallclock.perf_counter() - start)

@@ -1,25 +1,39 @@
 """HDF5 output: one file per run, snapshots appended and flushed as the run goes.
 
-Layout (all lengths in um, times in s, concentrations in pM):
+Schema version 2 (README.md, "Output: the HDF5 file"). Lengths in um, times in s,
+concentrations in pM:
 
-    /                 attrs: il2rd_version, schema_version, spacing_um, origin_um, shape (nx, ny, nz),
-                             solver, precision, seed, jax_version, device, boundary
-    /time             (time,) s                      dimension scale
+    /                 attrs: schema_version, il2rd_version, jax_version, numpy_version, h5py_version,
+                             python_version, device, spacing_um, origin_um, shape (nx, ny, nz),
+                             boundary, face_values_pM, solver, precision, seed, n_snapshots,
+                             wall_time_s, summary_* numbers
+    /time             (time,) s                      dimension scale, resizable
     /x, /y, /z        voxel centres, um              dimension scales
-    /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip
+    /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip (or zstd, none)
+    /il2              the same dataset as /fields/il2 (a hard link, so xarray finds it at the root)
+    /cells/cell       (cell,) index                  dimension scale
     /cells/x|y|z      (cell,) um
-    /cells/type       (cell,) int32, index into /cells/type_names (also attribute type_names)
+    /cells/type       (cell,) int32 index into /cells/type_names (dimension scale /cells/cell_type)
     /cells/il2        (time, cell) pM seen by each cell
-    /cells/uptake     (time, cell) molecules/s taken up by each cell
-    /cell_types/*     per-type parameters: name, secretion_molecules_per_s, receptors, km_pM, k_int_per_s
+    /cells/uptake     (time, cell) molecules/s
+    /cells/receptors  (time, cell) receptors per cell
+    /cells/pstat5     (time, cell) pSTAT5 level, 0..1
+    /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors, km_pM, k_int_per_s)
     /meta/config      the resolved config, YAML text
+    /meta/command_line
+    /checkpoint/il2   (nx, ny, nz) the last snapshot in the run's own precision (transient runs),
+                      attrs time_s, snapshot: what `resume` continues from
 
-Fields are held as (nx, ny, nz) in memory and transposed to (z, y, x) on disk, the order
-xarray, netCDF and ParaView expect for C-ordered arrays.
+Fields are held as (nx, ny, nz) in memory and stored (z, y, x), the order netCDF, xarray and
+ParaView expect for C-ordered arrays. A snapshot counts once `n_snapshots` says so: it is
+raised, and the file flushed, only after all of the snapshot's datasets are written, so a run
+killed at any moment leaves a file whose first n_snapshots snapshots are complete.
 """
 
 from __future__ import annotations
 
+import platform
+import sys
 from pathlib import Path
 
 import h5py
@@ -27,36 +41,62 @@ import numpy as np
 
 from .. import __version__
 from ..cells import type_table
+from . import xdmf
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = 2
 CHUNK_BYTES = 4 * 2**20
+CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell", "pstat5": "1"}
 
 
 class OutputError(OSError):
     """The output file cannot be written (raised before any computing)."""
 
 
-def _string_dataset(group, name, text):
-    group.create_dataset(name, data=text, dtype=h5py.string_dtype())
+def _compression(kind: str) -> dict:
+    if kind == "gzip":
+        return dict(compression="gzip", compression_opts=4, shuffle=True)
+    if kind == "zstd":
+        import hdf5plugin
+
+        return dict(**hdf5plugin.Zstd(clevel=3), shuffle=True)
+    return {}
+
+
+def versions() -> dict:
+    import jax
+
+    return dict(
+        il2rd_version=__version__,
+        jax_version=jax.__version__,
+        numpy_version=np.__version__,
+        h5py_version=h5py.__version__,
+        hdf5_version=h5py.version.hdf5_version,
+        python_version=platform.python_version(),
+        device=f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
+    )
 
 
 class Hdf5Writer:
-    """Writes one run. Open it before computing (so an unwritable path fails first), then
-    `append` each snapshot; each append is flushed, so a killed run leaves a readable file."""
+    """Writes one run. Create it before computing (so an unwritable path fails first), then
+    `append` each snapshot. `Hdf5Writer.resume` reopens an interrupted run's file."""
 
-    def __init__(self, path: Path, scenario, config_yaml: str, extra_attrs: dict | None = None):
-        import jax
+    def __init__(self, path: Path, file: h5py.File, scenario):
+        self.path, self.file, self.scenario = Path(path), file, scenario
+        f = file
+        self.time = f["time"]
+        self.field = f["fields/il2"]
+        self.cells = {name: f["cells"][name] for name in CELL_COLUMNS}
 
-        self.path = Path(path)
+    @classmethod
+    def create(cls, path: Path, scenario, config_yaml: str, compression: str = "gzip") -> "Hdf5Writer":
+        path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = h5py.File(self.path, "w")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = h5py.File(path, "w")
         except OSError as err:
-            raise OutputError(f"output.dir = {str(self.path.parent)!r}: cannot write {self.path.name} there ({err})") from err
+            raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({err})") from err
         settings, grid, pop = scenario.settings, scenario.grid, scenario.population
-        f = self.file
         f.attrs.update(
-            il2rd_version=__version__,
             schema_version=SCHEMA_VERSION,
             spacing_um=grid.spacing_um,
             origin_um=np.zeros(3),
@@ -66,16 +106,17 @@ class Hdf5Writer:
             solver=settings.solver_kind,
             precision=settings.precision,
             seed=settings.seed,
-            jax_version=jax.__version__,
-            device=str(jax.devices()[0].device_kind),
-            **(extra_attrs or {}),
+            n_snapshots=0,
+            **versions(),
         )
-        _string_dataset(f.require_group("meta"), "config", config_yaml)
+        meta = f.require_group("meta")
+        meta.create_dataset("config", data=config_yaml, dtype=h5py.string_dtype())
+        meta.create_dataset("command_line", data=" ".join(sys.argv), dtype=h5py.string_dtype())
 
-        self.time = f.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
-        self.time.attrs["units"] = "s"
-        self.time.make_scale("time")
-        scales = {}
+        time = f.create_dataset("time", shape=(0,), maxshape=(None,), dtype="f8", chunks=(1024,))
+        time.attrs["units"] = "s"
+        time.make_scale("time")
+        scales = {"time": time}
         for axis, name in enumerate("xyz"):
             d = f.create_dataset(name, data=grid.centres_um(axis))
             d.attrs["units"] = "um"
@@ -84,45 +125,97 @@ class Hdf5Writer:
 
         nx, ny, nz = grid.shape
         z_per_chunk = int(max(1, min(nz, CHUNK_BYTES // (4 * nx * ny))))
-        self.field = f.require_group("fields").create_dataset(
+        field = f.require_group("fields").create_dataset(
             "il2", shape=(0, nz, ny, nx), maxshape=(None, nz, ny, nx), dtype="f4",
-            chunks=(1, z_per_chunk, ny, nx), compression="gzip", compression_opts=4, shuffle=True,
+            chunks=(1, z_per_chunk, ny, nx), **_compression(compression),
         )
-        self.field.attrs["units"] = "pM"
+        field.attrs.update(units="pM", long_name="IL-2 concentration")
         for dim, name in enumerate(("time", "z", "y", "x")):
-            self.field.dims[dim].label = name
-            self.field.dims[dim].attach_scale(self.time if name == "time" else scales[name])
+            field.dims[dim].label = name
+            field.dims[dim].attach_scale(scales[name])
+        f["il2"] = field  # hard link: the same dataset at the root, for xarray
 
         g = f.require_group("cells")
-        for axis, name in enumerate("xyz"):
-            g.create_dataset(name, data=pop.position_um[:, axis]).attrs["units"] = "um"
-        names = np.asarray(pop.type_names, dtype=h5py.string_dtype())
-        g.create_dataset("type", data=pop.type_index.astype(np.int32)).attrs["type_names"] = names
-        g.create_dataset("type_names", data=names)
         n = len(pop)
-        self.cells = {}
-        for name, units in (("il2", "pM"), ("uptake", "molecules/s")):
+        cell = g.create_dataset("cell", data=np.arange(n, dtype=np.int64))
+        cell.make_scale("cell")
+        for axis, name in enumerate("xyz"):
+            d = g.create_dataset(name, data=pop.position_um[:, axis])
+            d.attrs["units"] = "um"
+            d.dims[0].attach_scale(cell)
+        names = np.asarray(pop.type_names, dtype=h5py.string_dtype())
+        d = g.create_dataset("type", data=pop.type_index.astype(np.int32))
+        d.attrs["type_names"] = names
+        d.dims[0].attach_scale(cell)
+        type_names = g.create_dataset("type_names", data=names)
+        type_scale = g.create_dataset("cell_type", data=np.arange(len(names), dtype=np.int32))
+        type_scale.make_scale("cell_type")
+        type_names.dims[0].attach_scale(type_scale)
+        for name, units in CELL_COLUMNS.items():
             d = g.create_dataset(name, shape=(0, n), maxshape=(None, n), dtype="f8", chunks=(1, max(n, 1)))
             d.attrs["units"] = units
-            d.dims[0].label = "time"
-            d.dims[1].label = "cell"
-            self.cells[name] = d
+            d.dims[0].attach_scale(time)
+            d.dims[1].attach_scale(cell)
 
         t = f.require_group("cell_types")
         t.create_dataset("name", data=names)
         for key, values in type_table(settings.types, pop.type_names).items():
             t.create_dataset(key, data=values)
         f.flush()
+        return cls(path, f, scenario)
 
-    def append(self, time_s: float, field_xyz, il2_seen_pM, uptake_molecules_per_s):
-        i = self.time.shape[0]
+    @classmethod
+    def resume(cls, path: Path, scenario) -> tuple["Hdf5Writer", float, np.ndarray]:
+        """Reopen an interrupted run's file: drop any incomplete trailing snapshot and return
+        (writer, time of the last complete snapshot in s, its field in the run's precision)."""
+        path = Path(path)
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as err:
+            raise OutputError(f"resume = {str(path)!r}: cannot open it for appending ({err})") from err
+        pop = scenario.population
+        if len(pop) != f["cells/x"].shape[0] or not all(
+            np.array_equal(f["cells"][name][:], pop.position_um[:, axis]) for axis, name in enumerate("xyz")
+        ):
+            f.close()
+            raise OutputError(f"resume = {str(path)!r}: its cells differ from the ones its stored config places")
+        if "checkpoint" not in f:
+            f.close()
+            raise OutputError(f"resume = {str(path)!r}: holds no checkpoint to continue from (a steady run, or no snapshot yet)")
+        writer = cls(path, f, scenario)
+        checkpoint = f["checkpoint/il2"]
+        n = int(checkpoint.attrs["snapshot"]) + 1
+        for d in (writer.time, writer.field, *writer.cells.values()):
+            d.resize(n, axis=0)
+        f.attrs["n_snapshots"] = n
+        f.flush()
+        return writer, float(checkpoint.attrs["time_s"]), checkpoint[...]
+
+    @property
+    def n_snapshots(self) -> int:
+        return int(self.file.attrs["n_snapshots"])
+
+    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False):
+        """Write one snapshot: the field (nx, ny, nz), the per-cell columns, and, for runs that
+        can be resumed, the field at full precision as the checkpoint."""
+        i = self.n_snapshots
         for d in (self.time, self.field, *self.cells.values()):
             d.resize(i + 1, axis=0)
-        self.time[i] = time_s
         self.field[i] = np.transpose(np.asarray(field_xyz, np.float32), (2, 1, 0))
-        self.cells["il2"][i] = il2_seen_pM
-        self.cells["uptake"][i] = uptake_molecules_per_s
+        for name, d in self.cells.items():
+            d[i] = columns[name]
+        self.time[i] = time_s
+        if checkpoint:
+            state = np.asarray(field_xyz)
+            if "checkpoint" not in self.file:
+                self.file.require_group("checkpoint").create_dataset("il2", data=state)
+            d = self.file["checkpoint/il2"]
+            d[...] = state
+            d.attrs.update(time_s=time_s, snapshot=i)
         self.file.flush()
+        self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
+        self.file.flush()
+        xdmf.write_sidecar(self.path, self.scenario.grid, self.time[: i + 1])
 
     def set_attrs(self, **attrs):
         self.file.attrs.update(attrs)

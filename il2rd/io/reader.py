@@ -1,0 +1,144 @@
+"""Reading a run's HDF5 file: `load(path)` gives its field, time, cells and config.
+
+Large datasets (the field, the per-cell time series) stay on disk until indexed:
+
+    with il2rd.io.load("outputs/.../il2rd.h5") as run:
+        run.time                      # (time,) s, numpy
+        run.field[-1]                 # (z, y, x) pM of the last snapshot, read now
+        run.field_xyz(-1)             # the same as (nx, ny, nz), the lattice's own order
+        run.cells["il2"][-1]          # (cell,) pM seen by each cell at the last snapshot
+        run.cells["x"], run.type_names, run.config["physics"]["diffusion"]
+
+Only complete snapshots are visible (the first `n_snapshots`), also in a file whose run was
+killed while writing one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+
+class LazyArray:
+    """A dataset whose first axis is time, cut to the complete snapshots, read on indexing."""
+
+    def __init__(self, dataset: h5py.Dataset, n_time: int):
+        self.dataset, self.n_time = dataset, n_time
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n_time, *self.dataset.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.dataset.dtype
+
+    @property
+    def attrs(self):
+        return self.dataset.attrs
+
+    def __len__(self) -> int:
+        return self.n_time
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple):
+            first, rest = index[0], index[1:]
+        else:
+            first, rest = index, ()
+        if isinstance(first, (int, np.integer)):
+            if not -self.n_time <= first < self.n_time:
+                raise IndexError(f"snapshot {first} out of range for {self.n_time} snapshots")
+            first = int(first) % self.n_time
+        elif isinstance(first, slice):
+            first = slice(*first.indices(self.n_time))
+        else:
+            first = np.arange(self.n_time)[first]
+        return self.dataset[(first, *rest)]
+
+    def __array__(self, dtype=None, copy=None):
+        data = self.dataset[: self.n_time]
+        return data if dtype is None else data.astype(dtype)
+
+
+@dataclass
+class RunFile:
+    path: Path
+    file: h5py.File
+    attrs: dict
+    config: dict
+    time: np.ndarray  # (time,) s
+    x: np.ndarray  # voxel centres, um
+    y: np.ndarray
+    z: np.ndarray
+    field: LazyArray  # (time, z, y, x) pM
+    cells: dict  # x, y, z (um), type: (cell,) numpy; il2, uptake, receptors, pstat5: (time, cell) lazy
+    type_names: list[str]
+    cell_types: dict = field(default_factory=dict)  # per-type parameters, numpy
+
+    @property
+    def spacing_um(self) -> float:
+        return float(self.attrs["spacing_um"])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.attrs["shape"])
+
+    def snapshot_index(self, time_s: float | None) -> int:
+        """The snapshot nearest to time_s (the last one for None)."""
+        if len(self.time) == 0:
+            raise ValueError(f"{self.path} holds no complete snapshot")
+        return len(self.time) - 1 if time_s is None else int(np.argmin(np.abs(self.time - time_s)))
+
+    def field_xyz(self, index: int = -1) -> np.ndarray:
+        """One snapshot as (nx, ny, nz), the lattice's own order."""
+        return np.transpose(self.field[index], (2, 1, 0))
+
+    def close(self):
+        if self.file.id.valid:
+            self.file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _text(dataset) -> str:
+    value = dataset[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _strings(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def load(path: str | Path) -> RunFile:
+    """Open a run's file for reading (keep it open while using the lazy arrays; close() or `with`)."""
+    path = Path(path)
+    f = h5py.File(path, "r")
+    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    n = int(attrs.get("n_snapshots", f["time"].shape[0]))
+    cells = {name: f["cells"][name][:] for name in ("x", "y", "z", "type")}
+    for name in ("il2", "uptake", "receptors", "pstat5"):
+        if name in f["cells"]:
+            cells[name] = LazyArray(f["cells"][name], n)
+    cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()} if "cell_types" in f else {}
+    return RunFile(
+        path=path,
+        file=f,
+        attrs=attrs,
+        config=yaml.safe_load(_text(f["meta/config"])),
+        time=f["time"][:n],
+        x=f["x"][:],
+        y=f["y"][:],
+        z=f["z"][:],
+        field=LazyArray(f["fields/il2"], n),
+        cells=cells,
+        type_names=_strings(f["cells/type_names"][:]),
+        cell_types=cell_types,
+    )
