@@ -75,7 +75,10 @@ def _overlay_cells(ax, run: RunFile, mask: np.ndarray) -> None:
     ax.legend(loc="upper right", fontsize=7, markerscale=2, framealpha=0.8)
 
 
-def _time_label(t_s: float) -> str:
+def _time_label(run: RunFile, index: int) -> str:
+    if run.attrs.get("solver") == "steady":
+        return "steady state"
+    t_s = float(run.time[index])
     return f"t = {t_s:g} s" if t_s < 600 else f"t = {t_s / 60:.4g} min"
 
 
@@ -93,7 +96,7 @@ def figure_slice(run: RunFile, index: int):
         ax.set(xlabel="x (um)", ylabel="y (um)", title=title)
     _overlay_cells(axes[0], run, _cells_in_plane(run, k))
     fig.colorbar(im, ax=axes, label="IL-2 (pM)", shrink=0.9)
-    fig.suptitle(f"IL-2, {_time_label(run.time[index])}")
+    fig.suptitle(f"IL-2, {_time_label(run, index)}")
     return fig
 
 
@@ -106,11 +109,12 @@ def figure_pstat5_slice(run: RunFile, index: int):
               interpolation="nearest")
     sel = _cells_in_plane(run, k)
     pstat5 = np.asarray(run.cells["pstat5"][index])[sel]
-    points = ax.scatter(run.cells["x"][sel], run.cells["y"][sel], c=pstat5, s=8, cmap="viridis", vmin=0, vmax=1,
-                        linewidths=0)
+    # marker area grows with pSTAT5, so that the responding cells stand out from the silent ones
+    points = ax.scatter(run.cells["x"][sel], run.cells["y"][sel], c=pstat5, s=1 + 24 * pstat5, cmap="viridis",
+                        vmin=0, vmax=1, linewidths=0)
     fig.colorbar(points, ax=ax, label="pSTAT5 (fraction of maximal)")
     ax.set(xlabel="x (um)", ylabel="y (um)",
-           title=f"pSTAT5 of the cells in z = {run.z[k]:g} um (IL-2 in grey, log), {_time_label(run.time[index])}")
+           title=f"pSTAT5 per cell, z = {run.z[k]:g} um (IL-2 in grey), {_time_label(run, index)}")
     return fig
 
 
@@ -172,7 +176,7 @@ def figure_radial_profile(run: RunFile, index: int):
     if ok.any():  # the data's own range: the decay-only curve may run off the bottom
         ax.set_ylim(np.min(mean[ok]) / 5, np.max(mean[ok]) * 3)
     ax.set(xlabel="distance from source (um)", ylabel="IL-2 (pM)",
-           title=f"IL-2 around sources (q = {q:g} molecules/s), {_time_label(run.time[index])}")
+           title=f"IL-2 around sources (q = {q:g} molecules/s), {_time_label(run, index)}")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return fig
@@ -200,7 +204,7 @@ def figure_histograms(run: RunFile, index: int):
     axes[1].set(xlabel="pSTAT5 (fraction of maximal)", ylabel="fraction of the type's cells", title="pSTAT5")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.suptitle(_time_label(run.time[index]))
+    fig.suptitle(_time_label(run, index))
     return fig
 
 
@@ -238,7 +242,7 @@ def animate_slice(run: RunFile, path: Path, fps: int = 4) -> Path:
 
     def update(i):
         im.set_data(np.clip(frames[i], norm.vmin, None))
-        ax.set_title(f"IL-2 at z = {run.z[k]:g} um, {_time_label(run.time[i])}")
+        ax.set_title(f"IL-2 at z = {run.z[k]:g} um, {_time_label(run, i)}")
         return (im,)
 
     anim = animation.FuncAnimation(fig, update, frames=len(frames), blit=False)

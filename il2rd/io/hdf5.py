@@ -14,7 +14,7 @@ concentrations in pM:
     /cells/cell       (cell,) index                  dimension scale
     /cells/x|y|z      (cell,) um
     /cells/type       (cell,) int32 index into /cells/type_names (dimension scale /cells/cell_type)
-    /cells/il2        (time, cell) pM seen by each cell
+    /cells/il2        (time, cell) float32 pM seen by each cell
     /cells/uptake     (time, cell) molecules/s
     /cells/receptors  (time, cell) receptors per cell
     /cells/pstat5     (time, cell) pSTAT5 level, 0..1
@@ -137,22 +137,24 @@ class Hdf5Writer:
 
         g = f.require_group("cells")
         n = len(pop)
-        cell = g.create_dataset("cell", data=np.arange(n, dtype=np.int64))
+        packed = _compression(compression) if n else {}
+        cell = g.create_dataset("cell", data=np.arange(n, dtype=np.int32), **packed)
         cell.make_scale("cell")
         for axis, name in enumerate("xyz"):
-            d = g.create_dataset(name, data=pop.position_um[:, axis])
+            d = g.create_dataset(name, data=pop.position_um[:, axis], **packed)
             d.attrs["units"] = "um"
             d.dims[0].attach_scale(cell)
         names = np.asarray(pop.type_names, dtype=h5py.string_dtype())
-        d = g.create_dataset("type", data=pop.type_index.astype(np.int32))
+        d = g.create_dataset("type", data=pop.type_index.astype(np.int32), **packed)
         d.attrs["type_names"] = names
         d.dims[0].attach_scale(cell)
         type_names = g.create_dataset("type_names", data=names)
         type_scale = g.create_dataset("cell_type", data=np.arange(len(names), dtype=np.int32))
         type_scale.make_scale("cell_type")
         type_names.dims[0].attach_scale(type_scale)
-        for name, units in CELL_COLUMNS.items():
-            d = g.create_dataset(name, shape=(0, n), maxshape=(None, n), dtype="f8", chunks=(1, max(n, 1)))
+        for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
+            d = g.create_dataset(name, shape=(0, n), maxshape=(None, n), dtype="f4", chunks=(1, max(n, 1)),
+                                 **_compression(compression))
             d.attrs["units"] = units
             d.dims[0].attach_scale(time)
             d.dims[1].attach_scale(cell)
