@@ -50,16 +50,31 @@ class Region:
     centre_um: tuple[float, float, float] | None = None
     radius_um: float | None = None
 
-    def contains(self, xyz_um: np.ndarray) -> np.ndarray:
+    def _inside(self, x, y, z):
+        """Membership of points with coordinates x, y, z (um; any broadcastable shapes)."""
         if self.kind == "box":
-            return np.all((xyz_um >= np.asarray(self.lo_um)) & (xyz_um < np.asarray(self.hi_um)), axis=-1)
+            (x0, y0, z0), (x1, y1, z1) = self.lo_um, self.hi_um
+            return (x >= x0) & (x < x1) & (y >= y0) & (y < y1) & (z >= z0) & (z < z1)
         if self.kind == "sphere":
-            return np.sum((xyz_um - np.asarray(self.centre_um)) ** 2, axis=-1) <= self.radius_um**2
-        return np.ones(xyz_um.shape[:-1], bool)
+            cx, cy, cz = self.centre_um
+            return (x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2 <= self.radius_um**2
+        return np.ones(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), bool)
+
+    def contains(self, xyz_um: np.ndarray) -> np.ndarray:
+        """Whether points (..., 3) in um lie in the region."""
+        xyz_um = np.asarray(xyz_um, np.float64)
+        return self._inside(xyz_um[..., 0], xyz_um[..., 1], xyz_um[..., 2])
+
+    def mask(self, grid: Grid) -> np.ndarray:
+        """(nx, ny, nz) voxels whose centres lie in the region (built from the three 1-D axes,
+        never from an (n_voxels, 3) array of centres)."""
+        x, y, z = (grid.centres_um(a) for a in range(3))
+        inside = self._inside(x[:, None, None], y[None, :, None], z[None, None, :])
+        return np.broadcast_to(inside, grid.shape)
 
     def volume_um3(self, grid: Grid) -> float:
         """The region's volume as counted in voxels (what a density multiplies)."""
-        return float(np.count_nonzero(self.contains(voxel_centres_um(grid)))) * grid.voxel_volume_um3
+        return float(np.count_nonzero(self.mask(grid))) * grid.voxel_volume_um3
 
 
 @dataclass(frozen=True)
@@ -88,13 +103,12 @@ def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names
     """Place `count` cells of each (type, count, region) request uniformly at random on free
     voxels of its region, in the order given, without two cells sharing a voxel."""
     rng = np.random.default_rng(seed)
-    centres = voxel_centres_um(grid)
     free = np.ones(grid.n_voxels, bool)
     flat_chosen, type_of = [], []
     for name, count, region in requests:
         if count == 0:
             continue
-        candidates = np.flatnonzero(free & region.contains(centres))
+        candidates = np.flatnonzero(free & region.mask(grid).ravel())
         if count > len(candidates):
             where = "the lattice" if region.kind == "lattice" else f"its {region.kind} region"
             raise PlacementError(
@@ -116,6 +130,13 @@ def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Popul
     path = Path(path)
     if not path.is_file():
         raise PlacementError(f"cells.csv = {str(path)!r}: no such file")
+    try:
+        return _read_csv(path, grid, type_names)
+    except (UnicodeDecodeError, OSError) as err:
+        raise PlacementError(f"cells.csv = {str(path)!r}: cannot be read as a text CSV ({err})") from err
+
+
+def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
     positions, types, line_of = [], [], []
     with path.open(newline="") as handle:
         reader = csv.reader(handle)

@@ -24,6 +24,8 @@ from .solvers.transient import KINDS as SOLVER_KINDS
 
 PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
+MAX_SNAPSHOTS = 100_000  # bounds on a transient run's size, to catch unit slips (1e-6 for 1e6)
+MAX_STEPS = 10**8
 REGION_KINDS = ("lattice", "box", "sphere")
 
 
@@ -306,17 +308,43 @@ def _cell_types(cfg, grid: Grid, use_csv: bool):
     return types, placement
 
 
-def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, any_consumer: bool) -> None:
-    """With no decay, no fixed face and no consuming cell nothing removes IL-2: secretion
-    accumulates for ever and a steady field does not exist (the transient solvers are fine)."""
-    if solver_kind == "steady" and decay_per_s == 0 and "fixed" not in grid.boundary and not any_consumer:
+def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, uptake: str,
+                              secretion_molecules_per_s: float, uptake_capacity_molecules_per_s: float) -> None:
+    """With no decay and no fixed face only the cells remove IL-2. Saturating uptake removes at
+    most sum_i k_int R_i molecules/s, linear uptake any amount if some cell consumes; when
+    secretion exceeds what can be removed, IL-2 accumulates for ever and no steady field exists
+    (the transient solvers are fine: the field just grows)."""
+    if solver_kind != "steady" or decay_per_s > 0 or "fixed" in grid.boundary or secretion_molecules_per_s == 0:
+        return
+    if uptake == "saturating":
+        removable = uptake_capacity_molecules_per_s
+    else:
+        removable = math.inf if uptake_capacity_molecules_per_s > 0 else 0.0
+    if secretion_molecules_per_s >= removable:
         raise ConfigError("physics.decay", decay_per_s,
-                          "must be > 0 for solver.kind=steady when no face is fixed and no placed cell consumes "
-                          "IL-2 (receptors > 0, k_int > 0): nothing would remove it, so no steady field exists")
+                          f"must be > 0 for solver.kind=steady here: no face is fixed and the cells secrete "
+                          f"{secretion_molecules_per_s:.4g} molecules/s but can take up at most "
+                          f"{uptake_capacity_molecules_per_s:.4g} (sum of k_int R), so no steady field exists")
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Keys added with `+` that the schema does not know (typos such as +physics.difusion)."""
+    schema = OmegaConf.structured(Il2rdConfig)
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if key not in schema:
+            raise ConfigError(key, cfg[key], f"unknown key; allowed: {', '.join(schema.keys())}")
+        node, allowed = cfg[key], schema[key]
+        if key != "cell_types" and isinstance(node, DictConfig) and isinstance(allowed, DictConfig):
+            for sub in node:
+                if sub not in allowed:
+                    raise ConfigError(f"{key}.{sub}", node[sub], f"unknown key; allowed: {', '.join(allowed.keys())}")
 
 
 def parse(cfg: DictConfig) -> Settings:
     """Check every key of a composed config and return typed Settings (raises ConfigError)."""
+    _check_known_keys(cfg)
     grid, face_values = _grid(cfg)
     diffusion = _number("physics.diffusion", cfg.physics.diffusion, low=0, low_open=True, unit="um^2/s")
     decay = _number("physics.decay", cfg.physics.decay, low=0, unit="1/s")
@@ -331,6 +359,12 @@ def parse(cfg: DictConfig) -> Settings:
     )
     end = _number("time.end", cfg.time.end, low=0, low_open=kind != "steady", unit="s")
     every = _number("time.snapshot_every", cfg.time.snapshot_every, low=0, low_open=True, unit="s")
+    if kind != "steady":
+        if end / every > MAX_SNAPSHOTS:
+            raise ConfigError("time.snapshot_every", every,
+                              f"gives {end / every:.3g} snapshots up to time.end = {end:g} s; at most {MAX_SNAPSHOTS}")
+        if end / dt > MAX_STEPS:
+            raise ConfigError("solver.dt", dt, f"gives {end / dt:.3g} steps up to time.end = {end:g} s; at most {MAX_STEPS:.0e}")
     precision = _choice("precision", cfg.precision, PRECISIONS)
     seed = _integer("seed", cfg.seed, low=0)
     csv = cfg.cells.csv
@@ -341,9 +375,12 @@ def parse(cfg: DictConfig) -> Settings:
     types, placement = _cell_types(cfg, grid, csv is not None)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
-    if csv is None:
-        consuming = {n for n, t in types.items() if t.receptors > 0 and t.k_int_per_s > 0}
-        check_steady_field_exists(kind, decay, grid, any(n in consuming and c > 0 for n, c, _ in placement))
+    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build)
+        check_steady_field_exists(
+            kind, decay, grid, uptake,
+            sum(c * types[n].secretion_molecules_per_s for n, c, _ in placement),
+            sum(c * types[n].k_int_per_s * types[n].receptors for n, c, _ in placement),
+        )
     signalling = Signalling(
         ec50_max_pM=_number("signalling.ec50_max", cfg.signalling.ec50_max, low=0, low_open=True, unit="pM"),
         ec50_k_receptors=_number("signalling.ec50_k", cfg.signalling.ec50_k, low=0, low_open=True, unit="receptors"),

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import cells
 from .cells import Population
@@ -38,9 +37,13 @@ class Scenario:
         names = tuple(settings.types)
         if settings.csv is not None:
             population = cells.read_csv(settings.csv, settings.grid, names)
-            consumer_type = [settings.types[n].receptors > 0 and settings.types[n].k_int_per_s > 0 for n in names]
-            check_steady_field_exists(settings.solver_kind, settings.decay_per_s, settings.grid,
-                                      bool(np.any(np.asarray(consumer_type)[population.type_index])))
+            table = cells.type_table(settings.types, names)
+            t = population.type_index
+            check_steady_field_exists(
+                settings.solver_kind, settings.decay_per_s, settings.grid, settings.uptake,
+                float(table["secretion_molecules_per_s"][t].sum()),
+                float((table["k_int_per_s"] * table["receptors"])[t].sum()),
+            )
         else:
             population = cells.place_random(settings.grid, settings.placement, names, settings.seed)
         coef = cells.field_coefficients(

@@ -8,6 +8,7 @@ each snapshot as soon as it exists, and return a Result with the summary.
 from __future__ import annotations
 
 import logging
+import math
 import time as wallclock
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,8 +91,11 @@ def solve(scenario: Scenario, on_snapshot, progress: bool = True, start=None):
             if s.solver_kind == "explicit":
                 sub = explicit_substeps(grid, coef, dt)
                 if sub > 1 and t0 == times[0]:
-                    log.info("solver.dt = %g s is above the forward-Euler stability limit %.3g s: "
-                             "taking %d sub-steps per step", s.dt_s, explicit_stable_dt(grid, coef), sub)
+                    total = sub * math.ceil(s.end_s / s.dt_s)
+                    (log.warning if total > 10**6 else log.info)(
+                        "solver.dt = %g s is above the forward-Euler stability limit %.3g s: taking %d sub-steps "
+                        "per step, %d in all%s", s.dt_s, explicit_stable_dt(grid, coef), sub, total,
+                        "; solver.kind=implicit has no such limit" if total > 10**6 else "")
                 n_steps, dt = n_steps * sub, dt / sub
             t, done = t0, 0
             while done < n_steps:

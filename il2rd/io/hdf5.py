@@ -95,6 +95,15 @@ class Hdf5Writer:
             f = h5py.File(path, "w")
         except OSError as err:
             raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({err})") from err
+        try:
+            cls._layout(f, scenario, config_yaml, compression)
+        except BaseException:
+            f.close()
+            raise
+        return cls(path, f, scenario)
+
+    @staticmethod
+    def _layout(f: h5py.File, scenario, config_yaml: str, compression: str) -> None:
         settings, grid, pop = scenario.settings, scenario.grid, scenario.population
         f.attrs.update(
             schema_version=SCHEMA_VERSION,
@@ -153,8 +162,8 @@ class Hdf5Writer:
         type_scale.make_scale("cell_type")
         type_names.dims[0].attach_scale(type_scale)
         for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
-            d = g.create_dataset(name, shape=(0, n), maxshape=(None, n), dtype="f4", chunks=(1, max(n, 1)),
-                                 **_compression(compression))
+            d = g.create_dataset(name, shape=(0, n), maxshape=(None, n if n else None), dtype="f4",
+                                 chunks=(1, max(n, 1)), **_compression(compression))
             d.attrs["units"] = units
             d.dims[0].attach_scale(time)
             d.dims[1].attach_scale(cell)
@@ -164,7 +173,6 @@ class Hdf5Writer:
         for key, values in type_table(settings.types, pop.type_names).items():
             t.create_dataset(key, data=values)
         f.flush()
-        return cls(path, f, scenario)
 
     @classmethod
     def resume(cls, path: Path, scenario) -> tuple["Hdf5Writer", float, np.ndarray]:

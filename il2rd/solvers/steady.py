@@ -9,9 +9,9 @@ no negative field.
 
 Stopping rule: ||F(c)||_2 <= rtol ||F(0)||_2, the relative residual (F(0) = -(s + boundary
 terms) is the right-hand side). If that is not reached in max_newton steps, or Newton stops
-making progress (STALL_STEPS steps in a row that do not lower the best residual by 10 %:
-the round-off floor, e.g. of a large field stored in float32), the returned info says so, and
-the caller must not use the field silently.
+making progress (STALL_STEPS round-off-sized steps in a row that do not lower the best
+residual by 10 %: the round-off floor, e.g. of a large field stored in float32), the returned
+info says so, and the caller must not use the field silently.
 
 Derivatives with respect to any coefficient (D, k_d, secretion, receptors, ...) come from the
 implicit function theorem through `jax.lax.custom_root`: dc = -J^-1 dF, one extra CG solve,
@@ -26,6 +26,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .. import grid as grid_mod
 from .. import kinetics
 from ..grid import Grid
 from ..kinetics import FieldCoefficients
@@ -85,9 +86,11 @@ def _newton(c_init, grid: Grid, coef: FieldCoefficients, options: SolverOptions)
         c_new = jnp.maximum(c + delta, 0.0)
         f_new = F(c_new)
         norm_new = _norm(f_new)
-        # Newton steps that no longer improve on the best residual by 10 %, several in a row:
-        # the residual is at its round-off floor (float32 storage of a large field)
-        improved = norm_new < 0.9 * best
+        # Newton's residual need not fall every step on this concave problem, so a step counts
+        # as stalled only when it is also tiny (round-off level): several of those in a row
+        # mean the residual sits at its round-off floor (e.g. a large field in float32)
+        tiny_step = _norm(c_new - c) <= jnp.sqrt(jnp.finfo(c.dtype).eps) * _norm(c_new)
+        improved = (norm_new < 0.9 * best) | ~tiny_step
         stalls = jnp.where(improved, 0, stalls + 1)
         best = jnp.minimum(best, norm_new)
         return c_new, f_new, norm_new, best, it + 1, krylov_its + info.iterations, stalls
@@ -101,9 +104,11 @@ def _newton(c_init, grid: Grid, coef: FieldCoefficients, options: SolverOptions)
 
 def _tangent_solve(g, y, options: SolverOptions, grid: Grid, diffusion):
     """Solve J x = y for the linearised residual g (symmetric), preconditioned by the mean
-    operator whose shift is read off g itself: mean(g(1)) = mean(k_d + du/dc) + face terms."""
+    operator. Its shift is read off g itself: g(1) + D lap0(1) = k_d + du/dc, the same
+    shift the Newton solve uses."""
     inverse_mean = MeanOperatorInverse.for_grid(grid)
-    sigma = jnp.mean(g(jnp.ones_like(y)))
+    ones = jnp.ones_like(y)
+    sigma = jnp.mean(g(ones) + diffusion * grid_mod.laplacian(ones, grid))
     x, _ = linear_solve(g, y, lambda r: inverse_mean(r, diffusion, sigma), options.rtol, options.max_krylov)
     return x
 
