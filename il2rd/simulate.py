@@ -164,6 +164,7 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
             field = np.asarray(solve(scenario, on_snapshot, settings.progress, start_state))
         finally:
             writer.set_attrs(wall_time_s=wallclock.perf_counter() - start)
-        summary = readouts.summarise(field, last, scenario)
+        # a resumed run that was already complete writes no snapshot: summarise its last field
+        summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
         writer.set_attrs(**summary.attrs())
     return Result(writer.path, field, summary, wallclock.perf_counter() - start)

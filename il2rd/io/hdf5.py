@@ -21,8 +21,9 @@ concentrations in pM:
     /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors, km_pM, k_int_per_s)
     /meta/config      the resolved config, YAML text
     /meta/command_line
-    /checkpoint/il2   (nx, ny, nz) the last snapshot in the run's own precision (transient runs),
-                      attrs time_s, snapshot: what `resume` continues from
+    /checkpoint/il2_0, il2_1
+                      (nx, ny, nz) transient runs: snapshot i in the run's own precision in slot
+                      i % 2; `resume` continues from snapshot n_snapshots - 1 (at /time[n - 1])
 
 Fields are held as (nx, ny, nz) in memory and stored (z, y, x), the order netCDF, xarray and
 ParaView expect for C-ordered arrays. A snapshot counts once `n_snapshots` says so: it is
@@ -46,6 +47,11 @@ from . import xdmf
 SCHEMA_VERSION = 2
 CHUNK_BYTES = 4 * 2**20
 CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell", "pstat5": "1"}
+
+
+def _slot(snapshot: int) -> str:
+    """The checkpoint dataset holding snapshot `snapshot` (two slots, used in turn)."""
+    return f"il2_{snapshot % 2}"
 
 
 class OutputError(OSError):
@@ -193,13 +199,11 @@ class Hdf5Writer:
             f.close()
             raise OutputError(f"resume = {str(path)!r}: holds no checkpoint to continue from (a steady run, or no snapshot yet)")
         writer = cls(path, f, scenario)
-        checkpoint = f["checkpoint/il2"]
-        n = int(checkpoint.attrs["snapshot"]) + 1
+        n = writer.n_snapshots
         for d in (writer.time, writer.field, *writer.cells.values()):
             d.resize(n, axis=0)
-        f.attrs["n_snapshots"] = n
         f.flush()
-        return writer, float(checkpoint.attrs["time_s"]), checkpoint[...]
+        return writer, float(writer.time[n - 1]), f["checkpoint"][_slot(n - 1)][...]
 
     @property
     def n_snapshots(self) -> int:
@@ -215,13 +219,12 @@ class Hdf5Writer:
         for name, d in self.cells.items():
             d[i] = columns[name]
         self.time[i] = time_s
-        if checkpoint:
+        if checkpoint:  # alternate slots: the committed snapshot's slot is never being overwritten
             state = np.asarray(field_xyz)
-            if "checkpoint" not in self.file:
-                self.file.require_group("checkpoint").create_dataset("il2", data=state)
-            d = self.file["checkpoint/il2"]
-            d[...] = state
-            d.attrs.update(time_s=time_s, snapshot=i)
+            group = self.file.require_group("checkpoint")
+            if _slot(i) not in group:
+                group.create_dataset(_slot(i), data=state)
+            group[_slot(i)][...] = state
         self.file.flush()
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.file.flush()

@@ -1,0 +1,267 @@
+"""The offline figure set (`il2rd.plot`, `il2rd-plot`, issue 5): every figure is written as a
+non-empty image of the size its figsize and plot.DPI give, the animation has one frame per
+snapshot, the command line writes and lists the files and refuses a missing file in one line,
+and the radial profile agrees with the exact point-source solution q exp(-r/lambda)/(4 pi D r).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+import il2rd.cli
+import il2rd.io
+from il2rd import plot
+from il2rd.config import register_configs
+from il2rd.simulate import run
+
+from helpers import point_source_pM
+
+SMALL = ["grid.shape=[16,12,8]", "precision=float64", "output.progress=false"]
+TRANSIENT = [*SMALL, "solver.kind=implicit", "time.end=30", "time.snapshot_every=10"]
+TRANSIENT_TIMES = [0.0, 10.0, 20.0, 30.0]
+FIGURES = ("slice", "pstat5_slice", "radial_profile", "histograms", "timeseries")
+# the function of il2rd.plot that makes each file's figure
+MAKER = {"figure_slice": "slice.png", "figure_pstat5_slice": "pstat5_slice.png",
+         "figure_radial_profile": "radial_profile.png", "figure_histograms": "histograms.png",
+         "figure_timeseries": "timeseries.png", "animate_slice": "slice.gif"}
+
+
+def compose_config(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def transient_file(tmp_path_factory):
+    return run(compose_config(*TRANSIENT), output_dir=tmp_path_factory.mktemp("transient")).path
+
+
+@pytest.fixture(scope="module")
+def steady_file(tmp_path_factory):
+    return run(compose_config(*SMALL), output_dir=tmp_path_factory.mktemp("steady")).path
+
+
+@pytest.fixture
+def figure_sizes(monkeypatch):
+    """Records the size in inches of every figure il2rd.plot makes, by the function making it."""
+    sizes = {}
+    real = plot.plt.subplots
+
+    def recording(*args, **kwargs):
+        fig, axes = real(*args, **kwargs)
+        sizes[MAKER[sys._getframe(1).f_code.co_name]] = tuple(fig.get_size_inches())
+        return fig, axes
+
+    monkeypatch.setattr(plot.plt, "subplots", recording)
+    return sizes
+
+
+def expected_pixels(size_inches) -> tuple[int, int]:
+    """(width, height) in pixels of a figure saved at plot.DPI."""
+    return tuple(int(round(v * plot.DPI)) for v in size_inches)
+
+
+def check_png(path: Path, size_inches) -> np.ndarray:
+    assert path.is_file() and path.stat().st_size > 0, path
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == expected_pixels(size_inches), path.name
+        pixels = np.asarray(image.convert("RGB"))
+    # not blank: drawn content in several colours (axes, text, colour maps)
+    colours = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(colours) > 16, f"{path.name}: only {len(colours)} colours"
+    assert (pixels < 250).any(axis=-1).mean() > 0.02, f"{path.name}: nearly all white"
+    return pixels
+
+
+def rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def pdf_page_size_points(path: Path) -> tuple[float, float]:
+    data = path.read_bytes()
+    assert data.startswith(b"%PDF-"), path
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", data)
+    assert len(boxes) == 1, f"{path.name}: {len(boxes)} pages"
+    return float(boxes[0][0]), float(boxes[0][1])
+
+
+def test_figure_set_of_a_transient_run(tmp_path, transient_file, figure_sizes):
+    out = tmp_path / "figs"
+    written = plot.make_figures(transient_file, out, pdf=True)
+
+    expected = {f"{name}.{suffix}" for name in FIGURES for suffix in ("png", "pdf")} | {"slice.gif"}
+    assert {p.name for p in written} == expected and len(written) == len(expected)
+    assert {p.name for p in out.iterdir()} == expected  # and nothing else
+    assert set(figure_sizes) == {f"{name}.png" for name in FIGURES} | {"slice.gif"}
+
+    for name in FIGURES:
+        check_png(out / f"{name}.png", figure_sizes[f"{name}.png"])
+        width, height = pdf_page_size_points(out / f"{name}.pdf")  # PDF pages are in points, 72 per inch
+        assert (width, height) == pytest.approx(tuple(72.0 * v for v in figure_sizes[f"{name}.png"]), abs=0.01)
+
+    with il2rd.io.load(transient_file) as r:
+        np.testing.assert_array_equal(r.time, TRANSIENT_TIMES)
+        n_snapshots = len(r.time)
+    with Image.open(out / "slice.gif") as gif:
+        assert gif.format == "GIF"
+        assert gif.n_frames == n_snapshots
+        assert gif.size == expected_pixels(figure_sizes["slice.gif"])
+        frames = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            frames.append(np.asarray(gif.convert("RGB")))
+    # the field fills up from zero: successive frames differ
+    for a, b in zip(frames[:-1], frames[1:]):
+        assert np.any(a != b)
+
+
+def test_figure_set_of_a_steady_run(tmp_path, steady_file, figure_sizes):
+    out = tmp_path / "figs"
+    written = plot.make_figures(steady_file, out)
+    assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in FIGURES)  # one snapshot: no GIF
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.png" for name in FIGURES)
+    for name in FIGURES:
+        check_png(out / f"{name}.png", figure_sizes[f"{name}.png"])
+
+
+def test_default_output_folder_is_figures_beside_the_file(tmp_path, steady_file):
+    path = tmp_path / "run" / "il2rd.h5"
+    path.parent.mkdir()
+    shutil.copy(steady_file, path)
+    written = plot.make_figures(path, gif=False)
+    assert {p.parent for p in written} == {path.parent / "figures"}
+    assert all(p.is_file() for p in written)
+
+
+def test_snapshot_nearest_the_requested_time(transient_file):
+    with il2rd.io.load(transient_file) as r:
+        assert r.snapshot_index(None) == len(TRANSIENT_TIMES) - 1
+        assert r.snapshot_index(12.0) == 1
+        assert r.snapshot_index(16.0) == 2
+        assert r.snapshot_index(-5.0) == 0
+        assert r.snapshot_index(1e9) == len(TRANSIENT_TIMES) - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The il2rd-plot command
+
+
+def plot_command() -> str:
+    beside_python = Path(sys.executable).parent / "il2rd-plot"
+    found = str(beside_python) if beside_python.is_file() else shutil.which("il2rd-plot")
+    assert found, "the il2rd-plot console command is not installed"
+    return found
+
+
+def run_plot(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([plot_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ))
+
+
+def test_command_writes_and_lists_the_figures_for_the_requested_time(tmp_path, transient_file):
+    out = tmp_path / "cli"
+    proc = run_plot(tmp_path, str(transient_file), "--out", str(out), "--time", "12")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    listed = [Path(line) for line in proc.stdout.splitlines() if line.strip()]
+    expected = sorted([f"{name}.png" for name in FIGURES] + ["slice.gif"])
+    assert sorted(p.name for p in listed) == expected
+    assert all(p.is_file() and p.stat().st_size > 0 and p.parent == out for p in listed)
+    assert sorted(p.name for p in out.iterdir()) == expected
+
+    # --time 12 draws the snapshot nearest 12 s (t = 10 s): the same image as asking for 10 s
+    # here, and not the last snapshot's (the default)
+    at_10 = plot.make_figures(transient_file, tmp_path / "at_10", time_s=10.0, gif=False)
+    last = plot.make_figures(transient_file, tmp_path / "last", gif=False)
+    for name in ("slice.png", "histograms.png"):
+        cli_pixels = rgb(out / name)
+        assert np.array_equal(cli_pixels, rgb(tmp_path / "at_10" / name)), name
+        assert not np.array_equal(cli_pixels, rgb(tmp_path / "last" / name)), name
+    assert len(at_10) == len(last) == len(FIGURES)
+
+
+def test_command_refuses_a_missing_file_in_one_line(tmp_path):
+    proc = run_plot(tmp_path, "missing.h5")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stdout.strip() == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "missing.h5" in lines[0], proc.stderr
+    assert not (tmp_path / "figures").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The radial profile against the exact point-source solution
+
+D_UM2_PER_S = 10.0
+DECAY_LENGTH_UM = 40.0  # lambda = sqrt(D / k_d): k_d = 6.25e-3 /s
+Q_MOLECULES_PER_S = 10.0  # il2_producer's configured secretion
+H_UM = 10.0
+MAX_RADIUS = 12  # voxels
+
+
+def test_radial_profile_of_a_single_source_is_the_point_source_solution(tmp_path):
+    """One secreting cell (no receptors), decay only, steady, faces fixed at 0 on a 41 x 39 x 43
+    lattice with the source off-centre at voxel (20, 18, 22): the nearest face is 18.5 voxels =
+    4.6 lambda away, so its image changes the profile out to 12 voxels by < 1 % (largest on the
+    few voxels facing it; in a shell average less).
+
+    Two comparisons:
+    1. with the exact c(r) = q exp(-r/lambda)/(4 pi D r) averaged over the very voxels each bin
+       holds (an independent numpy binning): the lattice's discretisation error (<1 % here beyond
+       3 voxels, as measured) plus the faces' images: tolerance 1.5 %;
+    2. with c(r) at each bin's centre r, as the figure overlays it: a bin of width h holds voxels
+       from r - h/2 to r + h/2 (e.g. 4.58 to 5.48 voxels for the 5-voxel bin), and c is steep and
+       convex there, so the bin's mean differs from c(r) by up to ~5 %. The tolerance per bin is
+       that bin-averaging offset, computed from the formula over the bin's voxels, plus 1.5 %;
+       every bin beyond 3 voxels is within 6 % in any case.
+    """
+    nx, ny, nz = 41, 39, 43
+    source_voxel = np.array([20, 18, 22])
+    x, y, z = (source_voxel + 0.5) * H_UM
+    csv = tmp_path / "one_source.csv"
+    csv.write_text(f"x,y,z,type\n{x},{y},{z},il2_producer\n")
+    decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
+    cfg = compose_config(f"grid.shape=[{nx},{ny},{nz}]", f"grid.spacing={H_UM}", "grid.boundary=fixed",
+                         "grid.boundary_value=0", f"physics.diffusion={D_UM2_PER_S}", f"physics.decay={decay}",
+                         f"cells.csv={csv}", f"cell_types.il2_producer.secretion={Q_MOLECULES_PER_S}",
+                         "cell_types.il2_producer.receptors=0", "precision=float64", "solver.rtol=1e-10",
+                         "output.progress=false")
+    result = run(cfg, output_dir=tmp_path / "out")
+
+    with il2rd.io.load(result.path) as r:
+        assert len(r.cells["x"]) == 1
+        r_um, mean, n_sources, q = plot.radial_profile(r, 0, max_radius_voxels=MAX_RADIUS)
+    assert n_sources == 1 and q == Q_MOLECULES_PER_S
+    np.testing.assert_allclose(r_um, H_UM * np.arange(1, MAX_RADIUS + 1))
+
+    # the exact solution averaged over the voxels of each bin (bins of width h centred on r)
+    offsets = np.stack(np.meshgrid(*[np.arange(-MAX_RADIUS, MAX_RADIUS + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    distance = np.sqrt(np.sum(offsets.astype(float) ** 2, axis=1)) * H_UM
+    which = np.rint(distance / H_UM).astype(int)  # no voxel lies on a bin edge (r^2 is an integer)
+    binned_exact = np.array([point_source_pM(distance[which == b], Q_MOLECULES_PER_S, D_UM2_PER_S,
+                                             DECAY_LENGTH_UM).mean() for b in range(1, MAX_RADIUS + 1)])
+    at_centre = point_source_pM(r_um, Q_MOLECULES_PER_S, D_UM2_PER_S, DECAY_LENGTH_UM)
+
+    beyond = r_um > 3 * H_UM
+    assert beyond.sum() == MAX_RADIUS - 3
+    np.testing.assert_allclose(mean[beyond], binned_exact[beyond], rtol=0.015)
+    averaging_offset = np.abs(binned_exact / at_centre - 1)
+    assert np.all(np.abs(mean[beyond] / at_centre[beyond] - 1) <= averaging_offset[beyond] + 0.015)
+    np.testing.assert_allclose(mean[beyond], at_centre[beyond], rtol=0.06)
+    # and the profile falls off as the solution does: exp(-r/lambda)/r over 4..12 voxels spans 40x
+    assert np.all(np.diff(mean) < 0)
+    assert mean[3] / mean[-1] == pytest.approx(at_centre[3] / at_centre[-1], rel=0.03)
