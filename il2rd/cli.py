@@ -32,7 +32,7 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    from .simulate import SimulationError, run
+    from .simulate import RunInterrupted, SimulationError, run
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # hide JAX's backend probing
     output_dir = None if cfg.output.dir is not None else Path(HydraConfig.get().runtime.output_dir)
@@ -42,8 +42,14 @@ def main(cfg: DictConfig) -> None:
         print(f"il2rd: error: {err}", file=sys.stderr)
         sys.exit(2)
     except SimulationError as err:
-        print(f"il2rd: simulation failed: {err}\nil2rd: the snapshots written before the failure are kept.", file=sys.stderr)
+        print(f"il2rd: simulation failed: {err}", file=sys.stderr)
         sys.exit(1)
+    except RunInterrupted as err:
+        print(f"il2rd: {err}", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:  # before the output file existed
+        print("il2rd: interrupted before any output was written", file=sys.stderr)
+        sys.exit(130)
     log.info("\n%s", result.summary.format())
     log.info("wrote %s (%.1f s)", result.path, result.wall_time_s)
 

@@ -35,6 +35,14 @@ class SimulationError(RuntimeError):
     """The numerics failed (no convergence, NaN/Inf); snapshots written so far are kept."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the file keeps its n_snapshots complete snapshots."""
+
+    def __init__(self, path: Path, n_snapshots: int):
+        self.path, self.n_snapshots = path, n_snapshots
+        super().__init__(f"interrupted; {path} keeps the {n_snapshots} snapshot(s) completed before")
+
+
 @dataclass
 class Result:
     path: Path
@@ -162,6 +170,10 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
 
         try:
             field = np.asarray(solve(scenario, on_snapshot, settings.progress, start_state))
+        except KeyboardInterrupt:
+            raise RunInterrupted(writer.path, writer.n_snapshots) from None
+        except SimulationError as err:
+            raise SimulationError(f"{err}\n{writer.path} keeps the {writer.n_snapshots} snapshot(s) completed before") from None
         finally:
             writer.set_attrs(wall_time_s=wallclock.perf_counter() - start)
         # a resumed run that was already complete writes no snapshot: summarise its last field

@@ -34,6 +34,7 @@ killed at any moment leaves a file whose first n_snapshots snapshots are complet
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,6 +48,15 @@ from . import xdmf
 SCHEMA_VERSION = 2
 CHUNK_BYTES = 4 * 2**20
 CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell", "pstat5": "1"}
+
+
+def estimated_bytes(scenario) -> int:
+    """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
+    n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
+    per_snapshot = 4 * n_voxels + 4 * len(CELL_COLUMNS) * n_cells + 8
+    state = 2 * np.dtype(scenario.coefficients.dtype).itemsize * n_voxels  # two checkpoint slots
+    static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
+    return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
 
 
 def _slot(snapshot: int) -> str:
@@ -101,6 +111,13 @@ class Hdf5Writer:
             f = h5py.File(path, "w")
         except OSError as err:
             raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({err})") from err
+        need, free = estimated_bytes(scenario), shutil.disk_usage(path.parent).free
+        if need > free:
+            f.close()
+            path.unlink(missing_ok=True)
+            raise OutputError(f"output.dir = {str(path.parent)!r}: the run needs up to {need / 2**20:.1f} MiB "
+                              f"({len(scenario.settings.snapshot_times_s)} snapshots, uncompressed) but only "
+                              f"{free / 2**20:.1f} MiB are free there")
         try:
             cls._layout(f, scenario, config_yaml, compression)
         except BaseException:
