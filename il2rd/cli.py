@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -28,22 +29,35 @@ def config_dir() -> Path:
 register_configs()
 
 
+class JobFailed(RuntimeError):
+    """A run of a multirun failed; Hydra records it and goes on with the other runs."""
+
+
+FAILED_MARKER = "il2rd.failed"  # written into a multirun job's folder with the reason, for il2rd-collect
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from .simulate import RunInterrupted, SimulationError, run
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # hide JAX's backend probing
-    output_dir = None if cfg.output.dir is not None else Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:  # jobs may share one GPU: none may take all its memory up front
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
-        result = run(cfg, output_dir)
-    except (ConfigError, PlacementError, OutputError) as err:
-        print(f"il2rd: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except SimulationError as err:
-        print(f"il2rd: simulation failed: {err}", file=sys.stderr)
-        sys.exit(1)
+        result = run(cfg, None if cfg.output.dir is not None else job_dir)
+    except (ConfigError, PlacementError, OutputError, SimulationError) as err:
+        kind = "simulation failed" if isinstance(err, SimulationError) else "error"
+        if multirun:  # record it and let Hydra go on with the other jobs
+            (job_dir / FAILED_MARKER).write_text(f"{kind}: {err}\n")
+            raise JobFailed(f"{kind}: {err}") from None
+        print(f"il2rd: {kind}: {err}", file=sys.stderr)
+        sys.exit(1 if isinstance(err, SimulationError) else 2)
     except RunInterrupted as err:
         print(f"il2rd: {err}", file=sys.stderr)
         sys.exit(130)

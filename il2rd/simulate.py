@@ -7,6 +7,8 @@ each snapshot as soon as it exists, and return a Result with the summary.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time as wallclock
@@ -21,10 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import config, readouts
-from .io.hdf5 import Hdf5Writer
+from .io.hdf5 import CELL_COLUMNS, Hdf5Writer
+from .io.reader import load
 from .scenario import Scenario
-from .solvers.steady import steady_field
-from .solvers.transient import advance_jit, explicit_stable_dt, explicit_substeps, steps_for_interval
+from .solvers.steady import steady_field, steady_field_batch
+from .solvers.transient import advance_batch, advance_jit, explicit_stable_dt, explicit_substeps, steps_for_interval
 
 log = logging.getLogger("il2rd")
 
@@ -52,63 +55,71 @@ class Result:
 
 
 def _check_field(c, when: str, grid) -> None:
+    """Stop on NaN/Inf, naming when and where (and which batch member, for a batch)."""
     if bool(jnp.all(jnp.isfinite(c))):
         return
     bad = np.argwhere(~np.isfinite(np.asarray(c)))[0]
+    member, bad = (f" in batch member {int(bad[0])}", bad[1:]) if len(bad) == 4 else ("", bad)
     where = (bad + 0.5) * grid.spacing_um
     raise SimulationError(
-        f"non-finite IL-2 appeared {when}, first at voxel "
+        f"non-finite IL-2 appeared {when}{member}, first at voxel "
         f"{tuple(int(i) for i in bad)} (x, y, z = {', '.join(f'{w:g}' for w in where)} um)"
     )
 
 
 def _check_solve(info, t: float) -> None:
-    if not bool(info.converged):
+    if not bool(jnp.all(info.converged)):
+        worst = int(jnp.argmax(jnp.ravel(info.relative_residual)))
+        pick = lambda v: np.ravel(np.asarray(v))[worst]  # noqa: E731  (one member of a batch)
         raise SimulationError(
-            f"the nonlinear solve at t = {t:g} s stopped at relative residual {float(info.relative_residual):.3g} "
-            f"after {int(info.newton_iterations)} Newton steps ({int(info.krylov_iterations)} CG iterations): "
+            f"the nonlinear solve at t = {t:g} s stopped at relative residual {float(pick(info.relative_residual)):.3g} "
+            f"after {int(pick(info.newton_iterations))} Newton steps ({int(pick(info.krylov_iterations))} CG iterations): "
             "raise solver.max_iter / solver.max_newton, loosen solver.rtol, or use precision=float64"
         )
 
 
-def solve(scenario: Scenario, on_snapshot, progress: bool = True, start=None):
-    """Run the scenario's solver, calling on_snapshot(t_s, field) at each snapshot time.
+def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, batched: bool = False):
+    """Run the solver of `settings` on the lattice, calling on_snapshot(t_s, field) at each
+    snapshot time; returns the last field.
 
+    batched: coef has a leading batch axis (parameter sets of one shape, stacked); the same
+    jitted physics is vmapped over it and the fields passed on have that axis too.
     start: (t_s, field) of a snapshot already written, to continue a transient run from (resume).
-    Returns the last field."""
-    s, grid, coef = scenario.settings, scenario.grid, scenario.coefficients
-    if s.solver_kind == "steady":
-        c, info = steady_field(grid, coef, options=s.options)
+    """
+    if settings.solver_kind == "steady":
+        c, info = (steady_field_batch if batched else steady_field)(grid, coef, options=settings.options)
         _check_field(c, "in the steady solve", grid)
         _check_solve(info, 0.0)
         on_snapshot(0.0, c)
         return c
 
-    times = s.snapshot_times_s
+    times = settings.snapshot_times_s
     if start is None:
-        c = jnp.zeros(grid.shape, coef.dtype)
+        c = jnp.zeros(coef.secretion_pM_per_s.shape, coef.dtype)
         on_snapshot(times[0], c)
     else:
         t_start, c = start[0], jnp.asarray(start[1], coef.dtype)
         times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
-    bar = tqdm(total=s.end_s, initial=times[0], unit="s sim", disable=not progress, desc=f"il2rd {s.solver_kind}",
+    advance = advance_batch if batched else advance_jit
+    bar = tqdm(total=settings.end_s, initial=times[0], unit="s sim", disable=not progress,
+               desc=f"il2rd {settings.solver_kind}",
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
     try:
         for t0, t1 in zip(times[:-1], times[1:]):
-            n_steps, dt = steps_for_interval(t1 - t0, s.dt_s)
-            if s.solver_kind == "explicit":
+            n_steps, dt = steps_for_interval(t1 - t0, settings.dt_s)
+            if settings.solver_kind == "explicit":
                 sub = explicit_substeps(grid, coef, dt)
                 if sub > 1 and t0 == times[0]:
-                    total = sub * math.ceil(s.end_s / s.dt_s)
+                    total = sub * math.ceil(settings.end_s / settings.dt_s)
                     (log.warning if total > 10**6 else log.info)(
                         "solver.dt = %g s is above the forward-Euler stability limit %.3g s: taking %d sub-steps "
-                        "per step, %d in all%s", s.dt_s, explicit_stable_dt(grid, coef), sub, total,
+                        "per step, %d in all%s", settings.dt_s, explicit_stable_dt(grid, coef), sub, total,
                         "; solver.kind=implicit has no such limit" if total > 10**6 else "")
                 n_steps, dt = n_steps * sub, dt / sub
             t, done = t0, 0
             while done < n_steps:
                 n = min(CHUNK_STEPS, n_steps - done)
-                c, info = advance_jit(c, grid, coef, jnp.asarray(dt, coef.dtype), n, s.solver_kind, s.options)
+                c, info = advance(c, grid, coef, jnp.asarray(dt, coef.dtype), n, settings.solver_kind, settings.options)
                 _check_field(c, f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
                 _check_solve(info, t)
                 t, done = t + n * dt, done + n
@@ -132,14 +143,33 @@ def stored_config(path: Path) -> DictConfig:
     return OmegaConf.merge(OmegaConf.structured(config.Il2rdConfig), OmegaConf.create(text))
 
 
-def _open_output(cfg: DictConfig, output_dir: Path | None):
-    """(settings, scenario, writer, start) for a new run, or for `resume=<file>`."""
-    if cfg.get("resume") is None:
-        settings = config.parse(cfg)
-        out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
-        scenario = Scenario.build(settings)
-        writer = Hdf5Writer.create(out / "il2rd.h5", scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression)
-        return settings, scenario, writer, None
+def config_key(cfg: DictConfig) -> str:
+    """What identifies a run's result: the SHA-256 of its resolved config without the keys
+    that do not change the numbers (where it is written, progress bars, resume)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("resume", None)
+    container.pop("output", None)
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()
+
+
+def completed_file(path: Path, key: str) -> bool:
+    """Whether `path` holds a finished run of the config with this key (a re-run can skip it)."""
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("complete", False)) and f.attrs.get("config_sha256") == key
+    except OSError:
+        return False
+
+
+def _output_path(settings, output_dir: Path | None) -> Path:
+    out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
+    return out / "il2rd.h5"
+
+
+def _resume(cfg: DictConfig):
+    """(settings, scenario, writer, start state) to continue the run stored in cfg.resume."""
     path = Path(str(cfg.resume))
     if not path.is_file():
         raise config.ConfigError("resume", str(path), "no such file (an il2rd.h5 written by an interrupted transient run)")
@@ -156,27 +186,61 @@ def _open_output(cfg: DictConfig, output_dir: Path | None):
     return settings, scenario, writer, (t_s, field)
 
 
+def _record(scenario, writer):
+    """on_snapshot for one run: per-cell readouts and the snapshot into its file."""
+    last = {}
+
+    def on_snapshot(t, c):
+        columns = readouts.cell_columns(c, scenario)
+        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady")
+        last.update(columns)
+
+    return on_snapshot, last
+
+
+def _finish(writer, scenario, field, last, started: float) -> Result:
+    # a resumed run that was already complete writes no snapshot: summarise its last field
+    summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
+    wall = wallclock.perf_counter() - started
+    writer.set_attrs(**summary.attrs(), wall_time_s=wall, complete=True)
+    return Result(writer.path, field, summary, wall)
+
+
+def _reuse(path: Path, scenario) -> Result:
+    """The Result of a finished run, read back from its file."""
+    with load(path) as previous:
+        field = previous.field_xyz(-1)
+        columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
+        wall = float(previous.attrs.get("wall_time_s", 0.0))
+    log.info("%s already holds this config's finished run: not recomputed", path)
+    return Result(path, field, readouts.summarise(field, columns, scenario), wall)
+
+
 def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
     """Run one simulation from a composed config; output_dir overrides output.dir.
-    With `resume` set, continue the interrupted run stored in that file instead (its own config)."""
-    settings, scenario, writer, start_state = _open_output(cfg, output_dir)
-    start = wallclock.perf_counter()
-    last = {}
-    with writer:
-        def on_snapshot(t, c):
-            columns = readouts.cell_columns(c, scenario)
-            writer.append(t, c, columns, checkpoint=settings.solver_kind != "steady")
-            last.update(columns)
 
+    If the output file already holds a finished run of the same config (config_key), it is
+    not recomputed. With `resume` set, continue the interrupted run stored in that file instead
+    (with its own stored config)."""
+    started = wallclock.perf_counter()
+    if cfg.get("resume") is not None:
+        settings, scenario, writer, start_state = _resume(cfg)
+    else:
+        settings, start_state = config.parse(cfg), None
+        path, key = _output_path(settings, output_dir), config_key(cfg)
+        scenario = Scenario.build(settings)
+        if completed_file(path, key):
+            return _reuse(path, scenario)
+        writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression, key)
+    with writer:
+        on_snapshot, last = _record(scenario, writer)
         try:
-            field = np.asarray(solve(scenario, on_snapshot, settings.progress, start_state))
+            field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
+                                     start_state))
         except KeyboardInterrupt:
             raise RunInterrupted(writer.path, writer.n_snapshots) from None
         except SimulationError as err:
             raise SimulationError(f"{err}\n{writer.path} keeps the {writer.n_snapshots} snapshot(s) completed before") from None
         finally:
-            writer.set_attrs(wall_time_s=wallclock.perf_counter() - start)
-        # a resumed run that was already complete writes no snapshot: summarise its last field
-        summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
-        writer.set_attrs(**summary.attrs())
-    return Result(writer.path, field, summary, wallclock.perf_counter() - start)
+            writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
+        return _finish(writer, scenario, field, last, started)

@@ -6,7 +6,8 @@ concentrations in pM:
     /                 attrs: schema_version, il2rd_version, jax_version, numpy_version, h5py_version,
                              python_version, device, spacing_um, origin_um, shape (nx, ny, nz),
                              boundary, face_values_pM, solver, precision, seed, n_snapshots,
-                             wall_time_s, summary_* numbers
+                             wall_time_s, summary_* numbers, config_sha256 (what identifies
+                             the run: simulate.config_key), complete (set when the run finished)
     /time             (time,) s                      dimension scale, resizable
     /x, /y, /z        voxel centres, um              dimension scales
     /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip (or zstd, none)
@@ -104,7 +105,7 @@ class Hdf5Writer:
         self.cells = {name: f["cells"][name] for name in CELL_COLUMNS}
 
     @classmethod
-    def create(cls, path: Path, scenario, config_yaml: str, compression: str = "gzip") -> "Hdf5Writer":
+    def create(cls, path: Path, scenario, config_yaml: str, compression: str = "gzip", config_key: str = "") -> "Hdf5Writer":
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +121,7 @@ class Hdf5Writer:
                               f"{free / 2**20:.1f} MiB are free there")
         try:
             cls._layout(f, scenario, config_yaml, compression)
+            f.attrs.update(config_sha256=config_key, complete=False)
         except BaseException:
             f.close()
             raise

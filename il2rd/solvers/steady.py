@@ -21,6 +21,7 @@ never differentiating through the Newton iterations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -136,3 +137,9 @@ def solve_steady(grid: Grid, coef: FieldCoefficients, c0=None, options: SolverOp
 
 
 steady_field = jax.jit(solve_steady, static_argnames=("grid", "options"))
+
+
+@partial(jax.jit, static_argnames=("grid", "options"))
+def steady_field_batch(grid: Grid, coef: FieldCoefficients, options: SolverOptions = SolverOptions()):
+    """steady_field vmapped over coefficients stacked along a leading batch axis."""
+    return jax.vmap(lambda k: solve_steady(grid, k, None, options))(coef)

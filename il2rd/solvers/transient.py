@@ -12,6 +12,7 @@ explicit  Forward Euler, first order. Stable and non-negative when
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +29,10 @@ KINDS = ("steady", "implicit", "explicit")
 
 def explicit_stable_dt(grid: Grid, coef: FieldCoefficients) -> float:
     """Largest forward-Euler step (s) that keeps the scheme stable and non-negative, x 0.9."""
+    # max over a batch axis too: a batch steps at its members' most restrictive limit
     rate = (
-        float(coef.diffusion_um2_per_s) * grid.max_diagonal()
-        + float(coef.decay_per_s)
+        float(jnp.max(coef.diffusion_um2_per_s)) * grid.max_diagonal()
+        + float(jnp.max(coef.decay_per_s))
         + float(kinetics.max_uptake_slope(coef))
     )
     return STABILITY_MARGIN / rate if rate > 0 else math.inf
@@ -85,6 +87,12 @@ def advance(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str,
 
 
 advance_jit = jax.jit(advance, static_argnames=("grid", "n_steps", "kind", "options"))
+
+
+@partial(jax.jit, static_argnames=("grid", "n_steps", "kind", "options"))
+def advance_batch(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str, options: SolverOptions):
+    """advance vmapped over fields and coefficients stacked along a leading batch axis."""
+    return jax.vmap(lambda c1, k: advance(c1, grid, k, dt, n_steps, kind, options))(c, coef)
 
 
 def steps_for_interval(interval_s: float, dt_s: float) -> tuple[int, float]:

@@ -1,0 +1,226 @@
+"""`il2rd-collect <sweep dir>`: every run of a sweep in one tidy table, and the standard sweep plots.
+
+One row per run and cell type: the run's folder, its status, the swept parameters (from
+Hydra's .hydra/overrides.yaml), the seed, and the readouts of its last snapshot for that type
+(cells, mean IL-2 seen, mean uptake, total uptake, mean pSTAT5, pSTAT5+ fraction). A run that
+failed (its il2rd.failed says why), was killed part-way (its file is not marked complete), or
+never wrote anything keeps one row with that status, so nothing is silently dropped.
+
+Writes <sweep dir>/sweep.csv, <sweep dir>/sweep.h5 (group /table, one dataset per column along a
+`row` dimension, openable with xarray) and figures in <sweep dir>/sweep_figures/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from .cli import FAILED_MARKER
+from .io.reader import load
+
+READOUTS = ("cells", "mean_il2_pM", "mean_uptake_molecules_per_s", "total_uptake_molecules_per_s", "mean_pstat5",
+            "pstat5_positive_fraction")
+PLOTTED = "pstat5_positive_fraction"
+
+
+def _value(text: str):
+    """An override's value as a number where it is one."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _swept(job_dir: Path) -> dict:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(path.read_text()) if path.is_file() else []
+    params = {}
+    for item in overrides or []:
+        key, _, value = str(item).lstrip("+~").partition("=")
+        params[key] = _value(value)
+    return params
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    found = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
+    found |= {p.parent for p in sweep_dir.rglob("il2rd.h5")}
+
+    def order(path: Path):
+        rel = path.relative_to(sweep_dir).parts
+        return tuple((0, int(x)) if x.isdigit() else (1, x) for x in rel)
+
+    return sorted(found, key=order)
+
+
+def _rows_of_run(job_dir: Path, sweep_dir: Path) -> list[dict]:
+    base = {"run": str(job_dir.relative_to(sweep_dir)) or ".", **{f"param:{k}": v for k, v in _swept(job_dir).items()}}
+    h5 = job_dir / "il2rd.h5"
+    failed = job_dir / FAILED_MARKER
+    if failed.is_file():
+        return [{**base, "status": "failed", "message": failed.read_text().strip()}]
+    if not h5.is_file():
+        return [{**base, "status": "missing", "message": "no il2rd.h5 (killed before writing, or never started)"}]
+    try:
+        run = load(h5)
+    except OSError as err:
+        return [{**base, "status": "unreadable", "message": str(err)}]
+    with run:
+        if not run.attrs.get("complete", False):
+            return [{**base, "status": "incomplete",
+                     "message": f"{len(run.time)} snapshot(s) written, not finished (killed?)"}]
+        threshold = float(run.config.get("signalling", {}).get("pstat5_threshold", 0.5))
+        il2, uptake, pstat5 = (np.asarray(run.cells[name][-1], np.float64) for name in ("il2", "uptake", "pstat5"))
+        rows = []
+        for i, name in enumerate(run.type_names):
+            sel = run.cells["type"] == i
+            n = int(sel.sum())
+            mean = lambda a: float(a[sel].mean()) if n else math.nan  # noqa: E731
+            rows.append({
+                **base, "status": "complete", "message": "", "seed": int(run.attrs["seed"]), "cell_type": name,
+                "cells": n, "mean_il2_pM": mean(il2), "mean_uptake_molecules_per_s": mean(uptake),
+                "total_uptake_molecules_per_s": float(uptake[sel].sum()), "mean_pstat5": mean(pstat5),
+                "pstat5_positive_fraction": float(np.mean(pstat5[sel] >= threshold)) if n else math.nan,
+            })
+        return rows
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """The tidy table of a sweep folder (basic, joblib, submitit or il2rd_batched multirun)."""
+    rows = []
+    for job_dir in _job_dirs(Path(sweep_dir)):
+        rows += _rows_of_run(job_dir, Path(sweep_dir))
+    return rows
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    first = ["run", "status", "message"]
+    params = sorted({k for r in rows for k in r if k.startswith("param:")})
+    rest = ["seed", "cell_type", *READOUTS]
+    return first + params + rest
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=_columns(rows), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_hdf5(rows: list[dict], path: Path) -> Path:
+    """The table as one dataset per column (numbers as float64 with NaN for blanks, else text)."""
+    tmp = path.with_suffix(".h5.tmp")
+    with h5py.File(tmp, "w") as f:
+        g = f.create_group("table")
+        row = g.create_dataset("row", data=np.arange(len(rows)))
+        row.make_scale("row")
+        for column in _columns(rows):
+            values = [r.get(column, "") for r in rows]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) or v == "" for v in values)
+            if numeric and any(v != "" for v in values):
+                data = np.array([np.nan if v == "" else float(v) for v in values])
+            else:
+                data = np.array([str(v) for v in values], dtype=h5py.string_dtype())
+            d = g.create_dataset(column.replace(":", "."), data=data)
+            d.dims[0].attach_scale(row)
+    tmp.replace(path)
+    return path
+
+
+def _numeric_params(rows: list[dict]) -> list[str]:
+    done = [r for r in rows if r["status"] == "complete"]
+    keys = [k for k in _columns(rows) if k.startswith("param:") and k != "param:seed"]
+    return [k for k in keys if all(isinstance(r.get(k), (int, float)) for r in done) and len({r.get(k) for r in done}) > 1]
+
+
+def plot(rows: list[dict], out_dir: Path, readout: str = PLOTTED) -> list[Path]:
+    """A readout against one parameter (mean and spread over seeds), per cell type; and a heatmap
+    over the first two swept parameters, per cell type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = [r for r in rows if r["status"] == "complete"]
+    params = _numeric_params(rows)
+    types = sorted({r["cell_type"] for r in done})
+    written = []
+    if params:  # per cell type, the readout against the first parameter, a line per setting of the others
+        p, others = params[0], params[1:]
+        fig, axes = plt.subplots(1, len(types), figsize=(4.8 * len(types), 4.2), constrained_layout=True, squeeze=False)
+        for ax, t in zip(axes[0], types):
+            mine = [r for r in done if r["cell_type"] == t]
+            for setting in sorted({tuple(r[o] for o in others) for r in mine}):
+                line_rows = [r for r in mine if tuple(r[o] for o in others) == setting]
+                xs = sorted({r[p] for r in line_rows})
+                values = [[r[readout] for r in line_rows if r[p] == x] for x in xs]  # replicates: seeds
+                mean, spread = np.array([np.mean(v) for v in values]), np.array([np.std(v) for v in values])
+                label = ", ".join(f"{o.removeprefix('param:')}={v:g}" for o, v in zip(others, setting)) or "all"
+                line, = ax.plot(xs, mean, "o-", label=f"{label} (n={min(len(v) for v in values)})")
+                ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
+            ax.set(xlabel=p.removeprefix("param:"), ylabel=readout, title=t)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"{readout}: mean and standard deviation over replicate seeds")
+        path = out_dir / f"{readout}_vs_{p.removeprefix('param:')}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    if len(params) >= 2:
+        p, q = params[:2]
+        xs, ys = sorted({r[p] for r in done}), sorted({r[q] for r in done})
+        fig, axes = plt.subplots(1, len(types), figsize=(4.5 * len(types), 4), constrained_layout=True, squeeze=False)
+        for ax, t in zip(axes[0], types):
+            grid = np.full((len(ys), len(xs)), np.nan)
+            for i, y in enumerate(ys):
+                for j, x in enumerate(xs):
+                    v = [r[readout] for r in done if r["cell_type"] == t and r[p] == x and r[q] == y]
+                    grid[i, j] = np.mean(v) if v else np.nan
+            im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+            ax.set(xticks=range(len(xs)), xticklabels=[f"{x:g}" for x in xs], yticks=range(len(ys)),
+                   yticklabels=[f"{y:g}" for y in ys], xlabel=p.removeprefix("param:"), ylabel=q.removeprefix("param:"),
+                   title=t)
+            fig.colorbar(im, ax=ax, label=readout)
+        path = out_dir / f"{readout}_heatmap.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="il2rd-collect", description="Gather every run of a sweep into one table.")
+    parser.add_argument("sweep_dir", type=Path, help="a multirun folder (e.g. multirun/<date>/<time>)")
+    parser.add_argument("--readout", default=PLOTTED, choices=READOUTS[1:], help="readout to plot")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"il2rd-collect: error: sweep_dir = {str(args.sweep_dir)!r}: no such folder", file=sys.stderr)
+        return 2
+    rows = collect(args.sweep_dir)
+    if not rows:
+        print(f"il2rd-collect: error: sweep_dir = {str(args.sweep_dir)!r}: holds no il2rd runs", file=sys.stderr)
+        return 2
+    written = [write_csv(rows, args.sweep_dir / "sweep.csv"), write_hdf5(rows, args.sweep_dir / "sweep.h5")]
+    if not args.no_plots:
+        written += plot(rows, args.sweep_dir / "sweep_figures", args.readout)
+    runs = {r["run"]: r["status"] for r in rows}
+    counts = {s: list(runs.values()).count(s) for s in sorted(set(runs.values()))}
+    print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for r in rows:
+        if r["status"] != "complete":
+            print(f"  {r['run']}: {r['status']}: {r['message']}")
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
