@@ -108,6 +108,11 @@ class SignallingConfig:
 
 
 @dataclass
+class DevicesConfig:
+    shard: bool = False  # split the lattice into slabs along x over all visible devices
+
+
+@dataclass
 class OutputConfig:
     dir: Optional[str] = None  # null: Hydra's run directory (outputs/<date>/<time>)
     progress: bool = True
@@ -127,6 +132,7 @@ class Il2rdConfig:
     signalling: SignallingConfig = field(default_factory=SignallingConfig)
     precision: str = "float32"
     seed: int = 0
+    devices: DevicesConfig = field(default_factory=DevicesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     resume: Optional[str] = None  # an il2rd.h5 of an interrupted transient run: continue it
 
@@ -159,6 +165,7 @@ class Settings:
     placement: list[tuple[str, int, Region]]  # (type, count, region), in config order
     csv: Path | None
     signalling: Signalling
+    shard: bool
     output_dir: Path | None
     progress: bool
     compression: str
@@ -388,6 +395,16 @@ def parse(cfg: DictConfig) -> Settings:
         hill=_number("signalling.hill", cfg.signalling.hill, low=0, low_open=True),
         positive_threshold=_number("signalling.pstat5_threshold", cfg.signalling.pstat5_threshold, low=0, low_open=True, high=1),
     )
+    shard = cfg.devices.shard
+    if not isinstance(shard, bool):
+        raise ConfigError("devices.shard", shard, "must be true or false")
+    if shard:
+        import jax
+
+        n = len(jax.devices())
+        if grid.shape[0] % n:
+            raise ConfigError("devices.shard", shard, f"splits x into {n} slabs, one per device, so grid.shape[0] = "
+                              f"{grid.shape[0]} must be a multiple of {n}")
     compression = _choice("output.compression", cfg.output.compression, COMPRESSIONS)
     if compression == "zstd":
         try:
@@ -412,6 +429,7 @@ def parse(cfg: DictConfig) -> Settings:
         placement=placement,
         csv=csv,
         signalling=signalling,
+        shard=shard,
         output_dir=None if output_dir is None else Path(str(output_dir)),
         progress=bool(cfg.output.progress),
         compression=compression,

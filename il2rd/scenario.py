@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from . import cells
 from .cells import Population
 from .config import Settings, check_steady_field_exists
+from .devices import shard_coefficients, x_slabs
 from .kinetics import FieldCoefficients
 
 
@@ -56,4 +57,6 @@ class Scenario:
             settings.uptake,
             dtype,
         )
+        if settings.shard:
+            coef = shard_coefficients(coef, x_slabs())
         return cls(settings, population, coef)

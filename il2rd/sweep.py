@@ -100,3 +100,44 @@ def _run_chunk(chunk: list[_Point]) -> list[Path]:
             w.close()
     log.info("solved %d runs as one batch in %.2f s", len(chunk), wallclock.perf_counter() - started)
     return [w.path for w in writers]
+
+
+class SweepProgress:
+    """Hydra callback: a progress bar over the runs of a multirun, with the time left.
+
+    Counts the jobs the basic sweeper will make from the overrides and hydra.sweeper.params.
+    Launchers that run jobs in other processes (joblib, submitit) report their own progress.
+    """
+
+    def __init__(self):
+        self.bar = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.bar = tqdm(total=_count_jobs(config), desc="il2rd sweep", unit="run")
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __getattr__(self, name):  # the other Hydra callback hooks: nothing to do
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+def _count_jobs(config: DictConfig) -> int | None:
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        overrides = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params") or {}
+        overrides += [f"{k}={v}" for k, v in params.items()]
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        return len(BasicSweeper.split_arguments(parsed, None)[0])
+    except Exception:  # another sweeper, or Hydra internals moved: a bar without a total
+        return None
