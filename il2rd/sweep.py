@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -52,33 +53,35 @@ def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
 
 
-def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int = 16, progress: bool = True) -> list[Path]:
+def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int = 16,
+                progress: bool = True) -> list[Path | None]:
     """Solve the given runs in vmapped batches of at most batch_size, writing each run's file.
 
     Runs whose file already holds their finished result are skipped; runs whose config is
-    refused are left alone (running them alone reports the error). Returns the files written.
+    refused are left alone (running them alone reports the error). Returns, in the order of
+    cfgs, each run's file (None for a refused config).
     """
-    points = []
+    points, files = [], []
     for cfg, out in zip(cfgs, output_dirs):
         try:
             settings = config.parse(cfg)
             path, key = _output_path(settings, out), config_key(cfg)
-            if completed_file(path, key):
-                continue
-            points.append(_Point(cfg, settings, Scenario.build(settings), path, key))
+            files.append(path)
+            if not completed_file(path, key):
+                points.append(_Point(cfg, settings, Scenario.build(settings), path, key))
         except (config.ConfigError, PlacementError) as err:
             log.warning("left out of the batch (%s): %s", out, err)
+            files.append(None)
     groups = defaultdict(list)
     for p in points:
         groups[_signature(p)].append(p)
     chunks = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
-    written = []
     for chunk in tqdm(chunks, desc="il2rd batches", unit="batch", disable=not progress or len(chunks) < 2):
-        written += _run_chunk(chunk)
-    return written
+        _run_chunk(chunk)
+    return files
 
 
-def _run_chunk(chunk: list[_Point]) -> list[Path]:
+def _run_chunk(chunk: list[_Point]) -> None:
     started = wallclock.perf_counter()
     writers = [Hdf5Writer.create(p.path, p.scenario, OmegaConf.to_yaml(p.cfg, resolve=True),
                                  p.settings.compression, p.key) for p in chunk]
@@ -99,17 +102,23 @@ def _run_chunk(chunk: list[_Point]) -> list[Path]:
         for w in writers:
             w.close()
     log.info("solved %d runs as one batch in %.2f s", len(chunk), wallclock.perf_counter() - started)
-    return [w.path for w in writers]
 
 
-class SweepProgress:
+class SweepProgress(Callback):
     """Hydra callback: a progress bar over the runs of a multirun, with the time left.
 
     Counts the jobs the basic sweeper will make from the overrides and hydra.sweeper.params.
-    Launchers that run jobs in other processes (joblib, submitit) report their own progress.
+    Launchers that run jobs in other processes (joblib, submitit) report their own progress:
+    the bar stays in this process (it is not pickled along with the launcher).
     """
 
     def __init__(self):
+        self.bar = None
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
         self.bar = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -122,11 +131,6 @@ class SweepProgress:
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.bar is not None:
             self.bar.close()
-
-    def __getattr__(self, name):  # the other Hydra callback hooks: nothing to do
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
 
 
 def _count_jobs(config: DictConfig) -> int | None:
