@@ -122,7 +122,9 @@ class SweepProgress(Callback):
         self.bar = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        self.bar = tqdm(total=_count_jobs(config), desc="il2rd sweep", unit="run")
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        if launcher.endswith(("BasicLauncher", "Il2rdBatchedLauncher")):  # jobs end in this process
+            self.bar = tqdm(total=_count_jobs(config), desc="il2rd sweep", unit="run")
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         if self.bar is not None:
