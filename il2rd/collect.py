@@ -107,10 +107,12 @@ def _columns(rows: list[dict]) -> list[str]:
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
-    with path.open("w", newline="") as handle:
+    tmp = path.with_suffix(".csv.tmp")  # written whole, then renamed: never a half table
+    with tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=_columns(rows), restval="")
         writer.writeheader()
         writer.writerows(rows)
+    tmp.replace(path)
     return path
 
 

@@ -12,6 +12,7 @@ complete il2rd.h5 in its own folder, exactly as if it had run alone, so everythi
 from __future__ import annotations
 
 import logging
+import os
 import time as wallclock
 from collections import defaultdict
 from dataclasses import dataclass
@@ -49,13 +50,31 @@ def _signature(p: _Point) -> tuple:
     return (s.grid, s.solver_kind, s.options, s.dt_s, s.end_s, s.snapshot_every_s, s.precision, s.uptake, sub)
 
 
+# Field-sized arrays one point of a batch holds at once: 4 coefficients, the field, the Newton
+# residual and step, 4 CG vectors, the preconditioner's work array and a transient's state,
+# plus headroom for XLA's temporaries.
+ARRAYS_PER_POINT = 24
+
+
+def points_that_fit(scenario, fraction: float = 0.5) -> int:
+    """How many points of this shape fit in half the device's free memory (host memory on CPU)."""
+    per_point = ARRAYS_PER_POINT * scenario.grid.n_voxels * np.dtype(scenario.coefficients.dtype).itemsize
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(fraction * free // per_point)
+
+
 def _stack(trees):
     return jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
 
 
 def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int = 16,
                 progress: bool = True) -> list[Path | None]:
-    """Solve the given runs in vmapped batches of at most batch_size, writing each run's file.
+    """Solve the given runs in vmapped batches of at most batch_size (fewer if that many would not
+    fit the device's memory: points_that_fit), writing each run's file.
 
     Runs whose file already holds their finished result are skipped; runs whose config is
     refused are left alone (running them alone reports the error). Returns, in the order of
@@ -75,7 +94,10 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
     groups = defaultdict(list)
     for p in points:
         groups[_signature(p)].append(p)
-    chunks = [g[i : i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+    chunks = []
+    for g in groups.values():
+        size = max(1, min(batch_size, points_that_fit(g[0].scenario)))
+        chunks += [g[i : i + size] for i in range(0, len(g), size)]
     for chunk in tqdm(chunks, desc="il2rd batches", unit="batch", disable=not progress or len(chunks) < 2):
         _run_chunk(chunk)
     return files
