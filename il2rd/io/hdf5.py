@@ -45,6 +45,7 @@ import numpy as np
 from .. import __version__
 from ..cells import type_table
 from . import xdmf
+from ._holder import HoldsFile
 
 SCHEMA_VERSION = 2
 CHUNK_BYTES = 4 * 2**20
@@ -93,7 +94,7 @@ def versions() -> dict:
     )
 
 
-class Hdf5Writer:
+class Hdf5Writer(HoldsFile):
     """Writes one run. Create it before computing (so an unwritable path fails first), then
     `append` each snapshot. `Hdf5Writer.resume` reopens an interrupted run's file."""
 
@@ -252,13 +253,3 @@ class Hdf5Writer:
     def set_attrs(self, **attrs):
         self.file.attrs.update(attrs)
         self.file.flush()
-
-    def close(self):
-        if self.file.id.valid:
-            self.file.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

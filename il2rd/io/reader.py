@@ -22,6 +22,8 @@ import h5py
 import numpy as np
 import yaml
 
+from ._holder import HoldsFile
+
 
 class LazyArray:
     """A dataset whose first axis is time, cut to the complete snapshots, read on indexing."""
@@ -65,7 +67,7 @@ class LazyArray:
 
 
 @dataclass
-class RunFile:
+class RunFile(HoldsFile):
     path: Path
     file: h5py.File
     attrs: dict
@@ -97,15 +99,6 @@ class RunFile:
         """One snapshot as (nx, ny, nz), the lattice's own order."""
         return np.transpose(self.field[index], (2, 1, 0))
 
-    def close(self):
-        if self.file.id.valid:
-            self.file.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _text(dataset) -> str:
