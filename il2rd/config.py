@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -26,6 +27,7 @@ PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
 MAX_SNAPSHOTS = 100_000  # bounds on a transient run's size, to catch unit slips (1e-6 for 1e6)
 MAX_STEPS = 10**8
+BYTES_PER_VOXEL_AT_LEAST = 40  # float32 coefficients, field and solver work arrays (measured: ~110)
 REGION_KINDS = ("lattice", "box", "sphere")
 
 
@@ -230,6 +232,12 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
     if not isinstance(shape, (list, tuple, ListConfig)) or len(shape) != 3:
         raise ConfigError("grid.shape", shape, "must be a list of 3 positive integers [nx, ny, nz] (nz = 1 for 2-D)")
     shape = tuple(_integer(f"grid.shape[{i}]", n, low=1) for i, n in enumerate(shape))
+    n_voxels = math.prod(shape)
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if n_voxels * BYTES_PER_VOXEL_AT_LEAST > memory:
+        raise ConfigError("grid.shape", list(shape),
+                          f"has {n_voxels:.3g} voxels, which need at least {n_voxels * BYTES_PER_VOXEL_AT_LEAST / 2**30:.3g} GiB; "
+                          f"this machine has {memory / 2**30:.3g} GiB")
     spacing = _number("grid.spacing", cfg.grid.spacing, low=0, low_open=True, unit="um")
     kinds = _per_face("grid.boundary", cfg.grid.boundary, lambda k, v: _choice(k, v, BOUNDARY_KINDS), "zero_flux")
     for axis in range(3):
@@ -378,7 +386,8 @@ def parse(cfg: DictConfig) -> Settings:
     if csv is not None:
         csv = Path(str(csv))
         if not csv.is_file():
-            raise ConfigError("cells.csv", str(csv), "no such file (a CSV with header x,y,z,type, positions in um)")
+            what = "is a directory, not a file" if csv.is_dir() else "no such file"
+            raise ConfigError("cells.csv", str(csv), f"{what} (a CSV with header x,y,z,type, positions in um)")
     types, placement = _cell_types(cfg, grid, csv is not None)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")

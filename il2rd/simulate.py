@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 import math
+import signal
+import threading
 import time as wallclock
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import config, readouts
-from .io.hdf5 import CELL_COLUMNS, Hdf5Writer
+from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError
 from .io.reader import load
 from .scenario import Scenario
 from .solvers.steady import steady_field, steady_field_batch
@@ -44,6 +46,39 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, path: Path, n_snapshots: int):
         self.path, self.n_snapshots = path, n_snapshots
         super().__init__(f"interrupted; {path} keeps the {n_snapshots} snapshot(s) completed before")
+
+
+class _DeferredInterrupt:
+    """Ctrl-C during a run is honoured between jitted chunks and snapshots, never inside XLA
+    (compiling or computing) or half-way through writing the file: the handler only records
+    it, and `check` raises KeyboardInterrupt at the next safe point. A second Ctrl-C raises at
+    once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+interrupt = _DeferredInterrupt()
 
 
 @dataclass
@@ -91,12 +126,14 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
         _check_field(c, "in the steady solve", grid)
         _check_solve(info, 0.0)
         on_snapshot(0.0, c)
+        interrupt.check()
         return c
 
     times = settings.snapshot_times_s
     if start is None:
         c = jnp.zeros(coef.secretion_pM_per_s.shape, coef.dtype)
         on_snapshot(times[0], c)
+        interrupt.check()
     else:
         t_start, c = start[0], jnp.asarray(start[1], coef.dtype)
         times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
@@ -124,7 +161,9 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
                 _check_solve(info, t)
                 t, done = t + n * dt, done + n
                 bar.update(n * dt)
+                interrupt.check()
             on_snapshot(t1, c)
+            interrupt.check()
     finally:
         bar.close()
     return c
@@ -222,6 +261,11 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
     If the output file already holds a finished run of the same config (config_key), it is
     not recomputed. With `resume` set, continue the interrupted run stored in that file instead
     (with its own stored config)."""
+    with interrupt:
+        return _run(cfg, output_dir)
+
+
+def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
     started = wallclock.perf_counter()
     if cfg.get("resume") is not None:
         settings, scenario, writer, start_state = _resume(cfg)
@@ -235,12 +279,19 @@ def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
     with writer:
         on_snapshot, last = _record(scenario, writer)
         try:
+            interrupt.check()
             field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
                                      start_state))
         except KeyboardInterrupt:
             raise RunInterrupted(writer.path, writer.n_snapshots) from None
         except SimulationError as err:
             raise SimulationError(f"{err}\n{writer.path} keeps the {writer.n_snapshots} snapshot(s) completed before") from None
+        except OSError as err:  # e.g. the disk filled up while writing a snapshot
+            raise OutputError(f"output.dir = {str(writer.path.parent)!r}: writing {writer.path} failed ({err}); "
+                              f"it keeps the {writer.n_snapshots} snapshot(s) completed before") from None
         finally:
-            writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
+            try:
+                writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
+            except OSError:
+                pass
         return _finish(writer, scenario, field, last, started)

@@ -123,8 +123,9 @@ class Hdf5Writer(HoldsFile):
         try:
             cls._layout(f, scenario, config_yaml, compression)
             f.attrs.update(config_sha256=config_key, complete=False)
-        except BaseException:
+        except BaseException:  # a half-laid-out file holds nothing: leave none behind
             f.close()
+            path.unlink(missing_ok=True)
             raise
         return cls(path, f, scenario)
 
