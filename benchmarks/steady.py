@@ -10,8 +10,9 @@ Problems (the scenario of common.scenario: n^3 voxels of 10 um, zero-flux faces,
              the same A and b, and every answer's residual ||b - A x|| / ||b|| is recomputed
              in float64 with the same SciPy matrix.
 
-il2rd rows: steady_field (Newton-Krylov, mean-operator preconditioner) on both problems; its PCG
-alone (krylov.pcg + MeanOperatorInverse, one solve to 1e-6) on the linear one; explicit Euler
+il2rd rows: steady_field (Newton-Krylov, multigrid V-cycle preconditioner) on both problems; its
+PCG alone (krylov.pcg + one V-cycle per iteration, and + the mean-operator inverse, one solve to
+1e-6 each) on the linear one; explicit Euler
 (transient.advance) and backward Euler (transient.implicit_step) run from c = 0 until the
 steady residual is <= 1e-6, inside one jitted while_loop each.
 Peers: SciPy CG (plain and Jacobi) and SuperLU on the linear problem, a SciPy Newton-CG (same
@@ -33,8 +34,9 @@ import peers
 from common import log, scenario, timed, wait_quiet
 from il2rd import kinetics
 from il2rd.solvers.krylov import pcg
+from il2rd.solvers.multigrid import Multigrid
 from il2rd.solvers.precond import MeanOperatorInverse
-from il2rd.solvers.steady import SolverOptions, steady_field
+from il2rd.solvers.steady import SolverOptions, preconditioner, steady_field
 from il2rd.solvers.transient import advance, explicit_stable_dt, implicit_step
 
 RTOL = 1e-6
@@ -47,16 +49,13 @@ def _norm(x):
     return jnp.sqrt(jnp.vdot(x, x).real)
 
 
-@partial(jax.jit, static_argnames=("grid", "rtol"))
-def il2rd_linear_pcg(grid, coef, rtol):
-    """One PCG solve of A x = s, preconditioned as il2rd's Newton does (mean-operator inverse)."""
+@partial(jax.jit, static_argnames=("grid", "rtol", "kind"))
+def il2rd_linear_pcg(grid, coef, rtol, kind="multigrid"):
+    """One PCG solve of A x = s, preconditioned as il2rd's Newton does (kind: a preconditioner)."""
     c0 = jnp.zeros(grid.shape, coef.dtype)
-    diagonal = kinetics.jacobian_diagonal(c0, coef)
-    inverse = MeanOperatorInverse.for_grid(grid)
-    sigma = jnp.mean(diagonal)
+    M = preconditioner(grid, SolverOptions(preconditioner=kind), coef.diffusion_um2_per_s, kinetics.jacobian_diagonal(c0, coef))
     b = coef.secretion_pM_per_s
-    return pcg(lambda v: kinetics.apply_jacobian(v, c0, grid, coef), b, lambda r: inverse(r, coef.diffusion_um2_per_s, sigma),
-               c0, rtol * _norm(b), 20000)
+    return pcg(lambda v: kinetics.apply_jacobian(v, c0, grid, coef), b, M, c0, rtol * _norm(b), 20000)
 
 
 @partial(jax.jit, static_argnames=("grid", "chunk", "max_chunks", "rtol"))
@@ -96,8 +95,8 @@ def implicit_to_steady(grid, coef, dt, max_steps, rtol, options):
 
 
 def cg_profile(n: int, dtype, repeats: int, A=None) -> dict:
-    """Where a PCG iteration's time goes: il2rd's matvec (apply_jacobian), its preconditioner
-    (MeanOperatorInverse), one dot product, each timed K times in a jitted fori_loop; SciPy's
+    """Where a PCG iteration's time goes: il2rd's matvec (apply_jacobian), its preconditioners
+    (multigrid V-cycle, MeanOperatorInverse), one dot product, each timed K times in a jitted fori_loop; SciPy's
     CSR matvec and Jacobi application on the same problem for comparison."""
     grid, coef = scenario(n, dtype, uptake="linear")
     c0 = jnp.zeros(grid.shape, dtype)
@@ -107,6 +106,7 @@ def cg_profile(n: int, dtype, repeats: int, A=None) -> dict:
     K = 20
     kernels = {
         "matvec (apply_jacobian)": lambda v: 0.5 * kinetics.apply_jacobian(v, c0, grid, coef),
+        "preconditioner (multigrid V-cycle)": Multigrid.for_grid(grid).preconditioner(coef.diffusion_um2_per_s, diagonal),
         "preconditioner (MeanOperatorInverse)": lambda v: inverse(v, coef.diffusion_um2_per_s, sigma),
         "dot product + scale": lambda v: v * (1.0 / jnp.sqrt(jnp.vdot(v, v))),
     }
@@ -169,11 +169,12 @@ def run_size(n: int, repeats: int, direct_max: int, with_pypde: bool, scipy_repe
         if A is not None:
             extra["residual_f64"] = peers.relative_residual(A, b, c)
         rows.append(_row("il2rd steady_field", "linear", name, t, **extra))
-        t, (x, pinfo) = timed(il2rd_linear_pcg, grid, lin, RTOL, repeats=repeats)
-        extra = dict(cg=int(pinfo.iterations))
-        if A is not None:
-            extra["residual_f64"] = peers.relative_residual(A, b, x)
-        rows.append(_row("il2rd PCG (mean-operator preconditioner)", "linear", name, t, **extra))
+        for kind, label in (("multigrid", "multigrid V-cycle"), ("mean_operator", "mean-operator preconditioner")):
+            t, (x, pinfo) = timed(il2rd_linear_pcg, grid, lin, RTOL, kind, repeats=repeats)
+            extra = dict(cg=int(pinfo.iterations))
+            if A is not None:
+                extra["residual_f64"] = peers.relative_residual(A, b, x)
+            rows.append(_row(f"il2rd PCG ({label})", "linear", name, t, **extra))
 
         # il2rd's transient solvers run to steady state
         dt = jnp.asarray(explicit_stable_dt(grid, coef), dtype)

@@ -20,7 +20,7 @@ from .cells import CellType, Region
 from .receptors import Signalling
 from .grid import BOUNDARY_KINDS, FACES, Grid
 from .kinetics import UPTAKE_LAWS
-from .solvers.steady import SolverOptions
+from .solvers.steady import PRECONDITIONERS, SolverOptions
 from .solvers.transient import KINDS as SOLVER_KINDS
 
 PRECISIONS = ("float32", "float64")
@@ -72,6 +72,7 @@ class SolverConfig:
     dt: float = 10.0  # s, time step of the transient solvers
     max_iter: int = 2000  # conjugate-gradient iterations per linear solve
     max_newton: int = 50  # Newton steps per nonlinear solve
+    preconditioner: str = "multigrid"  # multigrid | mean_operator
 
 
 @dataclass
@@ -371,6 +372,7 @@ def parse(cfg: DictConfig) -> Settings:
         rtol=rtol,
         max_krylov=_integer("solver.max_iter", cfg.solver.max_iter, low=1),
         max_newton=_integer("solver.max_newton", cfg.solver.max_newton, low=1),
+        preconditioner=_choice("solver.preconditioner", cfg.solver.preconditioner, PRECONDITIONERS),
     )
     end = _number("time.end", cfg.time.end, low=0, low_open=kind != "steady", unit="s")
     every = _number("time.snapshot_every", cfg.time.snapshot_every, low=0, low_open=True, unit="s")

@@ -610,6 +610,7 @@ BAD_INPUT = [
     ("pstat5-threshold-zero", ["signalling.pstat5_threshold=0"], ["signalling.pstat5_threshold", "0"], "il2rd"),
     ("compression-unknown", ["output.compression=lz4"], ["output.compression", "lz4"], "il2rd"),
     ("max-newton-zero", ["solver.max_newton=0"], ["solver.max_newton", "0"], "il2rd"),
+    ("preconditioner-unknown", ["solver.preconditioner=ilu"], ["solver.preconditioner", "ilu"], "il2rd"),
     ("rtol-nan", ["solver.rtol=nan"], ["solver.rtol", "nan"], "il2rd"),
     ("end-negative-steady", ["time.end=-3600"], ["time.end", "-3600"], "il2rd"),
     ("end-infinite-transient", ["solver.kind=implicit", "time.end=inf"], ["time.end", "inf"], "il2rd"),

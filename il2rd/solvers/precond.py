@@ -1,4 +1,4 @@
-"""Fast-diagonalisation preconditioner: the exact inverse of the mean operator.
+"""Fast-diagonalisation: the exact inverse of the mean operator (multigrid's coarsest level).
 
 The operators il2rd solves are A = -D lap + diag(a(x)) with a >= 0 varying from voxel to
 voxel (decay, 1/dt, receptor uptake). The constant-coefficient operator P = -D lap + sigma,

@@ -2,7 +2,8 @@
 
 Inexact Newton-Krylov. Each Newton step solves J delta = -F(c), with
 J = -D lap + diag(k_d + du/dc) symmetric positive definite, by conjugate gradients
-preconditioned with the exact inverse of the mean operator (precond.py), and then clips the
+preconditioned with one geometric-multigrid V-cycle (multigrid.py; or, by option, the exact
+inverse of the mean operator, precond.py), and then clips the
 new iterate at c >= 0. Saturating uptake is concave in c, so from c = 0 the Newton iterates
 approach the solution from below (up to the tolerance of each linear solve): no overshoot,
 no negative field.
@@ -32,19 +33,24 @@ from .. import kinetics
 from ..grid import Grid
 from ..kinetics import FieldCoefficients
 from .krylov import linear_solve, pcg
+from .multigrid import Multigrid
 from .precond import MeanOperatorInverse
+
+PRECONDITIONERS = ("multigrid", "mean_operator")
 
 
 @dataclass(frozen=True)
 class SolverOptions:
     """Static solver settings. rtol: relative residual to reach; max_newton: Newton steps;
     max_krylov: CG iterations per linear solve; forcing: inexact-Newton factor eta (each linear
-    solve reduces its residual to eta ||F||, or to what the final tolerance needs)."""
+    solve reduces its residual to eta ||F||, or to what the final tolerance needs);
+    preconditioner: one of PRECONDITIONERS."""
 
     rtol: float = 1e-6
     max_newton: int = 50
     max_krylov: int = 2000
     forcing: float = 0.1
+    preconditioner: str = "multigrid"
 
 
 STALL_STEPS = 3  # consecutive Newton steps without progress before giving up
@@ -61,8 +67,17 @@ def _norm(x):
     return jnp.sqrt(jnp.vdot(x, x).real)
 
 
+def preconditioner(grid: Grid, options: SolverOptions, diffusion_um2_per_s, absorption_per_s):
+    """r -> approximately (-D lap + diag(a))^-1 r, a = absorption_per_s (field-shaped, >= 0)."""
+    if options.preconditioner == "multigrid":
+        return Multigrid.for_grid(grid).preconditioner(diffusion_um2_per_s, absorption_per_s)
+    if options.preconditioner == "mean_operator":
+        inverse_mean, sigma = MeanOperatorInverse.for_grid(grid), jnp.mean(absorption_per_s)
+        return lambda r: inverse_mean(r, diffusion_um2_per_s, sigma)
+    raise ValueError(f"preconditioner {options.preconditioner!r}; allowed: {PRECONDITIONERS}")
+
+
 def _newton(c_init, grid: Grid, coef: FieldCoefficients, options: SolverOptions):
-    inverse_mean = MeanOperatorInverse.for_grid(grid)
     F = lambda c: kinetics.residual(c, grid, coef)  # noqa: E731
     norm0 = _norm(F(jnp.zeros_like(c_init)))
     target = options.rtol * norm0
@@ -74,12 +89,11 @@ def _newton(c_init, grid: Grid, coef: FieldCoefficients, options: SolverOptions)
 
     def body(state):
         c, f, norm, best, it, krylov_its, stalls = state
-        diagonal = kinetics.jacobian_diagonal(c, coef)
-        sigma = jnp.mean(diagonal)
+        absorption = kinetics.jacobian_diagonal(c, coef)
         delta, info = pcg(
             lambda v: kinetics.apply_jacobian(v, c, grid, coef),
             -f,
-            lambda r: inverse_mean(r, coef.diffusion_um2_per_s, sigma),
+            preconditioner(grid, options, coef.diffusion_um2_per_s, absorption),
             jnp.zeros_like(c),
             jnp.maximum(options.forcing * norm, 0.5 * target),
             options.max_krylov,
@@ -104,13 +118,11 @@ def _newton(c_init, grid: Grid, coef: FieldCoefficients, options: SolverOptions)
 
 
 def _tangent_solve(g, y, options: SolverOptions, grid: Grid, diffusion):
-    """Solve J x = y for the linearised residual g (symmetric), preconditioned by the mean
-    operator. Its shift is read off g itself: g(1) + D lap0(1) = k_d + du/dc, the same
-    shift the Newton solve uses."""
-    inverse_mean = MeanOperatorInverse.for_grid(grid)
+    """Solve J x = y for the linearised residual g (symmetric) with the Newton solve's
+    preconditioner. Its absorption is read off g itself: g(1) + D lap0(1) = k_d + du/dc."""
     ones = jnp.ones_like(y)
-    sigma = jnp.mean(g(ones) + diffusion * grid_mod.laplacian(ones, grid))
-    x, _ = linear_solve(g, y, lambda r: inverse_mean(r, diffusion, sigma), options.rtol, options.max_krylov)
+    absorption = g(ones) + diffusion * grid_mod.laplacian(ones, grid)
+    x, _ = linear_solve(g, y, preconditioner(grid, options, diffusion, absorption), options.rtol, options.max_krylov)
     return x
 
 
