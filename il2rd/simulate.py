@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import config, readouts
+from .attribution import Attribution, attribute
 from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError
 from .io.reader import load
 from .scenario import Scenario
@@ -87,6 +88,7 @@ class Result:
     field_pM: np.ndarray  # last field, (nx, ny, nz)
     summary: readouts.Summary
     wall_time_s: float
+    attribution: Attribution | None = None  # steady runs: who took up whose IL-2
 
 
 def _check_field(c, when: str, grid) -> None:
@@ -240,9 +242,13 @@ def _record(scenario, writer):
 def _finish(writer, scenario, field, last, started: float) -> Result:
     # a resumed run that was already complete writes no snapshot: summarise its last field
     summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
+    shares = None
+    if scenario.settings.solver_kind == "steady":
+        shares = attribute(field, scenario)
+        writer.write_attribution(shares)
     wall = wallclock.perf_counter() - started
     writer.set_attrs(**summary.attrs(), wall_time_s=wall, complete=True)
-    return Result(writer.path, field, summary, wall)
+    return Result(writer.path, field, summary, wall, shares)
 
 
 def _reuse(path: Path, scenario) -> Result:
@@ -252,7 +258,8 @@ def _reuse(path: Path, scenario) -> Result:
         columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
         wall = float(previous.attrs.get("wall_time_s", 0.0))
     log.info("%s already holds this config's finished run: not recomputed", path)
-    return Result(path, field, readouts.summarise(field, columns, scenario), wall)
+    shares = attribute(field, scenario) if scenario.settings.solver_kind == "steady" else None
+    return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares)
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:

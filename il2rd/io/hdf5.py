@@ -20,6 +20,12 @@ concentrations in pM:
     /cells/receptors  (time, cell) receptors per cell
     /cells/pstat5     (time, cell) pSTAT5 level, 0..1
     /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors, km_pM, k_int_per_s)
+    /attribution/     steady runs (attribution.py): who took up whose IL-2 at the steady field
+        source, responder            names (dimension scales); a source is a secreting cell type or 'boundary'
+        uptake_molecules_per_s       (source, responder) uptake of each responder type from each source
+        output_molecules_per_s       (source,) what each source puts in
+        by_cell_molecules_per_s      (cell, source) float32, each cell's uptake from each source
+        attrs closure                sum over cells of |sum of its shares - its uptake| / total uptake
     /meta/config      the resolved config, YAML text
     /meta/command_line
     /checkpoint/il2_0, il2_1
@@ -250,6 +256,28 @@ class Hdf5Writer(HoldsFile):
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.file.flush()
         xdmf.write_sidecar(self.path, self.scenario.grid, self.time[: i + 1])
+
+    def write_attribution(self, attribution) -> None:
+        g = self.file.require_group("attribution")
+        for name in list(g):
+            del g[name]
+        scales = {}
+        for dim, names in (("source", attribution.sources), ("responder", attribution.responders)):
+            d = g.create_dataset(dim, data=np.asarray(names, dtype=h5py.string_dtype()))
+            d.make_scale(dim)
+            scales[dim] = d
+        m = g.create_dataset("uptake_molecules_per_s", data=attribution.matrix_molecules_per_s)
+        o = g.create_dataset("output_molecules_per_s", data=attribution.output_molecules_per_s)
+        c = g.create_dataset("by_cell_molecules_per_s", data=attribution.by_cell_molecules_per_s.astype(np.float32),
+                             **_compression(self.scenario.settings.compression) if len(attribution.by_cell_molecules_per_s) else {})
+        for d, dims in ((m, ("source", "responder")), (o, ("source",)), (c, (None, "source"))):
+            d.attrs["units"] = "molecules/s"
+            for axis, dim in enumerate(dims):
+                if dim is not None:
+                    d.dims[axis].attach_scale(scales[dim])
+        c.dims[0].attach_scale(self.file["cells/cell"])
+        g.attrs["closure"] = attribution.closure
+        self.file.flush()
 
     def set_attrs(self, **attrs):
         self.file.attrs.update(attrs)
