@@ -123,3 +123,36 @@ def test_steady_run_writes_the_attribution(tmp_path):
         uptake = f["cells/uptake"][-1]
         np.testing.assert_allclose(g["by_cell_molecules_per_s"][:].sum(axis=1), uptake, rtol=2e-3, atol=1e-6 * uptake.max())
     assert "IL-2 by source" in a.format()
+
+
+def test_autocrine_is_a_lower_bound_that_the_window_makes_nearly_exact():
+    """The local-window autocrine uptake against sigma_i s_i [A^-1]_ii from full-lattice solves."""
+    sc = scenario_of("grid.shape=[20,20,12]", "+cell_types.treg.secretion=1.0", *TIGHT)
+    c = steady(sc)
+    a = attribute(c, sc)
+    from il2rd import grid as grid_mod
+    from il2rd import units
+    from il2rd.attribution import uptake_per_il2
+    from il2rd.solvers.krylov import pcg
+
+    coef = sc.coefficients
+    sigma = uptake_per_il2(c, coef)
+    absorption = coef.decay_per_s + sigma
+
+    def A(v):
+        return -coef.diffusion_um2_per_s * grid_mod.laplacian(v, sc.grid) + absorption * v
+
+    pop = sc.population
+    rng = np.random.default_rng(0)
+    for i in rng.choice(np.flatnonzero(pop.type_index != pop.type_names.index("naive_t")), 6, replace=False):
+        v = tuple(pop.voxel[i])
+        unit = jnp.zeros(sc.grid.shape).at[v].set(1.0)
+        x, _ = pcg(A, unit, lambda r: r, jnp.zeros_like(unit), 1e-13, 10000)
+        exact = units.voxel_rate_to_cell_rate_molecules_per_s(
+            float(sigma[v]) * float(coef.secretion_pM_per_s[v]) * float(x[v]), sc.grid.voxel_volume_um3)
+        assert a.autocrine_molecules_per_s[i] <= exact * (1 + 1e-9)
+        assert a.autocrine_molecules_per_s[i] == pytest.approx(exact, rel=max(a.autocrine_window_change, 1e-6))
+        # and it is part of what the cell takes up from its own type
+        own = a.sources.index(pop.type_names[pop.type_index[i]])
+        assert a.autocrine_molecules_per_s[i] <= a.by_cell_molecules_per_s[i, own] * (1 + 1e-9)
+    assert np.all(a.autocrine_molecules_per_s[pop.type_index == pop.type_names.index("naive_t")] == 0)

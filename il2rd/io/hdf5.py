@@ -25,7 +25,9 @@ concentrations in pM:
         uptake_molecules_per_s       (source, responder) uptake of each responder type from each source
         output_molecules_per_s       (source,) what each source puts in
         by_cell_molecules_per_s      (cell, source) float32, each cell's uptake from each source
+        autocrine_molecules_per_s    (cell,) float32, each cell's uptake of its own secretion
         attrs closure                sum over cells of |sum of its shares - its uptake| / total uptake
+              autocrine_window_change how much the local autocrine solve still changed (attribution.py)
     /meta/config      the resolved config, YAML text
     /meta/command_line
     /checkpoint/il2_0, il2_1
@@ -270,6 +272,10 @@ class Hdf5Writer(HoldsFile):
         o = g.create_dataset("output_molecules_per_s", data=attribution.output_molecules_per_s)
         c = g.create_dataset("by_cell_molecules_per_s", data=attribution.by_cell_molecules_per_s.astype(np.float32),
                              **_compression(self.scenario.settings.compression) if len(attribution.by_cell_molecules_per_s) else {})
+        a = g.create_dataset("autocrine_molecules_per_s", data=attribution.autocrine_molecules_per_s.astype(np.float32),
+                             **_compression(self.scenario.settings.compression) if len(attribution.autocrine_molecules_per_s) else {})
+        a.attrs["units"] = "molecules/s"
+        a.dims[0].attach_scale(self.file["cells/cell"])
         for d, dims in ((m, ("source", "responder")), (o, ("source",)), (c, (None, "source"))):
             d.attrs["units"] = "molecules/s"
             for axis, dim in enumerate(dims):
@@ -277,6 +283,7 @@ class Hdf5Writer(HoldsFile):
                     d.dims[axis].attach_scale(scales[dim])
         c.dims[0].attach_scale(self.file["cells/cell"])
         g.attrs["closure"] = attribution.closure
+        g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
         self.file.flush()
 
     def set_attrs(self, **attrs):
