@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+
+def _xp(*arrays):
+    """jax.numpy for JAX arrays (inside jitted code: the coupled solver), numpy otherwise
+    (readouts, in float64)."""
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 @dataclass(frozen=True)
@@ -27,10 +35,13 @@ class Signalling:
     def ec50_pM(self, receptors):
         """EC50 of pSTAT5 (pM) for cells with `receptors` receptors."""
         kn = self.ec50_k_receptors**self.ec50_exponent
-        return self.ec50_max_pM * kn / (kn + np.asarray(receptors, np.float64) ** self.ec50_exponent)
+        xp = _xp(receptors)
+        receptors = xp.asarray(receptors) if xp is jnp else np.asarray(receptors, np.float64)
+        return self.ec50_max_pM * kn / (kn + xp.maximum(receptors, 0.0) ** self.ec50_exponent)
 
     def pstat5(self, il2_pM, receptors):
         """pSTAT5 level (0..1) of cells seeing il2_pM with `receptors` receptors."""
-        c = np.maximum(np.asarray(il2_pM, np.float64), 0.0)
+        xp = _xp(il2_pM, receptors)
+        c = xp.maximum(xp.asarray(il2_pM) if xp is jnp else np.asarray(il2_pM, np.float64), 0.0)
         cn = c**self.hill
         return cn / (self.ec50_pM(receptors) ** self.hill + cn)

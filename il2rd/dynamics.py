@@ -1,0 +1,153 @@
+"""Receptor dynamics and secretion time courses, coupled to the quasi-steady IL-2 field.
+
+IL-2 diffuses and is taken up in seconds to minutes; receptors and secretion change over hours.
+So the field is solved to steady state between receptor updates (solver.kind=coupled, step
+solver.dt, typically minutes), the quasi-steady approximation of Busse et al. 2010 (PNAS
+107:3058) and the Thurley-lab models.
+
+Receptors (CD25-driven positive feedback, Busse 2010), per cell i:
+
+    dR_i/dt = k_i(p_i) - eta R_i,    k_i(p) = eta R0_i [1 + (gamma_i - 1) p^m / (K^m + p^m)]
+
+p_i the cell's pSTAT5 (receptors.py), R0_i its configured (basal) receptor number, gamma_i its
+type's feedback gain (1: no feedback; 10 for T cells in the Thurley-lab models), eta the
+turnover (1/72000 /s), K the pSTAT5 level of half-maximal induction, m = 3. Without IL-2 a cell
+keeps R0; fully signalling, its receptors rise towards gamma R0 over a few 1/eta = 20 h.
+
+Secretion: q_i(t) = q_i f_i(t), f = 0 before the onset, rising linearly to 1 at the peak, then
+falling linearly to 0 at the shut-off (Sojka et al. 2008: on at 1-2 h after activation, peak at
+6-8 h, off by 20-24 h); types without a time course secrete q_i throughout.
+
+Coupling, one step of dt from time t, with the field c(t) already steady for R(t) and q(t):
+  1. p_i = pSTAT5(c_i(t), R_i(t));
+  2. R_i(t + dt) = R*_i + (R_i(t) - R*_i) exp(-eta dt), R*_i = k_i(p_i)/eta: exact for production
+     frozen over the step, so stable at any dt and never negative (first order in dt);
+  3. c(t + dt) = the steady field for R(t + dt) and q(t + dt), by Newton-Krylov warm-started
+     from c(t).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from .grid import Grid
+from .kinetics import FieldCoefficients
+from .receptors import Signalling
+from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
+
+
+@dataclass(frozen=True)
+class ReceptorFeedback:
+    """Static parameters of the receptor ODE (shared by all cells)."""
+
+    turnover_per_s: float = 1.0 / 72000.0  # eta, Thurley-lab models
+    half_pstat5: float = 0.5  # K, pSTAT5 level of half-maximal receptor induction
+    hill: float = 3.0  # m, Busse 2010
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class CellKinetics:
+    """Per-cell arrays (n cells) the coupled solver needs: where each cell sits and how its
+    uptake and secretion map onto its voxel.
+
+    voxel: (n, 3) int32; basal_receptors: R0 (receptors); gain: gamma (1 = no feedback);
+    vmax_per_receptor_pM_per_s: k_int / (6.022e-4 alpha V), a receptor's contribution to its
+    voxel's v_max; secretion_pM_per_s: q_i / (6.022e-4 alpha V) at the peak of its time course;
+    onset_s, peak_s, off_s: the time course; timed: whether the cell follows it (else constant)."""
+
+    voxel: jax.Array
+    basal_receptors: jax.Array
+    gain: jax.Array
+    vmax_per_receptor_pM_per_s: jax.Array
+    secretion_pM_per_s: jax.Array
+    onset_s: jax.Array
+    peak_s: jax.Array
+    off_s: jax.Array
+    timed: jax.Array
+    signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
+    feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
+
+
+def secretion_profile(t_s, onset_s, peak_s, off_s):
+    """f(t) in [0, 1]: 0 before onset, linear to 1 at peak, linear to 0 at off, 0 after
+    (onset <= peak <= off, all finite, s)."""
+    rising = jnp.clip((t_s - onset_s) / jnp.maximum(peak_s - onset_s, 1e-30), 0.0, 1.0)
+    falling = jnp.clip((off_s - t_s) / jnp.maximum(off_s - peak_s, 1e-30), 0.0, 1.0)
+    return jnp.where(t_s < peak_s, rising, falling)
+
+
+def production(pstat5, cells: CellKinetics):
+    """k_i(p) in receptors/s."""
+    f = cells.feedback
+    pm = pstat5**f.hill
+    induction = pm / (f.half_pstat5**f.hill + pm)
+    return f.turnover_per_s * cells.basal_receptors * (1.0 + (cells.gain - 1.0) * induction)
+
+
+def advance_receptors(receptors, pstat5, cells: CellKinetics, dt_s):
+    """R(t + dt) for production frozen at k(p) over the step (exact exponential relaxation)."""
+    eta = cells.feedback.turnover_per_s
+    target = production(pstat5, cells) / eta
+    return target + (receptors - target) * jnp.exp(-eta * dt_s)
+
+
+def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
+    """The field coefficients with each cell's v_max from its current receptors and its
+    secretion at time t."""
+    index = tuple(cells.voxel.T)
+    course = secretion_profile(t_s, cells.onset_s, cells.peak_s, cells.off_s)
+    rate = cells.secretion_pM_per_s * jnp.where(cells.timed, course, 1.0)
+    return coef.replace(
+        vmax_pM_per_s=jnp.zeros_like(coef.vmax_pM_per_s).at[index].set(cells.vmax_per_receptor_pM_per_s * receptors),
+        secretion_pM_per_s=jnp.zeros_like(coef.secretion_pM_per_s).at[index].set(rate),
+    )
+
+
+def seen(c, cells: CellKinetics):
+    """IL-2 (pM) each cell sees: its voxel's value."""
+    return jnp.maximum(c[tuple(cells.voxel.T)], 0.0)
+
+
+def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions, t_s=0.0):
+    """(field, receptors) at t: the steady field for the basal receptors, and its NewtonInfo."""
+    receptors = cells.basal_receptors
+    c, info = solve_steady(grid, coefficients_at(coef, cells, receptors, t_s), None, options)
+    return (c, receptors), info
+
+
+def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions):
+    """One step of the coupling (module docstring): (c(t), R(t)) -> (c(t+dt), R(t+dt))."""
+    c, receptors = state
+    pstat5 = cells.signalling.pstat5(seen(c, cells), receptors)
+    receptors = advance_receptors(receptors, pstat5, cells, dt_s)
+    c, info = solve_steady(grid, coefficients_at(coef, cells, receptors, t_s + dt_s), c, options)
+    return (c, receptors), info
+
+
+def _worst(a: NewtonInfo, b: NewtonInfo) -> NewtonInfo:
+    return NewtonInfo(jnp.maximum(a.relative_residual, b.relative_residual), a.newton_iterations + b.newton_iterations,
+                      a.krylov_iterations + b.krylov_iterations, a.converged & b.converged)
+
+
+@partial(jax.jit, static_argnames=("grid", "n_steps", "options"))
+def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, n_steps: int,
+                    options: SolverOptions):
+    """n_steps coupled steps from time t; returns the new state and the worst NewtonInfo."""
+
+    def body(carry, k):
+        state, info = carry
+        state, step_info = coupled_step(state, t_s + k * dt_s, dt_s, grid, coef, cells, options)
+        return (state, _worst(info, step_info)), None
+
+    zero = jnp.zeros((), jnp.int32)
+    info0 = NewtonInfo(jnp.zeros((), coef.dtype), zero, zero, jnp.asarray(True))
+    (state, info), _ = jax.lax.scan(body, (state, info0), jnp.arange(n_steps, dtype=coef.dtype))
+    return state, info
+
+
+initial_state_jit = jax.jit(initial_state, static_argnames=("grid", "options"))

@@ -1,0 +1,164 @@
+"""Receptor dynamics and secretion time courses (il2rd/dynamics.py): the receptor ODE against its
+exact solution and its closed-form steady state at fixed IL-2, pSTAT5's EC50 shift with receptor
+number, the coupled solver's consistency with the steady solver and its first order in dt, and
+the feedback's mechanism (more CD25 on Tregs, less IL-2 around them)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import coefficients
+from scipy.optimize import brentq
+
+from il2rd import units
+from il2rd.dynamics import (CellKinetics, ReceptorFeedback, advance_coupled, advance_receptors, initial_state_jit,
+                            production, secretion_profile, seen)
+from il2rd.grid import Grid
+from il2rd.receptors import Signalling
+from il2rd.solvers.steady import SolverOptions, steady_field
+
+H = 10.0
+HOUR = 3600.0
+
+
+def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=None, voxel=None, k_int=1.1e-3):
+    volume = H**3
+    col = lambda v: jnp.asarray(np.broadcast_to(np.asarray(v, float), (n,)).copy())  # noqa: E731
+    return CellKinetics(
+        voxel=jnp.asarray(np.zeros((n, 3), np.int32) if voxel is None else voxel, jnp.int32),
+        basal_receptors=col(basal), gain=col(gain),
+        vmax_per_receptor_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(k_int, volume)),
+        secretion_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(secretion, volume)),
+        onset_s=col(onset or 0.0), peak_s=col(peak or 0.0), off_s=col(off or 0.0),
+        timed=jnp.full((n,), onset is not None),
+    )
+
+
+def test_secretion_time_course():
+    t = jnp.asarray([0.0, 1.0, 1.5, 2.0, 7.0, 14.5, 22.0, 30.0]) * HOUR
+    f = np.asarray(secretion_profile(t, 1 * HOUR, 7 * HOUR, 22 * HOUR))
+    np.testing.assert_allclose(f, [0, 0, 0.5 / 6, 1 / 6, 1, 0.5, 0, 0], atol=1e-12)
+    # a course with onset = peak switches on at once
+    np.testing.assert_allclose(np.asarray(secretion_profile(t, 2 * HOUR, 2 * HOUR, 22 * HOUR))[[1, 3, 5]], [0, 1, 7.5 / 20])
+
+
+@pytest.mark.parametrize("pstat5", [0.0, 0.3, 0.9])
+def test_receptors_relax_exactly_to_their_steady_state_at_fixed_signalling(pstat5):
+    cells = kinetics_of(1, basal=1000.0, gain=10.0)
+    fb = cells.feedback
+    p = jnp.asarray([pstat5])
+    target = 1000.0 * (1 + 9 * pstat5**3 / (fb.half_pstat5**3 + pstat5**3))  # closed form R* = k(p)/eta
+    assert float(production(p, cells)[0]) / fb.turnover_per_s == pytest.approx(target, rel=1e-12)
+    r0, t = jnp.asarray([300.0]), 30 * HOUR
+    exact = target + (300.0 - target) * np.exp(-fb.turnover_per_s * t)
+    one = advance_receptors(r0, p, cells, t)
+    many = r0
+    for _ in range(100):
+        many = advance_receptors(many, p, cells, t / 100)
+    assert float(one[0]) == pytest.approx(exact, rel=1e-12)
+    assert float(many[0]) == pytest.approx(exact, rel=1e-10)
+
+
+def test_receptor_fixed_point_at_fixed_il2_matches_the_root_of_the_feedback_equation():
+    """At fixed IL-2 c the ODE's steady state solves R = R0 [1 + (gamma - 1) h(pSTAT5(c, R))],
+    pSTAT5 depending on R through EC50(R): its root by bisection against many receptor steps."""
+    s, fb = Signalling(), ReceptorFeedback()
+    cells = kinetics_of(1, basal=1500.0, gain=10.0)
+    c = 8.0  # pM
+
+    def g(r):
+        p = float(s.pstat5(c, r))
+        return 1500.0 * (1 + 9 * p**3 / (fb.half_pstat5**3 + p**3)) - r
+
+    root = brentq(g, 1500.0, 15000.0, xtol=1e-10)
+    r = jnp.asarray([1500.0])
+    for _ in range(400):
+        r = advance_receptors(r, s.pstat5(jnp.asarray([c]), r), cells, 2 * HOUR)
+    assert float(r[0]) == pytest.approx(root, rel=1e-8)
+
+
+def test_pstat5_ec50_falls_as_receptors_rise():
+    s = Signalling()
+    receptors = np.array([10.0, 100.0, 1e3, 1e4, 1e5])
+    ec50 = s.ec50_pM(receptors)
+    assert np.all(np.diff(ec50) < 0)
+    np.testing.assert_allclose(s.pstat5(ec50, receptors), 0.5, rtol=1e-12)
+    # the Busse 2010 form: EC50(k) = E_max / 2 at R = k
+    assert s.ec50_pM(s.ec50_k_receptors) == pytest.approx(s.ec50_max_pM / 2)
+
+
+def _node(gain):
+    """A producer in the middle of a 12^3 lattice and Tregs around it (float64)."""
+    grid = Grid((12, 12, 12), H)
+    rng = np.random.default_rng(3)
+    flat = rng.choice(grid.n_voxels, 120, replace=False)
+    voxel = np.stack(np.unravel_index(flat, grid.shape), axis=-1)
+    voxel[0] = (6, 6, 6)
+    flat[0] = np.ravel_multi_index((6, 6, 6), grid.shape)
+    voxel = np.stack(np.unravel_index(flat, grid.shape), axis=-1)
+    n = len(voxel)
+    is_treg = np.arange(n) > 0
+    cells = kinetics_of(n, basal=np.where(is_treg, 3000.0, 1500.0), gain=np.where(is_treg, gain, 1.0),
+                        secretion=np.where(is_treg, 0.0, 400.0), voxel=voxel)
+    coef = coefficients(grid.shape, diffusion=10.0, decay=2.8e-5, km=np.full(grid.shape, 43.0))
+    return grid, coef, cells
+
+
+OPTIONS = SolverOptions(rtol=1e-11)
+
+
+def test_coupled_state_is_the_steady_field_of_its_receptors():
+    grid, coef, cells = _node(gain=10.0)
+    state, info = initial_state_jit(grid, coef, cells, OPTIONS)
+    (c, r), info = advance_coupled(state, 0.0, 1800.0, grid, coef, cells, 8, OPTIONS)
+    assert bool(info.converged)
+    from il2rd.dynamics import coefficients_at
+
+    c_ref, _ = steady_field(grid, coefficients_at(coef, cells, r, 8 * 1800.0), options=OPTIONS)
+    assert float(jnp.max(jnp.abs(c - c_ref)) / jnp.max(c_ref)) < 1e-9
+
+
+def test_without_feedback_receptors_stay_basal_and_the_field_steady():
+    grid, coef, cells = _node(gain=1.0)
+    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
+    (c, r), _ = advance_coupled(state, 0.0, 3600.0, grid, coef, cells, 6, OPTIONS)
+    np.testing.assert_allclose(np.asarray(r), np.asarray(cells.basal_receptors), rtol=1e-12)
+    assert float(jnp.max(jnp.abs(c - state[0])) / jnp.max(c)) < 1e-9
+
+
+def test_cd25_feedback_raises_treg_receptors_and_lowers_il2_around_them():
+    grid, coef, cells = _node(gain=10.0)
+    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
+    (c, r), _ = advance_coupled(state, 0.0, 1800.0, grid, coef, cells, 24, OPTIONS)  # 12 h
+    tregs = np.arange(len(r)) > 0
+    gained = np.asarray(r)[tregs] - 3000.0
+    assert np.all(gained >= -1e-9) and gained.max() > 100
+    seen0, seen1 = np.asarray(seen(state[0], cells))[tregs], np.asarray(seen(c, cells))[tregs]
+    assert np.all(seen1 <= seen0 * (1 + 1e-9)) and seen1.mean() < seen0.mean()
+
+
+def test_coupled_solver_is_first_order_in_its_step():
+    grid, coef, cells = _node(gain=10.0)
+    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
+    end = 8 * HOUR
+    finals = {}
+    for n in (4, 8, 16, 32):
+        (_, r), _ = advance_coupled(state, 0.0, end / n, grid, coef, cells, n, OPTIONS)
+        finals[n] = np.asarray(r)
+    e1 = np.max(np.abs(finals[4] - finals[32]))
+    e2 = np.max(np.abs(finals[8] - finals[32]))
+    e3 = np.max(np.abs(finals[16] - finals[32]))
+    # errors against the finest: first order gives (e1 - ...)/(e2 - ...) ~ 2 between halvings
+    order = np.log2((e1 - e2) / (e2 - e3))
+    assert 0.8 < order < 1.3, order
+
+
+def test_secretion_course_switches_the_field_on_and_off():
+    grid, coef, cells = _node(gain=1.0)
+    cells = kinetics_of(len(cells.gain), basal=np.asarray(cells.basal_receptors), secretion=np.where(np.arange(len(cells.gain)) == 0, 400.0, 0.0),
+                        voxel=np.asarray(cells.voxel), onset=1 * HOUR, peak=7 * HOUR, off=22 * HOUR)
+    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
+    assert float(jnp.max(state[0])) == 0.0  # nothing secreted at t = 0
+    peak_state, _ = advance_coupled(state, 0.0, HOUR, grid, coef, cells, 7, OPTIONS)
+    off_state, _ = advance_coupled(peak_state, 7 * HOUR, HOUR, grid, coef, cells, 16, OPTIONS)
+    assert float(jnp.max(peak_state[0])) > 1.0
+    assert float(jnp.max(off_state[0])) < 1e-12 * float(jnp.max(peak_state[0]))  # only decay's round-off left
