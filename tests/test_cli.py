@@ -19,13 +19,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from compose import compose_config
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import il2rd
-import il2rd.cli
-from il2rd.config import parse, register_configs
+from il2rd.config import parse
 
 SHAPE = (16, 12, 8)  # nx, ny, nz
 SMALL = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]},{SHAPE[2]}]"]
@@ -46,12 +45,6 @@ def run_il2rd(workdir: Path, *overrides: str, timeout: float = 120) -> subproces
         [il2rd_command(), *overrides, f"hydra.run.dir={workdir / 'run'}"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
     )
-
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def check_contract_file(path: Path, overrides: list[str]) -> dict:

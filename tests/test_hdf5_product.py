@@ -26,13 +26,12 @@ import h5py
 import jax
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from compose import compose_config
 from omegaconf import OmegaConf
 
 import il2rd
-import il2rd.cli
 import il2rd.io
-from il2rd.config import CellTypeConfig, ConfigError, parse, register_configs
+from il2rd.config import CellTypeConfig, ConfigError, parse
 from il2rd.io import hdf5
 from il2rd.simulate import run
 
@@ -48,12 +47,6 @@ def filter_ids(dataset: h5py.Dataset) -> list[int]:
     """The HDF5 filter pipeline of a dataset, as filter ids (1 deflate/gzip, 2 shuffle, 32015 zstd)."""
     plist = dataset.id.get_create_plist()
     return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
-
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def centres(n: int, h: float = SPACING) -> np.ndarray:
