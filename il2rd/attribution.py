@@ -196,7 +196,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
     c = jnp.asarray(field_pM, coef.dtype)
     fields, _ = source_fields(c, jnp.asarray(type_field(grid, pop)), grid, coef, tuple(secreting), with_boundary, options)
     index = tuple(pop.voxel.T)
-    volume = grid.voxel_volume_um3
+    volume = scenario.interstitial_voxel_volume_um3
     sigma = np.asarray(uptake_per_il2(c, coef), np.float64)[index]
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
     by_cell = np.stack([to_molecules(sigma * np.asarray(f, np.float64)[index]) for f in fields], axis=-1)
@@ -213,12 +213,12 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
     output = [to_molecules(float(secretion[types == k].sum())) for k in secreting]
     if with_boundary:
         output.append(float(matrix[-1].sum()) + decay[-1])
-    autocrine, change = _autocrine(c, grid, coef, pop, np.isin(pop.type_index, secreting), options)
+    autocrine, change = _autocrine(c, grid, coef, pop, np.isin(pop.type_index, secreting), options, volume)
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, autocrine, change,
                        pop.type_index)
 
 
-def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions):
+def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions, volume_um3: float):
     """Each cell's uptake of its own secretion (molecules/s) and the window change (module docstring)."""
     autocrine = np.zeros(len(pop))
     cells = np.flatnonzero(secretes)
@@ -231,6 +231,6 @@ def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray
                                     np.float64) for half in (w, w - 1))
     index = tuple(pop.voxel[cells].T)
     rate = (np.asarray(uptake_per_il2(c, coef), np.float64)[index] * np.asarray(coef.secretion_pM_per_s, np.float64)[index])
-    autocrine[cells] = units.voxel_rate_to_cell_rate_molecules_per_s(rate * diagonal, grid.voxel_volume_um3)
+    autocrine[cells] = units.voxel_rate_to_cell_rate_molecules_per_s(rate * diagonal, volume_um3)
     change = float(np.max((diagonal - smaller) / diagonal))
     return autocrine, change

@@ -4,24 +4,43 @@ Each cell sits in one voxel, at most one cell per voxel. A cell type carries the
 the field equation (kinetics.py):
 
     secretion_molecules_per_s   q, IL-2 released by one cell
-    receptors                   R, IL-2 receptors per cell
+    receptors                   R, mean IL-2 receptors per cell
+    receptor_cv                 coefficient of variation of R between cells (0: every cell has R)
     km_pM                       K_M, Michaelis constant of uptake
     k_int_per_s                 k_int, internalisation rate of bound receptors
 
-Placement is uniform at random over free voxels (whole lattice, a box or a sphere, seeded),
-or every cell from a CSV file with header x,y,z,type (um; type by name).
+Placement is uniform at random over free voxels of a region (whole lattice, a box, a sphere or a
+lymph-node compartment of anatomy.py, seeded), or every cell from a CSV file with header
+x,y,z,type (um; type by name) and optionally a receptors column (without it, CSV cells get their
+type's mean: the spread below applies to random placement).
+
+Receptor numbers vary between cells roughly log-normally (../shared/science.md); with mean m and
+coefficient of variation v a cell's R is
+
+    R = m exp(sigma Z - sigma^2 / 2),   sigma^2 = ln(1 + v^2),   Z ~ N(0, 1)
+
+so that E[R] = m and sd(R)/E[R] = v exactly (:func:`draw_receptors`, seeded separately from the
+placement so that a spread never moves a cell).
+
+IL-2 lives in the interstitial space, a fraction alpha (physics.volume_fraction) of each voxel of
+volume V = h^3, and concentrations are per interstitial volume; so a cell's rate of q molecules/s
+changes its voxel's concentration by q / (6.022e-4 alpha V) pM/s, and the diffusion coefficient
+of the lattice equation is the effective D / lambda^2 (lambda the tortuosity; Nicholson & Sykova
+1998). :func:`field_coefficients` and :func:`seen_and_uptake` apply both.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from . import kinetics, units
+from . import anatomy, kinetics, units
+from .anatomy import NodeAnatomy
 from .grid import Grid
 from .kinetics import FieldCoefficients
 
@@ -37,21 +56,31 @@ class CellType:
     receptors: float = 0.0
     km_pM: float = 43.0
     k_int_per_s: float = 1.1e-3
+    receptor_cv: float = 0.0  # sd(R)/mean(R) between cells of the type, log-normal
+    cd25_gain: float = 1.0  # solver.kind=coupled: receptors at full pSTAT5 / basal (dynamics.py)
+    secretion_onset_s: float | None = None  # solver.kind=coupled: secretion time course; None = constant
+    secretion_peak_s: float | None = None
+    secretion_off_s: float | None = None
 
 
 @dataclass(frozen=True)
 class Region:
-    """Where a type's cells may sit: 'lattice', 'box' (lo_um, hi_um corners) or 'sphere'
-    (centre_um, radius_um). A voxel belongs to the region when its centre does."""
+    """Where a type's cells may sit: 'lattice', 'box' (lo_um, hi_um corners), 'sphere'
+    (centre_um, radius_um), or a lymph-node compartment (anatomy.COMPARTMENTS: 'node', 'capsule',
+    'follicle', 'medulla', 't_zone', 'interfollicular') of the NodeAnatomy `anatomy`. A voxel
+    belongs to the region when its centre does."""
 
     kind: str = "lattice"
     lo_um: tuple[float, float, float] | None = None
     hi_um: tuple[float, float, float] | None = None
     centre_um: tuple[float, float, float] | None = None
     radius_um: float | None = None
+    anatomy: NodeAnatomy | None = None
 
     def _inside(self, x, y, z):
         """Membership of points with coordinates x, y, z (um; any broadcastable shapes)."""
+        if self.kind in anatomy.COMPARTMENTS:
+            return self.anatomy.contains(self.kind, x, y, z)
         if self.kind == "box":
             (x0, y0, z0), (x1, y1, z1) = self.lo_um, self.hi_um
             return (x >= x0) & (x < x1) & (y >= y0) & (y < y1) & (z >= z0) & (z < z1)
@@ -79,12 +108,21 @@ class Region:
 
 @dataclass(frozen=True)
 class Population:
-    """The per-cell table: voxel (n, 3) int, position_um (n, 3), type_index (n,), type_names."""
+    """The per-cell table: voxel (n, 3) int, position_um (n, 3), type_index (n,), type_names,
+    and receptors (n,), each cell's receptor number (None: every cell has its type's mean;
+    :func:`draw_receptors` fills it)."""
 
     voxel: np.ndarray
     position_um: np.ndarray
     type_index: np.ndarray
     type_names: tuple[str, ...]
+    receptors: np.ndarray | None = None
+
+    def receptors_per_cell(self, types: dict[str, CellType]) -> np.ndarray:
+        """(n,) receptors of each cell: its own number, or its type's mean when none was drawn."""
+        if self.receptors is not None:
+            return np.asarray(self.receptors, np.float64)
+        return type_table(types, self.type_names)["receptors"][self.type_index]
 
     def __len__(self) -> int:
         return len(self.type_index)
@@ -111,6 +149,8 @@ def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names
         candidates = np.flatnonzero(free & region.mask(grid).ravel())
         if count > len(candidates):
             where = "the lattice" if region.kind == "lattice" else f"its {region.kind} region"
+            if region.kind in anatomy.COMPARTMENTS:
+                where += " of the lymph node"
             raise PlacementError(
                 f"cell_types.{name}: {count} cells do not fit: {where} has {len(candidates)} free voxels "
                 f"left (one cell per voxel); lower its count/density or enlarge the region or lattice"
@@ -125,8 +165,37 @@ def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names
     return Population(voxel, (voxel + 0.5) * grid.spacing_um, types.astype(np.int32), type_names)
 
 
+RECEPTOR_STREAM = 0x52454345  # spawn key of the receptor draw, independent of the placement stream
+
+
+def lognormal_sigma(cv):
+    """sigma of ln R for a log-normal R with coefficient of variation cv: sqrt(ln(1 + cv^2))."""
+    return np.sqrt(np.log1p(np.square(cv)))
+
+
+def draw_receptors(population: Population, types: dict[str, CellType], seed: int) -> Population:
+    """The population with each cell's receptors R = m exp(sigma Z - sigma^2/2) (module docstring),
+    m and sigma from its type's receptors and receptor_cv, Z seeded by `seed` on a stream of its
+    own. Cells of a type with receptor_cv = 0 get m exactly; receptors already set (a CSV
+    column) are kept."""
+    if population.receptors is not None:
+        return population
+    names = population.type_names
+    t = population.type_index
+    mean = type_table(types, names)["receptors"][t]
+    sigma = lognormal_sigma(np.array([types[n].receptor_cv for n in names], np.float64))[t]
+    receptors = mean.copy()
+    spread = sigma > 0
+    if np.any(spread):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RECEPTOR_STREAM,)))
+        z = rng.standard_normal(len(t))  # one per cell, so a cell's draw depends on its index only
+        receptors[spread] = mean[spread] * np.exp(sigma[spread] * z[spread] - 0.5 * sigma[spread] ** 2)
+    return replace(population, receptors=receptors)
+
+
 def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
-    """Every cell from a CSV with header x,y,z,type (positions in um, columns in any order)."""
+    """Every cell from a CSV with header x,y,z,type (positions in um, columns in any order) and
+    optionally a receptors column (receptors per cell; without it each cell has its type's mean)."""
     path = Path(path)
     if not path.is_file():
         raise PlacementError(f"cells.csv = {str(path)!r}: no such file")
@@ -137,19 +206,22 @@ def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Popul
 
 
 def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
-    positions, types, line_of = [], [], []
+    positions, types, line_of, receptors = [], [], [], []
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
         header = [h.strip() for h in next(reader, [])]
-        if sorted(header) != ["type", "x", "y", "z"]:
-            raise PlacementError(f"cells.csv = {str(path)!r}: header is {header}; expected x,y,z,type")
+        if sorted(header) not in (["type", "x", "y", "z"], ["receptors", "type", "x", "y", "z"]):
+            raise PlacementError(f"cells.csv = {str(path)!r}: header is {header}; expected x,y,z,type "
+                                 f"(and optionally receptors)")
         column = {name: header.index(name) for name in header}
+        n_fields = len(header)
         for fields in reader:
             line = reader.line_num
             if not any(f.strip() for f in fields):
                 continue
-            if len(fields) != 4:
-                raise PlacementError(f"cells.csv line {line}: {len(fields)} fields {fields}; expected 4 (x,y,z,type)")
+            if len(fields) != n_fields:
+                raise PlacementError(f"cells.csv line {line}: {len(fields)} fields {fields}; expected {n_fields} "
+                                     f"({','.join(header)})")
             row = {name: fields[i].strip() for name, i in column.items()}
             if row["type"] not in type_names:
                 raise PlacementError(
@@ -166,6 +238,15 @@ def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population
                     f"cells.csv line {line}: position ({row['x']}, {row['y']}, {row['z']}) um is outside the lattice "
                     f"[0, {extent[0]:g}) x [0, {extent[1]:g}) x [0, {extent[2]:g}) um"
                 )
+            if "receptors" in row:
+                try:
+                    r = float(row["receptors"])
+                except ValueError:
+                    r = math.nan
+                if not (math.isfinite(r) and r >= 0):
+                    raise PlacementError(f"cells.csv line {line}: receptors {row['receptors']!r} must be a finite "
+                                         f"number >= 0 (receptors per cell)")
+                receptors.append(r)
             positions.append(xyz)
             types.append(type_names.index(row["type"]))
             line_of.append(line)
@@ -179,7 +260,8 @@ def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population
             f"cells.csv lines {[line_of[i] for i in rows]}: two cells in voxel {tuple(int(v) for v in voxel[rows[0]])}; "
             f"at most one cell per voxel (spacing {grid.spacing_um:g} um)"
         )
-    return Population(voxel, position, np.asarray(types, np.int32), type_names)
+    return Population(voxel, position, np.asarray(types, np.int32), type_names,
+                      np.asarray(receptors, np.float64) if "receptors" in column else None)
 
 
 def type_table(types: dict[str, CellType], names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -192,6 +274,11 @@ def type_table(types: dict[str, CellType], names: tuple[str, ...]) -> dict[str, 
     }
 
 
+def interstitial_volume_um3(grid: Grid, volume_fraction: float = 1.0) -> float:
+    """alpha V: the interstitial volume of one voxel (um^3), where IL-2 lives."""
+    return grid.voxel_volume_um3 * volume_fraction
+
+
 def field_coefficients(
     grid: Grid,
     population: Population,
@@ -201,21 +288,34 @@ def field_coefficients(
     face_values_pM,
     uptake: str,
     dtype,
+    *,
+    volume_fraction: float = 1.0,
+    tortuosity: float = 1.0,
 ) -> FieldCoefficients:
-    """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients)."""
+    """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients).
+
+    With alpha = volume_fraction and lambda = tortuosity, concentrations are per interstitial
+    volume alpha V (V = h^3), so
+
+        D_eff = D / lambda^2                          um^2/s
+        s     = q / (6.022e-4 alpha V)                pM/s, secretion of the voxel's cell
+        v_max = k_int R / (6.022e-4 alpha V)          pM/s, R the cell's own receptors
+
+    and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel.
+    """
     table = type_table(types, population.type_names)
     t = population.type_index
-    volume = grid.voxel_volume_um3
+    volume = interstitial_volume_um3(grid, volume_fraction)
     secretion = np.zeros(grid.shape)
     vmax = np.zeros(grid.shape)
     km = np.ones(grid.shape)
     index = tuple(population.voxel.T)
     secretion[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["secretion_molecules_per_s"][t], volume)
-    vmax[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["k_int_per_s"][t] * table["receptors"][t], volume)
+    vmax[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["k_int_per_s"][t] * population.receptors_per_cell(types), volume)
     km[index] = table["km_pM"][t]
     as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     return FieldCoefficients(
-        diffusion_um2_per_s=as_array(diffusion_um2_per_s),
+        diffusion_um2_per_s=as_array(diffusion_um2_per_s / tortuosity**2),
         decay_per_s=as_array(decay_per_s),
         secretion_pM_per_s=as_array(secretion),
         vmax_pM_per_s=as_array(vmax),
@@ -225,9 +325,10 @@ def field_coefficients(
     )
 
 
-def seen_and_uptake(c, grid: Grid, population: Population, coef: FieldCoefficients):
-    """IL-2 seen by each cell (pM, its voxel's value) and its uptake (molecules/s), as numpy."""
+def seen_and_uptake(c, grid: Grid, population: Population, coef: FieldCoefficients, volume_fraction: float = 1.0):
+    """IL-2 seen by each cell (pM, its voxel's interstitial concentration) and its uptake
+    (molecules/s: the voxel's uptake rate in pM/s times 6.022e-4 alpha V), as numpy."""
     index = tuple(population.voxel.T)
     seen = np.maximum(np.asarray(c, np.float64)[index], 0.0)
     rate_pM_per_s = np.asarray(kinetics.uptake_rate(jnp.asarray(c), coef), np.float64)[index]
-    return seen, units.voxel_rate_to_cell_rate_molecules_per_s(rate_pM_per_s, grid.voxel_volume_um3)
+    return seen, units.voxel_rate_to_cell_rate_molecules_per_s(rate_pM_per_s, interstitial_volume_um3(grid, volume_fraction))

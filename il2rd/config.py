@@ -16,19 +16,25 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from . import anatomy
+from .anatomy import AnatomyError, NodeAnatomy
 from .cells import CellType, Region
 from .receptors import Signalling
 from .grid import BOUNDARY_KINDS, FACES, Grid
 from .kinetics import UPTAKE_LAWS
 from .solvers.steady import PRECONDITIONERS, SolverOptions
-from .solvers.transient import KINDS as SOLVER_KINDS
+from .dynamics import ReceptorFeedback
+from .solvers.transient import KINDS as TRANSIENT_KINDS
+
+SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled")  # coupled: quasi-steady field with receptor dynamics (dynamics.py)
 
 PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
 MAX_SNAPSHOTS = 100_000  # bounds on a transient run's size, to catch unit slips (1e-6 for 1e6)
 MAX_STEPS = 10**8
 BYTES_PER_VOXEL_AT_LEAST = 40  # float32 coefficients, field and solver work arrays (measured: ~110)
-REGION_KINDS = ("lattice", "box", "sphere")
+REGION_KINDS = ("lattice", "box", "sphere", *anatomy.COMPARTMENTS)
+MAX_RECEPTOR_CV = 10.0  # a CV is a fraction (0.5 = 50 % spread); larger values are unit slips
 
 
 class ConfigError(ValueError):
@@ -63,6 +69,13 @@ class PhysicsConfig:
     diffusion: float = 10.0  # um^2/s, IL-2 in tissue
     decay: float = 2.8e-5  # 1/s, bulk decay (0.1 /h)
     uptake: str = "saturating"  # saturating | linear
+    # alpha, interstitial (extracellular) volume fraction: IL-2 lives in alpha V of each voxel and
+    # c is per interstitial volume. 1 = free medium (today's results); ~0.2 - 0.4 in packed
+    # tissue (brain 0.2; lymphoid tissue poorly measured; Nicholson & Sykova 1998)
+    volume_fraction: float = 1.0
+    # lambda, tortuosity: D_eff = D / lambda^2; 1 = none; ~1.6 in tissue (Nicholson & Sykova 1998).
+    # physics.diffusion is then the interstitial-fluid value (~100 um^2/s for IL-2, free solution)
+    tortuosity: float = 1.0
 
 
 @dataclass
@@ -94,9 +107,38 @@ class CellTypeConfig:
     receptors: float = 0.0  # IL-2 receptors per cell
     km: float = 43.0  # pM, Michaelis constant of uptake (k_off + k_int)/k_on
     k_int: float = 1.1e-3  # 1/s, internalisation
+    receptor_cv: float = 0.0  # coefficient of variation of receptors between cells (log-normal); 0 = none
+    cd25_gain: float = 1.0  # solver.kind=coupled: receptors rise to gain x basal under full pSTAT5 (1 = no feedback)
+    secretion_course: Optional[List[float]] = None  # solver.kind=coupled: [onset, peak, off] h; null = constant
     count: Optional[int] = None  # cells of this type ...
     density: Optional[float] = None  # ... or cells/mm^3 of its region
-    region: Optional[Dict[str, Any]] = None  # {kind: box, lo: [x,y,z], hi: [x,y,z]} | {kind: sphere, center: [x,y,z], radius: r} (um)
+    # {kind: box, lo: [x,y,z], hi: [x,y,z]} | {kind: sphere, center: [x,y,z], radius: r} (um) |
+    # {kind: node|capsule|follicle|medulla|t_zone|interfollicular} (lymph-node compartments, node:)
+    region: Optional[Dict[str, Any]] = None
+
+
+@dataclass
+class FollicleConfig:
+    """B-cell follicles: spheres just under the capsule on the cortical side (anatomy.py)."""
+
+    count: int = 8  # follicles in the node (a mouse node holds several to a dozen or so)
+    radius: float = 80.0  # um (follicles ~100 - 200 um across)
+    spread: float = 60.0  # degrees: centres within this angle of the cortex pole
+    seed: int = 0  # seed of the follicle positions (separate from the cell-placement seed)
+    centers: Optional[Any] = None  # [[x, y, z], ...] um: explicit centres instead of seeded ones
+
+
+@dataclass
+class NodeConfig:
+    """The lymph node (anatomy.py): an ellipsoid centred in the lattice, used by the region kinds
+    node, capsule, follicle, medulla, t_zone and interfollicular."""
+
+    semi_axes: Optional[List[float]] = None  # um; null: 0.45 x the lattice extent per axis
+    cortex_side: str = "y_hi"  # lattice face the cortex (follicles) faces; the medulla faces the opposite one
+    capsule_thickness: float = 20.0  # um, capsule (~5 um) and subcapsular sinus (~10 - 20 um)
+    medulla_fraction: float = 0.3  # fraction of the node's length along the cortex axis, hilar side
+    t_zone_depth: Optional[float] = None  # um below the surface where the T zone begins; null: capsule + follicle radius
+    follicles: FollicleConfig = field(default_factory=FollicleConfig)
 
 
 @dataclass
@@ -108,6 +150,15 @@ class SignallingConfig:
     ec50_exponent: float = 1.5  # N
     hill: float = 3.0
     pstat5_threshold: float = 0.5  # pSTAT5 level (0..1) counted as pSTAT5-positive
+
+
+@dataclass
+class ReceptorDynamicsConfig:
+    """solver.kind=coupled: dR/dt = eta R0 [1 + (gain - 1) p^hill/(half_pstat5^hill + p^hill)] - eta R (dynamics.py)."""
+
+    turnover: float = 1.0 / 72000.0  # 1/s, eta (Thurley-lab models)
+    half_pstat5: float = 0.5  # pSTAT5 level of half-maximal receptor induction
+    hill: float = 3.0  # Busse 2010
 
 
 @dataclass
@@ -132,7 +183,9 @@ class Il2rdConfig:
     # an open mapping: types are checked against CellTypeConfig when the run is parsed,
     # so that a new type can be added from the command line with defaults for the rest
     cell_types: Dict[str, Any] = field(default_factory=dict)
+    node: NodeConfig = field(default_factory=NodeConfig)
     signalling: SignallingConfig = field(default_factory=SignallingConfig)
+    receptor_dynamics: ReceptorDynamicsConfig = field(default_factory=ReceptorDynamicsConfig)
     precision: str = "float32"
     seed: int = 0
     devices: DevicesConfig = field(default_factory=DevicesConfig)
@@ -172,6 +225,10 @@ class Settings:
     output_dir: Path | None
     progress: bool
     compression: str
+    volume_fraction: float = 1.0  # alpha, interstitial volume fraction
+    tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
+    node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
+    feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
 
     @property
     def snapshot_times_s(self) -> list[float]:
@@ -250,13 +307,58 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
     return Grid(shape, spacing, kinds), values
 
 
-def _region(key: str, node: Any, grid: Grid) -> Region:
+def _node(cfg, grid: Grid):
+    """Check the node: keys and return a function that builds the NodeAnatomy (placing the
+    follicles) on first use, so that a run that places no cell by compartment never needs a
+    lattice large enough for the node's follicles."""
+    n = cfg.node
+    semi = n.semi_axes
+    if semi is not None:
+        if not isinstance(semi, (list, tuple, ListConfig)) or len(semi) != 3:
+            raise ConfigError("node.semi_axes", semi, "must be null or a list of 3 numbers > 0 (um)")
+        semi = tuple(_number(f"node.semi_axes[{i}]", v, low=0, low_open=True, unit="um") for i, v in enumerate(semi))
+    side = _choice("node.cortex_side", n.cortex_side, FACES)
+    capsule = _number("node.capsule_thickness", n.capsule_thickness, low=0, low_open=True, unit="um")
+    medulla = _number("node.medulla_fraction", n.medulla_fraction, low=0, high=1)
+    if medulla == 1:
+        raise ConfigError("node.medulla_fraction", n.medulla_fraction, "must be < 1 (1 leaves no cortex)")
+    depth = n.t_zone_depth
+    if depth is not None:
+        depth = _number("node.t_zone_depth", depth, low=0, low_open=True, unit="um")
+    f = n.follicles
+    count = _integer("node.follicles.count", f.count, low=0)
+    radius = _number("node.follicles.radius", f.radius, low=0, low_open=True, unit="um")
+    spread = _number("node.follicles.spread", f.spread, low=0, low_open=True, high=180, unit="degrees")
+    seed = _integer("node.follicles.seed", f.seed, low=0)
+    centers = f.centers
+    if centers is not None:
+        if not isinstance(centers, (list, tuple, ListConfig)):
+            raise ConfigError("node.follicles.centers", centers, "must be null or a list of [x, y, z] (um)")
+        centers = tuple(_vector3(f"node.follicles.centers[{i}]", c) for i, c in enumerate(centers))
+    built = []
+
+    def resolve() -> NodeAnatomy:
+        if not built:
+            try:
+                built.append(anatomy.build(
+                    grid, semi_axes_um=semi, cortex_side=side, capsule_um=capsule, medulla_fraction=medulla,
+                    t_zone_depth_um=depth, follicle_radius_um=radius, follicle_count=count,
+                    follicle_spread_deg=spread, follicle_seed=seed, follicle_centres_um=centers))
+            except AnatomyError as err:
+                raise ConfigError(err.key, err.value, err.allowed) from None
+        return built[0]
+
+    resolve.built = built
+    return resolve
+
+
+def _region(key: str, node: Any, grid: Grid, lymph_node=None) -> Region:
     if node is None:
         return Region()
     if not isinstance(node, (dict, DictConfig)):
-        raise ConfigError(key, node, "must be null or a mapping {kind: box|sphere, ...}")
+        raise ConfigError(key, node, f"must be null or a mapping {{kind: {'|'.join(REGION_KINDS[1:])}, ...}}")
     kind = _choice(f"{key}.kind", node.get("kind", "lattice"), REGION_KINDS)
-    allowed_keys = {"lattice": {"kind"}, "box": {"kind", "lo", "hi"}, "sphere": {"kind", "center", "radius"}}[kind]
+    allowed_keys = {"box": {"kind", "lo", "hi"}, "sphere": {"kind", "center", "radius"}}.get(kind, {"kind"})  # others: kind only
     for k in node:
         if k not in allowed_keys:
             raise ConfigError(f"{key}.{k}", node[k], f"not a key of a {kind} region; allowed: {', '.join(sorted(allowed_keys))}")
@@ -272,6 +374,15 @@ def _region(key: str, node: Any, grid: Grid) -> Region:
             raise ConfigError(key, node, "a sphere region needs center [x, y, z] and radius (um)")
         region = Region("sphere", centre_um=_vector3(f"{key}.center", node["center"]),
                         radius_um=_number(f"{key}.radius", node["radius"], low=0, low_open=True, unit="um"))
+    elif kind in anatomy.COMPARTMENTS:
+        geometry = lymph_node()
+        region = Region(kind, anatomy=geometry)
+        if region.volume_um3(grid) == 0:
+            raise ConfigError(key, node, f"the lymph node's {kind} compartment holds no voxel centre (node semi-axes "
+                              f"{[round(a, 6) for a in geometry.semi_axes_um]} um, voxels of {grid.spacing_um:g} um); "
+                              f"adjust node: (e.g. node.capsule_thickness, node.medulla_fraction, node.follicles) "
+                              f"or refine the lattice")
+        return region
     else:
         region = Region()
     if region.volume_um3(grid) == 0:
@@ -279,10 +390,23 @@ def _region(key: str, node: Any, grid: Grid) -> Region:
     return region
 
 
-def _cell_types(cfg, grid: Grid, use_csv: bool):
+def _secretion_course(key: str, value: Any) -> dict:
+    """CellType's secretion_onset_s, _peak_s, _off_s from [onset, peak, off] in hours (or null)."""
+    if value is None:
+        return {}
+    if not isinstance(value, (list, tuple, ListConfig)) or len(value) != 3:
+        raise ConfigError(key, value, "must be null or [onset, peak, off] in hours, e.g. [1, 7, 22] (Sojka 2008)")
+    hours = [_number(f"{key}[{i}]", v, low=0, unit="h") for i, v in enumerate(value)]
+    if not hours[0] <= hours[1] <= hours[2]:
+        raise ConfigError(key, list(value), "must satisfy onset <= peak <= off (hours)")
+    return dict(zip(("secretion_onset_s", "secretion_peak_s", "secretion_off_s"), (3600.0 * h for h in hours)))
+
+
+def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
     types, placement = {}, []
     if not isinstance(cfg.cell_types, (dict, DictConfig)):
-        raise ConfigError("cell_types", cfg.cell_types, "must be a mapping {name: {secretion, receptors, km, k_int, count|density, region}}")
+        raise ConfigError("cell_types", cfg.cell_types,
+                          "must be a mapping {name: {secretion, receptors, receptor_cv, km, k_int, count|density, region}}")
     schema = OmegaConf.structured(CellTypeConfig)
     for name, node in cfg.cell_types.items():
         key = f"cell_types.{name}"
@@ -300,8 +424,12 @@ def _cell_types(cfg, grid: Grid, use_csv: bool):
             receptors=_number(f"{key}.receptors", merged["receptors"], low=0, unit="receptors per cell"),
             km_pM=_number(f"{key}.km", merged["km"], low=0, low_open=True, unit="pM"),
             k_int_per_s=_number(f"{key}.k_int", merged["k_int"], low=0, unit="1/s"),
+            receptor_cv=_number(f"{key}.receptor_cv", merged["receptor_cv"], low=0, high=MAX_RECEPTOR_CV,
+                                unit="sd/mean of receptors between cells, a fraction: 0.5 is 50 %"),
+            cd25_gain=_number(f"{key}.cd25_gain", merged["cd25_gain"], low=1, unit="receptors at full pSTAT5 / basal"),
+            **_secretion_course(f"{key}.secretion_course", merged["secretion_course"]),
         )
-        region = _region(f"{key}.region", merged["region"], grid)
+        region = _region(f"{key}.region", merged["region"], grid, lymph_node)
         count, density = merged["count"], merged["density"]
         if count is not None and density is not None:
             raise ConfigError(f"{key}.density", density, f"give count or density, not both (count = {count})")
@@ -356,6 +484,18 @@ def _check_known_keys(cfg: DictConfig) -> None:
             for sub in node:
                 if sub not in allowed:
                     raise ConfigError(f"{key}.{sub}", node[sub], f"unknown key; allowed: {', '.join(allowed.keys())}")
+                if isinstance(node[sub], DictConfig) and isinstance(allowed[sub], DictConfig):  # node.follicles
+                    for leaf in node[sub]:
+                        if leaf not in allowed[sub]:
+                            raise ConfigError(f"{key}.{sub}.{leaf}", node[sub][leaf],
+                                              f"unknown key; allowed: {', '.join(allowed[sub].keys())}")
+
+
+def node_anatomy(cfg: DictConfig) -> NodeAnatomy:
+    """The lymph node of a composed config (grid: and node: keys), built whether or not a region
+    uses it: for maps and plots of the compartments (raises ConfigError)."""
+    grid, _ = _grid(cfg)
+    return _node(cfg, grid)()
 
 
 def parse(cfg: DictConfig) -> Settings:
@@ -365,7 +505,17 @@ def parse(cfg: DictConfig) -> Settings:
     diffusion = _number("physics.diffusion", cfg.physics.diffusion, low=0, low_open=True, unit="um^2/s")
     decay = _number("physics.decay", cfg.physics.decay, low=0, unit="1/s")
     uptake = _choice("physics.uptake", cfg.physics.uptake, UPTAKE_LAWS)
+    volume_fraction = _number("physics.volume_fraction", cfg.physics.volume_fraction, low=0, low_open=True, high=1,
+                              unit="interstitial fraction of the tissue volume; ~0.2 - 0.4 in packed tissue")
+    tortuosity = _number("physics.tortuosity", cfg.physics.tortuosity, low=1,
+                         unit="D_eff = D / tortuosity^2; ~1.6 in tissue")
     kind = _choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
+    dynamics_cfg = cfg.receptor_dynamics
+    feedback = ReceptorFeedback(
+        turnover_per_s=_number("receptor_dynamics.turnover", dynamics_cfg.turnover, low=0, low_open=True, unit="1/s"),
+        half_pstat5=_number("receptor_dynamics.half_pstat5", dynamics_cfg.half_pstat5, low=0, low_open=True, high=1),
+        hill=_number("receptor_dynamics.hill", dynamics_cfg.hill, low=0, low_open=True),
+    )
     rtol = _number("solver.rtol", cfg.solver.rtol, low=0, low_open=True, high=0.1)
     dt = _number("solver.dt", cfg.solver.dt, low=0, low_open=True, unit="s")
     options = SolverOptions(
@@ -389,8 +539,9 @@ def parse(cfg: DictConfig) -> Settings:
         csv = Path(str(csv))
         if not csv.is_file():
             what = "is a directory, not a file" if csv.is_dir() else "no such file"
-            raise ConfigError("cells.csv", str(csv), f"{what} (a CSV with header x,y,z,type, positions in um)")
-    types, placement = _cell_types(cfg, grid, csv is not None)
+            raise ConfigError("cells.csv", str(csv), f"{what} (a CSV with header x,y,z,type[,receptors], positions in um)")
+    lymph_node = _node(cfg, grid)
+    types, placement = _cell_types(cfg, grid, csv is not None, lymph_node)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
     if csv is None:  # with a CSV the counts are known once it is read (Scenario.build)
@@ -440,8 +591,12 @@ def parse(cfg: DictConfig) -> Settings:
         placement=placement,
         csv=csv,
         signalling=signalling,
+        feedback=feedback,
         shard=shard,
         output_dir=None if output_dir is None else Path(str(output_dir)),
         progress=bool(cfg.output.progress),
         compression=compression,
+        volume_fraction=volume_fraction,
+        tortuosity=tortuosity,
+        node=lymph_node.built[0] if lymph_node.built else None,
     )

@@ -33,6 +33,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .grid import Grid
 from .kinetics import FieldCoefficients
@@ -151,3 +152,32 @@ def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells
 
 
 initial_state_jit = jax.jit(initial_state, static_argnames=("grid", "options"))
+
+
+def cell_kinetics(scenario, dtype) -> CellKinetics:
+    """The CellKinetics of a built scenario: its cells, their basal receptors, their types'
+    feedback gains and secretion courses (h in the config, s here)."""
+    from . import units
+
+    pop, settings = scenario.population, scenario.settings
+    types = settings.types
+
+    def per_type(attr, default):
+        values = [getattr(types[n], attr, None) for n in pop.type_names]
+        return np.array([default if v is None else v for v in values], np.float64)[pop.type_index]
+
+    volume = scenario.interstitial_voxel_volume_um3
+    onset, peak, off = (per_type(a, 0.0) for a in ("secretion_onset_s", "secretion_peak_s", "secretion_off_s"))
+    timed = np.array([getattr(types[n], "secretion_onset_s", None) is not None for n in pop.type_names])[pop.type_index]
+    as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    return CellKinetics(
+        voxel=jnp.asarray(pop.voxel, jnp.int32),
+        basal_receptors=as_array(pop.receptors_per_cell(types)),
+        gain=as_array(per_type("cd25_gain", 1.0)),
+        vmax_per_receptor_pM_per_s=as_array(units.cell_rate_to_voxel_rate_pM_per_s(per_type("k_int_per_s", 0.0), volume)),
+        secretion_pM_per_s=as_array(units.cell_rate_to_voxel_rate_pM_per_s(per_type("secretion_molecules_per_s", 0.0), volume)),
+        onset_s=as_array(onset), peak_s=as_array(peak), off_s=as_array(off),
+        timed=jnp.asarray(timed),
+        signalling=settings.signalling,
+        feedback=getattr(settings, "feedback", ReceptorFeedback()),
+    )

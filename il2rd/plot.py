@@ -149,21 +149,27 @@ def effective_removal_per_s(run: RunFile, index: int) -> float:
     """The run's own mean-field removal rate (1/s): (uptake + decay) / IL-2 present,
     k_eff = (sum_i U_i + k_d sum c V) / (6.022e-4 sum c V)."""
     field = np.asarray(run.field[index], np.float64)
-    present_pM_um3 = field.sum() * run.spacing_um**3
+    present_pM_um3 = field.sum() * run.spacing_um**3 * _volume_fraction(run)
     uptake_pM_um3_per_s = float(np.sum(run.cells["uptake"][index])) / units.MOLECULES_PER_UM3_PER_PM
     decay = float(run.config["physics"]["decay"])
     return decay + uptake_pM_um3_per_s / present_pM_um3 if present_pM_um3 > 0 else decay
 
 
+def _volume_fraction(run: RunFile) -> float:
+    return float(run.config["physics"].get("volume_fraction", 1.0))
+
+
 def figure_radial_profile(run: RunFile, index: int):
     r, mean, n_sources, q = radial_profile(run, index)
-    d = float(run.config["physics"]["diffusion"])
+    physics = run.config["physics"]
+    alpha = _volume_fraction(run)
+    d = float(physics["diffusion"]) / float(physics.get("tortuosity", 1.0)) ** 2  # D_eff
     background = float(np.mean(run.field[index]))
     fig, ax = plt.subplots(figsize=(7.5, 5.5), constrained_layout=True)
     ok = np.isfinite(mean) & (mean > 0)
     ax.semilogy(r[ok], mean[ok], "o-", color="k", label=f"il2rd, mean over {n_sources} sources")
     rr = np.linspace(r[0], r[-1], 200)
-    amplitude = q / units.MOLECULES_PER_UM3_PER_PM / (4 * np.pi * d)  # pM um
+    amplitude = q / units.MOLECULES_PER_UM3_PER_PM / (4 * np.pi * d * alpha)  # pM um, per interstitial volume
     for k, offset, style, name in (
         (float(run.config["physics"]["decay"]), 0.0, "--", "isolated, decay only"),
         (effective_removal_per_s(run, index), background, ":", "on the mean field, k_eff = removal / IL-2 present"),

@@ -20,6 +20,7 @@ class TypeReadout:
     total_uptake_molecules_per_s: float
     mean_pstat5: float
     pstat5_positive_fraction: float
+    mean_receptors: float
 
 
 @dataclass(frozen=True)
@@ -49,28 +50,33 @@ class Summary:
             f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
             + ("" if self.steady else " (the rest accumulates in the field)"),
             f"{'cell type':<16}{'cells':>9}{'IL-2 seen (pM)':>16}{'uptake (molec/s)':>18}"
-            f"{'total uptake':>14}{'pSTAT5':>8}{'pSTAT5+':>9}",
+            f"{'total uptake':>14}{'receptors':>11}{'pSTAT5':>8}{'pSTAT5+':>9}",
         ]
         for t in self.types:
             lines.append(
                 f"{t.name:<16}{t.count:>9}{t.mean_il2_pM:>16.4g}{t.mean_uptake_molecules_per_s:>18.4g}"
-                f"{t.total_uptake_molecules_per_s:>14.4g}{t.mean_pstat5:>8.3f}{t.pstat5_positive_fraction:>9.1%}"
+                f"{t.total_uptake_molecules_per_s:>14.4g}{t.mean_receptors:>11.4g}{t.mean_pstat5:>8.3f}{t.pstat5_positive_fraction:>9.1%}"
             )
         lines.append("(per cell type: means over its cells; pSTAT5+ is pSTAT5 >= signalling.pstat5_threshold)")
         return "\n".join(lines)
 
 
-def cell_columns(field_pM, scenario) -> dict[str, np.ndarray]:
-    """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), receptors, pSTAT5."""
+def cell_columns(field_pM, scenario, receptors=None) -> dict[str, np.ndarray]:
+    """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), receptors, pSTAT5.
+    receptors: each cell's current receptors where they change (solver.kind=coupled; the
+    scenario's coefficients must then be the ones for them)."""
     pop = scenario.population
-    seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients)
-    receptors = cells.type_table(scenario.settings.types, pop.type_names)["receptors"][pop.type_index]
+    seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients,
+                                         scenario.settings.volume_fraction)
+    if receptors is None:
+        receptors = pop.receptors_per_cell(scenario.settings.types)  # each cell's own (receptor_cv spread)
     return dict(il2=seen, uptake=uptake, receptors=receptors, pstat5=scenario.settings.signalling.pstat5(seen, receptors))
 
 
 def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
     grid, coef, pop = scenario.grid, scenario.coefficients, scenario.population
-    volume = grid.voxel_volume_um3
+    # molecules in a voxel = c x 6.022e-4 x alpha h^3: IL-2 lives in the interstitial volume only
+    volume = grid.voxel_volume_um3 * scenario.settings.volume_fraction
     to_molecules = lambda pM_um3_per_s: float(pM_um3_per_s) * units.MOLECULES_PER_UM3_PER_PM  # noqa: E731
     field64 = np.asarray(field_pM, np.float64)
     outflux = grid_mod.boundary_outflux(field64, grid, float(coef.diffusion_um2_per_s), np.asarray(coef.face_values_pM, np.float64))
@@ -83,7 +89,7 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         mean = lambda column: float(columns[column][mask].mean()) if n else nan  # noqa: E731
         types.append(TypeReadout(
             name, n, mean("il2"), mean("uptake"), float(columns["uptake"][mask].sum()), mean("pstat5"),
-            float(np.mean(columns["pstat5"][mask] >= threshold)) if n else nan,
+            float(np.mean(columns["pstat5"][mask] >= threshold)) if n else nan, mean("receptors"),
         ))
     return Summary(
         mean_il2_pM=float(field64.mean()),
@@ -91,7 +97,7 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         secretion_molecules_per_s=to_molecules(np.asarray(coef.secretion_pM_per_s, np.float64).sum() * volume),
         uptake_molecules_per_s=float(np.sum(columns["uptake"])),
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
-        boundary_outflux_molecules_per_s=to_molecules(outflux),
+        boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.volume_fraction),
         types=tuple(types),
-        steady=scenario.settings.solver_kind == "steady",
+        steady=scenario.settings.solver_kind in ("steady", "coupled"),  # coupled: quasi-steady
     )

@@ -1,8 +1,9 @@
-"""A scenario: lattice, placed cells and field coefficients, built once from Settings, seeded."""
+"""A scenario: lattice, placed cells (with their receptor numbers) and field coefficients, built
+once from Settings, seeded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -32,21 +33,32 @@ class Scenario:
     def grid(self):
         return self.settings.grid
 
+    @property
+    def interstitial_voxel_volume_um3(self) -> float:
+        """alpha h^3: the volume of one voxel that IL-2 occupies (um^3)."""
+        return cells.interstitial_volume_um3(self.grid, self.settings.volume_fraction)
+
     @classmethod
     def build(cls, settings: Settings) -> "Scenario":
         dtype = enable_precision(settings.precision)
         names = tuple(settings.types)
         if settings.csv is not None:
+            # a CSV gives every cell: its receptors column, or else each type's mean (no spread)
             population = cells.read_csv(settings.csv, settings.grid, names)
+            population = replace(population, receptors=population.receptors_per_cell(settings.types))
+        else:
+            population = cells.place_random(settings.grid, settings.placement, names, settings.seed)
+            # per-cell receptors: log-normal around each type's mean with its receptor_cv
+            population = cells.draw_receptors(population, settings.types, settings.seed)
+        if settings.csv is not None or any(t.receptor_cv > 0 for t in settings.types.values()):
+            # the counts (CSV) or the receptor numbers (spread) are known only now
             table = cells.type_table(settings.types, names)
             t = population.type_index
             check_steady_field_exists(
                 settings.solver_kind, settings.decay_per_s, settings.grid, settings.uptake,
                 float(table["secretion_molecules_per_s"][t].sum()),
-                float((table["k_int_per_s"] * table["receptors"])[t].sum()),
+                float((table["k_int_per_s"][t] * population.receptors).sum()),
             )
-        else:
-            population = cells.place_random(settings.grid, settings.placement, names, settings.seed)
         coef = cells.field_coefficients(
             settings.grid,
             population,
@@ -56,6 +68,8 @@ class Scenario:
             settings.face_values_pM,
             settings.uptake,
             dtype,
+            volume_fraction=settings.volume_fraction,
+            tortuosity=settings.tortuosity,
         )
         if settings.shard:
             coef = shard_coefficients(coef, x_slabs())

@@ -7,6 +7,7 @@ each snapshot as soon as it exists, and return a Result with the summary.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import config, readouts
+from . import dynamics
 from .attribution import Attribution, attribute
 from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError
 from .io.reader import load
@@ -115,9 +117,12 @@ def _check_solve(info, t: float) -> None:
         )
 
 
-def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, batched: bool = False):
+def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, batched: bool = False, cells=None):
     """Run the solver of `settings` on the lattice, calling on_snapshot(t_s, field) at each
     snapshot time; returns the last field.
+
+    cells: the dynamics.CellKinetics of solver.kind=coupled, whose on_snapshot also gets the
+    cells' receptors, on_snapshot(t_s, field, receptors); it returns (field, receptors).
 
     batched: coef has a leading batch axis (parameter sets of one shape, stacked); the same
     jitted physics is vmapped over it and the fields passed on have that axis too.
@@ -131,6 +136,8 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
         interrupt.check()
         return c
 
+    if settings.solver_kind == "coupled":
+        return _solve_coupled(grid, settings, coef, cells, on_snapshot, progress)
     times = settings.snapshot_times_s
     if start is None:
         c = jnp.zeros(coef.secretion_pM_per_s.shape, coef.dtype)
@@ -140,9 +147,7 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
         t_start, c = start[0], jnp.asarray(start[1], coef.dtype)
         times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
     advance = advance_batch if batched else advance_jit
-    bar = tqdm(total=settings.end_s, initial=times[0], unit="s sim", disable=not progress,
-               desc=f"il2rd {settings.solver_kind}",
-               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
+    bar = _progress_bar(settings, progress, times[0])
     try:
         for t0, t1 in zip(times[:-1], times[1:]):
             n_steps, dt = steps_for_interval(t1 - t0, settings.dt_s)
@@ -169,6 +174,40 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
     finally:
         bar.close()
     return c
+
+
+def _progress_bar(settings, progress: bool, initial: float = 0.0):
+    return tqdm(total=settings.end_s, initial=initial, unit="s sim", disable=not progress, desc=f"il2rd {settings.solver_kind}",
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
+
+
+def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool):
+    """solver.kind=coupled (dynamics.py): quasi-steady field, receptor and secretion dynamics."""
+    times = settings.snapshot_times_s
+    state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0])
+    _check_field(state[0], "in the steady solve at t = 0 s", grid)
+    _check_solve(info, times[0])
+    on_snapshot(times[0], *state)
+    interrupt.check()
+    bar = _progress_bar(settings, progress, times[0])
+    try:
+        for t0, t1 in zip(times[:-1], times[1:]):
+            n_steps, dt = steps_for_interval(t1 - t0, settings.dt_s)
+            t, done = t0, 0
+            while done < n_steps:
+                n = min(CHUNK_STEPS, n_steps - done)
+                state, info = dynamics.advance_coupled(state, jnp.asarray(t, coef.dtype), jnp.asarray(dt, coef.dtype), grid, coef,
+                                                       cells, n, settings.options)
+                _check_field(state[0], f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
+                _check_solve(info, t)
+                t, done = t + n * dt, done + n
+                bar.update(n * dt)
+                interrupt.check()
+            on_snapshot(t1, *state)
+            interrupt.check()
+    finally:
+        bar.close()
+    return state
 
 
 def default_output_dir() -> Path:
@@ -221,19 +260,27 @@ def _resume(cfg: DictConfig):
     settings = config.parse(stored)
     if settings.solver_kind == "steady":
         raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
+    if settings.solver_kind == "coupled":
+        raise config.ConfigError("resume", str(path), "is a coupled run, which cannot be resumed yet (its file keeps "
+                                 "every snapshot written; re-run it with a later time.end instead)")
     scenario = Scenario.build(settings)
     writer, t_s, field = Hdf5Writer.resume(path, scenario)
     log.info("resuming %s from t = %g s (snapshot %d)", path, t_s, writer.n_snapshots - 1)
     return settings, scenario, writer, (t_s, field)
 
 
-def _record(scenario, writer):
-    """on_snapshot for one run: per-cell readouts and the snapshot into its file."""
+def _record(scenario, writer, cells=None):
+    """on_snapshot for one run: per-cell readouts and the snapshot into its file. cells: the
+    dynamics.CellKinetics of a coupled run, whose snapshots come with the cells' receptors."""
     last = {}
 
-    def on_snapshot(t, c):
-        columns = readouts.cell_columns(c, scenario)
-        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady")
+    def on_snapshot(t, c, receptors=None):
+        now = scenario
+        if receptors is not None:  # uptake from the receptors and secretion of this moment
+            now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, receptors, t))
+            receptors = np.asarray(receptors, np.float64)
+        columns = readouts.cell_columns(c, now, receptors)
+        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind not in ("steady", "coupled"))
         last.update(columns)
 
     return on_snapshot, last
@@ -243,7 +290,7 @@ def _finish(writer, scenario, field, last, started: float) -> Result:
     # a resumed run that was already complete writes no snapshot: summarise its last field
     summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
     shares = None
-    if scenario.settings.solver_kind == "steady":
+    if scenario.settings.solver_kind in ("steady", "coupled"):  # a (quasi-)steady field
         shares = attribute(field, scenario)
         writer.write_attribution(shares)
     wall = wallclock.perf_counter() - started
@@ -283,12 +330,21 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
         if completed_file(path, key):
             return _reuse(path, scenario)
         writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression, key)
+    cells = dynamics.cell_kinetics(scenario, scenario.coefficients.dtype) if settings.solver_kind == "coupled" else None
     with writer:
-        on_snapshot, last = _record(scenario, writer)
+        on_snapshot, last = _record(scenario, writer, cells)
         try:
             interrupt.check()
-            field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
-                                     start_state))
+            if cells is not None:
+                field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
+                                         cells=cells)
+                # the summary and the attribution of the last, quasi-steady field use its coefficients
+                scenario = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(
+                    scenario.coefficients, cells, receptors, settings.end_s))
+                field = np.asarray(field)
+            else:
+                field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
+                                         start_state))
         except KeyboardInterrupt:
             raise RunInterrupted(writer.path, writer.n_snapshots) from None
         except SimulationError as err:

@@ -28,7 +28,7 @@ from . import config
 from .cells import PlacementError
 from .io.hdf5 import Hdf5Writer
 from .scenario import Scenario
-from .simulate import _finish, _output_path, _record, completed_file, config_key, solve
+from .simulate import _finish, _output_path, _record, completed_file, config_key, run, solve
 from .solvers.transient import explicit_substeps
 
 log = logging.getLogger("il2rd")
@@ -104,6 +104,10 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
 
 
 def _run_chunk(chunk: list[_Point]) -> None:
+    if chunk[0].settings.solver_kind == "coupled":  # per-cell dynamics: not batched yet, one run after another
+        for p in chunk:
+            run(p.cfg, p.path.parent)
+        return
     started = wallclock.perf_counter()
     writers = [Hdf5Writer.create(p.path, p.scenario, OmegaConf.to_yaml(p.cfg, resolve=True),
                                  p.settings.compression, p.key) for p in chunk]

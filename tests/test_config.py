@@ -160,6 +160,16 @@ BAD = [
     ("region-key-of-other-kind", ["+cell_types.treg.region={kind: sphere, center: [40, 40, 20], radius: 10, hi: [1, 1, 1]}"],
      "cell_types.treg.region.hi", "[1, 1, 1]"),
     ("csv-missing", ["cells.csv=/nonexistent/il2rd/cells.csv"], "cells.csv", "/nonexistent/il2rd/cells.csv"),
+    # issue 3: tissue, receptor spread, lymph-node compartments (more in test_anatomy.py)
+    ("volume-fraction-zero", ["physics.volume_fraction=0"], "physics.volume_fraction", "0"),
+    ("tortuosity-below-one", ["physics.tortuosity=0.9"], "physics.tortuosity", "0.9"),
+    ("receptor-cv-negative", ["cell_types.treg.receptor_cv=-1"], "cell_types.treg.receptor_cv", "-1"),
+    ("region-compartment-unknown", ["+cell_types.treg.region={kind: paracortex}"], "cell_types.treg.region.kind",
+     "paracortex"),
+    # the default 8 follicles of 80 um do not fit the node of a 400 um lattice
+    ("region-t-zone-follicles-do-not-fit", ["grid.shape=[40,40,40]", "+cell_types.treg.region={kind: t_zone}"], "node.follicles.count", "8"),
+    ("region-follicle-none-defined", ["grid.shape=[40,40,40]", "node.follicles.count=0", "+cell_types.treg.region={kind: follicle}"],
+     "cell_types.treg.region", "follicle"),
     ("decay-zero-nothing-removes-il2", ["physics.decay=0", *NO_CONSUMERS], "physics.decay", "0"),
     ("decay-zero-no-consumers-periodic",
      ["physics.decay=0", "grid.boundary=periodic", *NO_CONSUMERS], "physics.decay", "0"),

@@ -162,3 +162,29 @@ def test_secretion_course_switches_the_field_on_and_off():
     off_state, _ = advance_coupled(peak_state, 7 * HOUR, HOUR, grid, coef, cells, 16, OPTIONS)
     assert float(jnp.max(peak_state[0])) > 1.0
     assert float(jnp.max(off_state[0])) < 1e-12 * float(jnp.max(peak_state[0]))  # only decay's round-off left
+
+
+def test_coupled_run_writes_changing_receptors_and_its_quasi_steady_attribution(tmp_path):
+    import h5py
+    from compose import compose_config
+
+    from il2rd.simulate import run
+
+    cfg = compose_config("grid.shape=[16,16,8]", "solver.kind=coupled", "solver.dt=1800", "time.end=21600",
+                         "time.snapshot_every=7200", "+cell_types.treg.cd25_gain=10", "output.progress=false",
+                         "+cell_types.il2_producer.secretion_course=[0,2,20]", "precision=float64")
+    result = run(cfg, tmp_path)
+    with h5py.File(result.path) as f:
+        np.testing.assert_allclose(f["time"][:], [0, 7200, 14400, 21600])
+        receptors = f["cells/receptors"][:]
+        types = f["cells/type"][:]
+        names = [n.decode() for n in f["cells/type_names"][:]]
+        tregs = types == names.index("treg")
+        assert np.all(np.diff(receptors[:, tregs].mean(axis=1)) > 0)  # CD25 rises while IL-2 is made
+        np.testing.assert_allclose(receptors[:, types == names.index("naive_t")], 100.0, rtol=1e-6)  # gain 1: none
+        assert f["fields/il2"][0].max() == 0.0  # the course starts at 0: no IL-2 yet
+        assert "attribution" in f
+    # the last field is quasi-steady, so the balance closes
+    s = result.summary
+    assert s.steady
+    assert s.secretion_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)
