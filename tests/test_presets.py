@@ -1,0 +1,263 @@
+"""Scenario presets (configs/scenario/) and the cell-type library (configs/cell_type/), issue 3
+items 3 and 5.
+
+Every preset composes and runs, on a small lattice, through the command's own path (the shipped
+config composed as `il2rd` composes it, then il2rd.simulate.run; one preset and a bad name also
+through the console command itself). The checks are about mechanism, not tuned numbers:
+
+- the library's K_M values follow from the stated binding constants;
+- the six IL-2-source presets (Whyte et al. 2022) share one population and differ only in which
+  type secretes, and all secrete the same total;
+- the no-IL-2 control secretes nothing and has a zero field;
+- therapy from the blood raises the field with the serum level and never above it;
+- a mutein without IL-2Ra binding lowers the Tregs' uptake, at the same dose, and leaves more for
+  the intermediate-affinity consumers.
+
+The small lattice is 32^3 voxels of 10 um with a node to match (thinner capsule, two smaller
+follicles) and the six count-placed source types at 1/100 of their counts, so that their totals
+stay equal (each source cell keeps its per-cell secretion).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import il2rd.cli
+from il2rd.config import CellTypeConfig, parse
+from il2rd.scenario import Scenario
+from il2rd.simulate import run
+
+from compose import compose_config
+from helpers import PM_IN_MOLECULES_PER_UM3
+
+CONFIGS = il2rd.cli.config_dir()
+PRESETS = sorted(p.stem for p in (CONFIGS / "scenario").glob("*.yaml") if not p.stem.startswith("_"))
+LIBRARY = sorted(p.stem for p in (CONFIGS / "cell_type").glob("*.yaml"))
+
+SOURCES = {  # preset -> the one cell type that secretes in it
+    "treg_source": "treg",
+    "cd4_source": "cd4_activated",
+    "cd8_source": "cd8_activated",
+    "nk_source": "nk",
+    "dc_source": "dc",
+    "b_cell_source": "b_cell",
+}
+NODE_PRESETS = [p for p in PRESETS if p != "t_zone"]  # the presets on the shared node population
+TOTAL_SECRETION = 1.0e5  # molecules/s, every source preset (configs/scenario/_node.yaml)
+
+# the six count-placed types (configs/scenario/_node.yaml), at 1/100 of their counts
+SCALED_COUNTS = {"treg": 100, "cd4_activated": 20, "cd8_activated": 10, "dc": 25, "b_cell": 320, "nk": 20}
+SMALL_NODE = [
+    "grid.shape=[32,32,32]",
+    "node.capsule_thickness=10",
+    "node.t_zone_depth=30",
+    "node.follicles.count=2",
+    "node.follicles.radius=40",
+    "node.follicles.spread=70",
+    *(f"cell_types.{name}.count={n}" for name, n in SCALED_COUNTS.items()),
+]
+QUIET = ["output.progress=false"]
+
+# binding constants the library's K_M values are derived from (configs/cell_type/treg.yaml, cd8_naive.yaml)
+K_ON_PER_M_PER_S = 3.1e7
+K_D_HIGH_PM = 7.4
+K_D_INTERMEDIATE_PM = 1000.0
+
+
+def small(preset: str) -> list[str]:
+    """Overrides that put `preset` on the small lattice."""
+    if preset == "t_zone":  # the default block fills the lattice: no node, no counts
+        return ["grid.shape=[32,32,32]", *QUIET]
+    return [*SMALL_NODE, *QUIET]
+
+
+def composed(preset: str, *extra: str, small_lattice: bool = True):
+    return compose_config(f"scenario={preset}", *(small(preset) if small_lattice else QUIET), *extra)
+
+
+def total_secretion_molecules_per_s(scenario: Scenario) -> float:
+    """Secretion of the whole lattice from the field coefficients (pM/s per voxel) back in molecules/s."""
+    s = scenario.settings
+    per_voxel = np.asarray(scenario.coefficients.secretion_pM_per_s, np.float64)
+    return float(per_voxel.sum()) * PM_IN_MOLECULES_PER_UM3 * s.grid.voxel_volume_um3 * s.volume_fraction
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """small_run(preset): the steady run of `preset` on the small lattice, computed once per module."""
+
+    @lru_cache(maxsize=None)
+    def run_preset(preset: str):
+        return run(composed(preset), output_dir=tmp_path_factory.mktemp(f"preset-{preset}"))
+
+    return run_preset
+
+
+def by_type(result) -> dict:
+    return {t.name: t for t in result.summary.types}
+
+
+# ---------------------------------------------------------------------------------------------
+# The library
+
+
+def test_library_has_the_issue_types_and_the_node_uses_each():
+    assert set(LIBRARY) == {"cd4_naive", "cd4_activated", "treg", "cd8_naive", "cd8_activated", "cd8_treg",
+                            "nk", "ilc2", "dc", "b_cell"}
+    cfg = composed("no_il2", small_lattice=False)
+    assert sorted(cfg.cell_types) == LIBRARY
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_library_type_is_valid_and_its_km_follows_from_the_binding_constants(name):
+    entry = OmegaConf.load(CONFIGS / "cell_type" / f"{name}.yaml")
+    allowed = set(OmegaConf.structured(CellTypeConfig).keys())
+    assert set(entry) <= allowed, set(entry) - allowed
+    assert entry.region.kind in ("t_zone", "follicle", "interfollicular", "medulla")
+    # one receptor class per type: high affinity, K_M = (k_off + k_int)/k_on with k_off = K_D k_on,
+    # or intermediate affinity, K_M = K_D + k_int/k_on
+    k_int_over_k_on_pM = entry.k_int / K_ON_PER_M_PER_S * 1e12
+    expected = {"high": K_D_HIGH_PM + k_int_over_k_on_pM, "intermediate": K_D_INTERMEDIATE_PM + k_int_over_k_on_pM}
+    kind = min(expected, key=lambda k: abs(expected[k] - entry.km))
+    assert entry.km == pytest.approx(expected[kind], rel=0.01), (name, entry.km, expected)
+    if name in ("nk", "cd8_naive", "cd8_treg"):  # IL-2Rb/gc consumers, no CD25 to speak of
+        assert kind == "intermediate"
+    if name in ("treg", "cd4_activated", "cd8_activated", "ilc2"):  # CD25-high consumers
+        assert kind == "high" and entry.receptors > 0
+
+
+def test_a_library_type_can_be_added_and_changed_from_the_command_line():
+    cfg = composed("treg_source", "cell_types.treg.receptors=5e4", "+cell_types.foo.secretion=10",
+                   "+cell_types.foo.count=3", "+cell_type@cell_types.extra_nk=nk", "+cell_types.extra_nk.count=5",
+                   "cell_types.extra_nk.density=null")
+    assert cfg.cell_types.treg.receptors == 5e4 and cfg.cell_types.treg.secretion == 10.0
+    assert cfg.cell_types.foo.secretion == 10
+    assert cfg.cell_types.extra_nk.km == cfg.cell_types.nk.km == 1035.0
+    settings = parse(cfg)
+    assert settings.types["treg"].receptors == 5e4
+    assert settings.types["foo"].secretion_molecules_per_s == 10.0
+    counts = {name: n for name, n, _ in settings.placement}
+    assert counts["foo"] == 3 and counts["extra_nk"] == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# The presets
+
+
+def test_the_default_is_the_t_zone_scenario():
+    default, named = compose_config(), compose_config("scenario=t_zone")
+    assert OmegaConf.to_container(default) == OmegaConf.to_container(named)
+    assert list(default.cell_types) == ["il2_producer", "treg", "naive_t"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_runs_on_a_small_lattice(small_run, preset):
+    result = small_run(preset)
+    field = result.field_pM
+    assert field.shape == (32, 32, 32)
+    assert np.all(np.isfinite(field)) and field.min() >= 0.0
+    s = result.summary
+    removed = s.uptake_molecules_per_s + s.decay_molecules_per_s + s.boundary_outflux_molecules_per_s
+    scale = max(s.secretion_molecules_per_s, s.uptake_molecules_per_s + s.decay_molecules_per_s, 1e-30)
+    assert abs(s.secretion_molecules_per_s - removed) <= 1e-3 * scale  # global balance
+    if preset != "t_zone":
+        assert [t.name for t in s.types] == list(composed(preset).cell_types)
+
+
+def test_node_presets_share_one_population():
+    """Same seed, same node, same types and counts: every cell sits in the same voxel in every preset."""
+    reference = Scenario.build(parse(composed("no_il2"))).population
+    for preset in NODE_PRESETS:
+        population = Scenario.build(parse(composed(preset))).population
+        assert population.type_names == reference.type_names, preset
+        np.testing.assert_array_equal(population.voxel, reference.voxel, err_msg=preset)
+        np.testing.assert_array_equal(population.type_index, reference.type_index, err_msg=preset)
+
+
+@pytest.mark.parametrize("small_lattice", [False, True], ids=["default-lattice", "small-lattice"])
+def test_source_presets_secrete_the_same_total_from_one_type_each(small_lattice):
+    totals = {}
+    for preset, source in SOURCES.items():
+        settings = parse(composed(preset, small_lattice=small_lattice))
+        secreting = [name for name, t in settings.types.items() if t.secretion_molecules_per_s > 0]
+        assert secreting == [source], (preset, secreting)
+        scenario = Scenario.build(settings)
+        by_cells = sum(settings.types[name].secretion_molecules_per_s * scenario.population.count(name)
+                       for name in scenario.population.type_names)
+        from_field = total_secretion_molecules_per_s(scenario)
+        assert from_field == pytest.approx(by_cells, rel=1e-5)
+        totals[preset] = from_field
+    expected = TOTAL_SECRETION if not small_lattice else TOTAL_SECRETION / 100
+    for preset, total in totals.items():
+        assert total == pytest.approx(expected, rel=1e-5), (preset, totals)
+
+
+def test_control_secretes_nothing_and_has_a_zero_field(small_run):
+    settings = parse(composed("no_il2"))
+    assert all(t.secretion_molecules_per_s == 0 for t in settings.types.values())
+    assert set(settings.face_values_pM) == {0.0}
+    result = small_run("no_il2")
+    assert result.summary.secretion_molecules_per_s == 0.0
+    assert np.all(result.field_pM == 0.0)
+    assert all(t.total_uptake_molecules_per_s == 0.0 for t in result.summary.types)
+
+
+def test_therapy_field_rises_with_the_dose_and_stays_below_the_serum_level(small_run):
+    serum = {p: parse(composed(p)).face_values_pM[0] for p in ("therapy_low", "therapy_high")}
+    assert 0 < serum["therapy_low"] < serum["therapy_high"]
+    control, low, high = (small_run(p) for p in ("no_il2", "therapy_low", "therapy_high"))
+    for preset, result in (("therapy_low", low), ("therapy_high", high)):
+        assert result.summary.secretion_molecules_per_s == 0.0  # the blood is the only source
+        assert result.field_pM.max() <= serum[preset] * (1 + 1e-5)  # no source inside: maximum principle
+    assert control.summary.mean_il2_pM == 0.0 < low.summary.mean_il2_pM < high.summary.mean_il2_pM
+    for name in ("treg", "cd8_naive", "nk"):
+        assert by_type(low)[name].mean_il2_pM < by_type(high)[name].mean_il2_pM
+        assert by_type(low)[name].mean_uptake_molecules_per_s < by_type(high)[name].mean_uptake_molecules_per_s
+
+
+def test_mutein_lowers_treg_uptake_at_the_same_dose(small_run):
+    wild, mutein = parse(composed("therapy_high")), parse(composed("mutein"))
+    assert mutein.face_values_pM == wild.face_values_pM  # the same dose
+    assert mutein.types["treg"].km_pM > wild.types["treg"].km_pM  # lost IL-2Ra binding
+    assert mutein.types["nk"] == wild.types["nk"]  # intermediate-affinity consumers unchanged
+    wild_run, mutein_run = small_run("therapy_high"), small_run("mutein")
+    assert by_type(mutein_run)["treg"].mean_uptake_molecules_per_s < by_type(wild_run)["treg"].mean_uptake_molecules_per_s
+    # what the Tregs leave reaches the others: more IL-2 everywhere, more for the NK cells
+    assert mutein_run.summary.mean_il2_pM > wild_run.summary.mean_il2_pM
+    assert by_type(mutein_run)["nk"].mean_uptake_molecules_per_s > by_type(wild_run)["nk"].mean_uptake_molecules_per_s
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the console command
+
+
+def il2rd_command(workdir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = Path(sys.executable).parent / "il2rd"
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([str(command), *overrides, f"hydra.run.dir={workdir / 'run'}"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_a_preset_runs_through_the_command(tmp_path):
+    proc = il2rd_command(tmp_path, "scenario=dc_source", *SMALL_NODE, *QUIET)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert (tmp_path / "run" / "il2rd.h5").is_file()
+    assert "dc " in proc.stdout + proc.stderr and "b_cell" in proc.stdout + proc.stderr
+
+
+def test_unknown_scenario_is_refused_naming_the_group_and_the_value(tmp_path):
+    proc = il2rd_command(tmp_path, "scenario=no_such_preset")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "scenario/no_such_preset" in proc.stderr  # Hydra: "Could not find 'scenario/no_such_preset'"
+    assert "treg_source" in proc.stderr  # and it lists the presets there are
+    assert not (tmp_path / "run" / "il2rd.h5").exists()
