@@ -6,6 +6,7 @@ Busse et al. 2010 (PNAS 107:3058), Thurley-lab parameters (../shared/science.md)
     EC50(R)      = E_max k^N / (k^N + R^N)                      E_max = 125 pM, k = 860, N = 1.5
 
 so a Treg with 2e4 receptors is half-activated at about 1 pM, a naive T cell with 100 at 120 pM.
+A cell without IL-2 receptors (R = 0: DCs, B cells in the library) does not signal: pSTAT5 = 0.
 A cell counts as pSTAT5-positive when pSTAT5 >= the configured threshold.
 """
 
@@ -44,4 +45,4 @@ class Signalling:
         xp = _xp(il2_pM, receptors)
         c = xp.maximum(xp.asarray(il2_pM) if xp is jnp else np.asarray(il2_pM, np.float64), 0.0)
         cn = c**self.hill
-        return cn / (self.ec50_pM(receptors) ** self.hill + cn)
+        return xp.where(xp.asarray(receptors) > 0, cn / (self.ec50_pM(receptors) ** self.hill + cn), 0.0)
