@@ -103,7 +103,7 @@ def _ghosts(c, axis: int, kinds: tuple[str, str], values, homogeneous: bool):
     """Ghost layers below and above `c` along `axis` (each of thickness 1)."""
     n = c.shape[axis]
     # static slices: jnp.take with an index array lowers to a gather XLA cannot fold into the
-    # stencil's offsets (the explicit step ran 2.2x slower at 128^3, benchmarks/prototypes/static_ghosts.py)
+    # stencil's offsets (the explicit step ran 2.2x slower at 128^3 on 2 CPU cores)
     first = jax.lax.slice_in_dim(c, 0, 1, axis=axis)
     last = jax.lax.slice_in_dim(c, n - 1, n, axis=axis)
     out = []

@@ -13,13 +13,12 @@ import time
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from compose import compose_config
 
-import il2rd.cli
 from helpers import PM_IN_MOLECULES_PER_UM3, point_source_in_box_pM
 from il2rd import anatomy, cells, readouts
 from il2rd.cells import CellType, PlacementError, Population, Region
-from il2rd.config import ConfigError, node_anatomy, parse, register_configs
+from il2rd.config import ConfigError, node_anatomy, parse
 from il2rd.grid import Grid
 from il2rd.scenario import Scenario
 from il2rd.solvers.steady import SolverOptions, steady_field
@@ -29,11 +28,6 @@ NO_DEFAULT_CELLS = ["cell_types.il2_producer.density=null", "cell_types.treg.den
 # a 600 um node lattice with small follicles: cheap to build, every compartment present
 NODE = ["grid.shape=[60,60,60]", "node.follicles.count=4", "node.follicles.radius=50"]
 
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def centres(grid: Grid):

@@ -12,21 +12,15 @@ from __future__ import annotations
 import math
 
 import pytest
-from hydra import compose, initialize_config_dir
+from compose import compose_config
 from omegaconf import OmegaConf
 
-import il2rd.cli
 from il2rd.cells import CellType, PlacementError, Region
-from il2rd.config import ConfigError, parse, register_configs
+from il2rd.config import ConfigError, parse
 from il2rd.scenario import Scenario
 
 SMALL = ["grid.shape=[8,8,4]"]  # 256 voxels, 70 % occupied by the default densities
 
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 # ---------------------------------------------------------------------------------------------

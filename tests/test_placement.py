@@ -8,21 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from compose import compose_config
 
-import il2rd.cli
 from il2rd.cells import PlacementError, Region, place_random, read_csv, voxel_centres_um
-from il2rd.config import parse, register_configs
+from il2rd.config import parse
 from il2rd.grid import Grid
 from il2rd.scenario import Scenario
 
 NAMES = ("producer", "treg", "naive")
 
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def voxels(pop) -> set[tuple[int, int, int]]:

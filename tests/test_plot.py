@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from compose import compose_config
 from PIL import Image
 
 import il2rd.cli
 import il2rd.io
 from il2rd import plot
-from il2rd.config import register_configs
 from il2rd.simulate import run
 
 from helpers import point_source_pM
@@ -35,11 +34,6 @@ MAKER = {"figure_slice": "slice.png", "figure_pstat5_slice": "pstat5_slice.png",
          "figure_radial_profile": "radial_profile.png", "figure_histograms": "histograms.png",
          "figure_timeseries": "timeseries.png", "animate_slice": "slice.gif"}
 
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.fixture(scope="module")

@@ -46,8 +46,8 @@ import h5py
 import jax
 import numpy as np
 import pytest
+from compose import compose_config
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import il2rd
@@ -55,7 +55,7 @@ import il2rd.cli
 import il2rd.io
 import il2rd.io.hdf5
 import il2rd.simulate
-from il2rd.config import parse, register_configs
+from il2rd.config import parse
 from il2rd.io.hdf5 import OutputError, estimated_bytes
 from il2rd.scenario import Scenario
 from il2rd.simulate import RunInterrupted, SimulationError, run, stored_config
@@ -63,11 +63,6 @@ from il2rd.simulate import RunInterrupted, SimulationError, run, stored_config
 QUIET = ["output.progress=false"]
 SMALL = ["grid.shape=[12,10,8]", *QUIET]  # 960 voxels, every axis a different length
 
-
-def compose_config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(il2rd.cli.config_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def il2rd_command() -> str:

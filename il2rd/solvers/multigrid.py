@@ -18,9 +18,9 @@ stays valid.
 Why: the mean-operator inverse alone (a single level) costs about 13 matvecs per application
 at 128^3 (dense per-axis transforms) and its iteration count grows with the lattice; the
 V-cycle costs a few matvecs and holds CG at about 12 iterations per Newton solve from 64^3 to
-256^3 (benchmarks/prototypes/multigrid.py: 2.6x faster at 128^3, 5.5x at 256^3, on 2 CPU
-cores). A lattice that cannot be halved (an odd or short axis) gets one level, which is exactly
-the mean-operator preconditioner.
+256^3 (benchmarks/results/cpu.md, 2 CPU cores: the steady solve 3.3x faster at 128^3, 5.9x at
+256^3 than with the mean-operator inverse alone). A lattice that cannot be halved (an odd or
+short axis) gets one level, which is exactly the mean-operator preconditioner.
 """
 
 from __future__ import annotations
