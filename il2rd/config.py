@@ -171,6 +171,7 @@ class OutputConfig:
     dir: Optional[str] = None  # null: Hydra's run directory (outputs/<date>/<time>)
     progress: bool = True
     compression: str = "gzip"  # gzip | zstd (needs hdf5plugin) | none
+    attribution: bool = True  # steady and coupled runs: who took up whose IL-2 (attribution.py)
 
 
 @dataclass
@@ -228,6 +229,7 @@ class Settings:
     volume_fraction: float = 1.0  # alpha, interstitial volume fraction
     tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
     node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
+    attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
 
     @property
@@ -261,6 +263,12 @@ def _integer(key: str, value: Any, *, low: int = 0):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ConfigError(key, value, f"must be an integer >= {low}")
     return int(value)
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "must be true or false")
+    return value
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]):
@@ -596,6 +604,7 @@ def parse(cfg: DictConfig) -> Settings:
         output_dir=None if output_dir is None else Path(str(output_dir)),
         progress=bool(cfg.output.progress),
         compression=compression,
+        attribution=_boolean("output.attribution", cfg.output.attribution),
         volume_fraction=volume_fraction,
         tortuosity=tortuosity,
         node=lymph_node.built[0] if lymph_node.built else None,

@@ -290,7 +290,7 @@ def _finish(writer, scenario, field, last, started: float) -> Result:
     # a resumed run that was already complete writes no snapshot: summarise its last field
     summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
     shares = None
-    if scenario.settings.solver_kind in ("steady", "coupled"):  # a (quasi-)steady field
+    if scenario.settings.attribution and scenario.settings.solver_kind in ("steady", "coupled"):  # (quasi-)steady
         shares = attribute(field, scenario)
         writer.write_attribution(shares)
     wall = wallclock.perf_counter() - started
@@ -305,7 +305,7 @@ def _reuse(path: Path, scenario) -> Result:
         columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
         wall = float(previous.attrs.get("wall_time_s", 0.0))
     log.info("%s already holds this config's finished run: not recomputed", path)
-    shares = attribute(field, scenario) if scenario.settings.solver_kind == "steady" else None
+    shares = attribute(field, scenario) if scenario.settings.attribution and scenario.settings.solver_kind == "steady" else None
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares)
 
 

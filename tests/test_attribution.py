@@ -156,3 +156,10 @@ def test_autocrine_is_a_lower_bound_that_the_window_makes_nearly_exact():
         own = a.sources.index(pop.type_names[pop.type_index[i]])
         assert a.autocrine_molecules_per_s[i] <= a.by_cell_molecules_per_s[i, own] * (1 + 1e-9)
     assert np.all(a.autocrine_molecules_per_s[pop.type_index == pop.type_names.index("naive_t")] == 0)
+
+
+def test_attribution_can_be_switched_off(tmp_path):
+    result = run(compose_config("grid.shape=[12,12,6]", "output.progress=false", "output.attribution=false"), tmp_path)
+    assert result.attribution is None
+    with h5py.File(result.path) as f:
+        assert "attribution" not in f

@@ -612,6 +612,7 @@ BAD_INPUT = [
     ("secretion-course-two-numbers", ["+cell_types.il2_producer.secretion_course=[1,7]"],
      ["cell_types.il2_producer.secretion_course"], "il2rd"),
     ("receptor-turnover-zero", ["receptor_dynamics.turnover=0"], ["receptor_dynamics.turnover", "0"], "il2rd"),
+    ("attribution-not-a-boolean", ["output.attribution=maybe"], ["output.attribution", "maybe"], "hydra"),
     ("rtol-nan", ["solver.rtol=nan"], ["solver.rtol", "nan"], "il2rd"),
     ("end-negative-steady", ["time.end=-3600"], ["time.end", "-3600"], "il2rd"),
     ("end-infinite-transient", ["solver.kind=implicit", "time.end=inf"], ["time.end", "inf"], "il2rd"),
