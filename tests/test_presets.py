@@ -235,6 +235,22 @@ def test_mutein_lowers_treg_uptake_at_the_same_dose(small_run):
     assert by_type(mutein_run)["nk"].mean_uptake_molecules_per_s > by_type(wild_run)["nk"].mean_uptake_molecules_per_s
 
 
+def test_removing_a_consumer_type_raises_the_il2_the_others_see(small_run, tmp_path):
+    """Mechanism, not a tuned number: with the Tregs' receptors gone every other cell sees at
+    least as much IL-2 (the field equation's solution is monotone in the uptake), and on average more."""
+    with_tregs = small_run("cd4_source")
+    without = run(composed("cd4_source", "cell_types.treg.receptors=0"), output_dir=tmp_path)
+    import h5py
+
+    with h5py.File(with_tregs.path) as a, h5py.File(without.path) as b:
+        types = a["cells/type"][:]
+        assert np.array_equal(types, b["cells/type"][:])
+        others = types != list(a["cells/type_names"].asstr()[:]).index("treg")
+        seen_with, seen_without = a["cells/il2"][-1][others], b["cells/il2"][-1][others]
+    assert np.all(seen_without >= seen_with * (1 - 1e-4))
+    assert seen_without.mean() > 1.5 * seen_with.mean()
+
+
 # ---------------------------------------------------------------------------------------------
 # Through the console command
 
