@@ -39,7 +39,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from . import anatomy, kinetics, units
+from . import anatomy, kinetics, subgrid, units
 from .anatomy import NodeAnatomy
 from .grid import Grid
 from .kinetics import FieldCoefficients
@@ -291,6 +291,7 @@ def field_coefficients(
     *,
     volume_fraction: float = 1.0,
     tortuosity: float = 1.0,
+    cell_radius_um: float | None = None,
 ) -> FieldCoefficients:
     """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients).
 
@@ -302,6 +303,7 @@ def field_coefficients(
         v_max = k_int R / (6.022e-4 alpha V)          pM/s, R the cell's own receptors
 
     and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel.
+    cell_radius_um: spread each cell over the sub-grid stencil of subgrid.py instead (alpha = 1).
     """
     table = type_table(types, population.type_names)
     t = population.type_index
@@ -310,9 +312,15 @@ def field_coefficients(
     vmax = np.zeros(grid.shape)
     km = np.ones(grid.shape)
     index = tuple(population.voxel.T)
-    secretion[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["secretion_molecules_per_s"][t], volume)
-    vmax[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["k_int_per_s"][t] * population.receptors_per_cell(types), volume)
-    km[index] = table["km_pM"][t]
+    if cell_radius_um is not None:
+        secretion, vmax, km = subgrid.voxel_fields(
+            grid.shape, population.voxel, grid.spacing_um, diffusion_um2_per_s / tortuosity**2, cell_radius_um,
+            table["k_int_per_s"][t] * population.receptors_per_cell(types), table["km_pM"][t],
+            table["secretion_molecules_per_s"][t], periodic_axes(grid))
+    else:
+        secretion[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["secretion_molecules_per_s"][t], volume)
+        vmax[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["k_int_per_s"][t] * population.receptors_per_cell(types), volume)
+        km[index] = table["km_pM"][t]
     as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     return FieldCoefficients(
         diffusion_um2_per_s=as_array(diffusion_um2_per_s / tortuosity**2),
@@ -323,6 +331,10 @@ def field_coefficients(
         face_values_pM=as_array(face_values_pM),
         uptake=uptake,
     )
+
+
+def periodic_axes(grid: Grid) -> tuple[bool, bool, bool]:
+    return tuple(grid.axis_boundary(a)[0] == "periodic" for a in range(3))
 
 
 def seen_and_uptake(c, grid: Grid, population: Population, coef: FieldCoefficients, volume_fraction: float = 1.0):

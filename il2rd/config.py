@@ -23,6 +23,7 @@ from .receptors import Signalling
 from .grid import BOUNDARY_KINDS, FACES, Grid
 from .kinetics import UPTAKE_LAWS
 from .solvers.steady import PRECONDITIONERS, SolverOptions
+from . import subgrid
 from .dynamics import ReceptorFeedback
 from .solvers.transient import KINDS as TRANSIENT_KINDS
 
@@ -76,6 +77,9 @@ class PhysicsConfig:
     # lambda, tortuosity: D_eff = D / lambda^2; 1 = none; ~1.6 in tissue (Nicholson & Sykova 1998).
     # physics.diffusion is then the interstitial-fluid value (~100 um^2/s for IL-2, free solution)
     tortuosity: float = 1.0
+    # a, cell radius (um): null = each cell is a point sink in its voxel; a number applies the
+    # sub-grid closure of il2rd/subgrid.py so that uptake matches a sphere of radius a at any h
+    cell_radius: Optional[float] = None
 
 
 @dataclass
@@ -229,6 +233,7 @@ class Settings:
     volume_fraction: float = 1.0  # alpha, interstitial volume fraction
     tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
     node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
+    cell_radius_um: float | None = None  # the sub-grid uptake closure's sphere radius (None: point sinks)
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
 
@@ -263,6 +268,24 @@ def _integer(key: str, value: Any, *, low: int = 0):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ConfigError(key, value, f"must be an integer >= {low}")
     return int(value)
+
+
+def _cell_radius(value: Any, grid: Grid, volume_fraction: float, kind: str) -> float | None:
+    """physics.cell_radius: where the sub-grid closure (subgrid.py) is defined and wired in."""
+    if value is None:
+        return None
+    radius = _number("physics.cell_radius", value, low=0, low_open=True, unit="um")
+    smallest = float(subgrid.cross_limit_um(radius))
+    if grid.spacing_um < smallest:
+        raise ConfigError("physics.cell_radius", value, f"needs voxels of at least {smallest:.3g} um (4 pi g1 a); "
+                          f"grid.spacing is {grid.spacing_um:g} um")
+    if 1 in grid.shape:
+        raise ConfigError("physics.cell_radius", value, "the sub-grid closure is for 3-D lattices; set it to null in 2-D")
+    if volume_fraction != 1.0:
+        raise ConfigError("physics.cell_radius", value, "is not yet combined with physics.volume_fraction < 1; set one of them back")
+    if kind == "coupled":
+        raise ConfigError("physics.cell_radius", value, "is not yet available with solver.kind=coupled")
+    return radius
 
 
 def _boolean(key: str, value: Any) -> bool:
@@ -518,6 +541,7 @@ def parse(cfg: DictConfig) -> Settings:
     tortuosity = _number("physics.tortuosity", cfg.physics.tortuosity, low=1,
                          unit="D_eff = D / tortuosity^2; ~1.6 in tissue")
     kind = _choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
+    cell_radius = _cell_radius(cfg.physics.cell_radius, grid, volume_fraction, kind)
     dynamics_cfg = cfg.receptor_dynamics
     feedback = ReceptorFeedback(
         turnover_per_s=_number("receptor_dynamics.turnover", dynamics_cfg.turnover, low=0, low_open=True, unit="1/s"),
@@ -606,6 +630,7 @@ def parse(cfg: DictConfig) -> Settings:
         compression=compression,
         attribution=_boolean("output.attribution", cfg.output.attribution),
         volume_fraction=volume_fraction,
+        cell_radius_um=cell_radius,
         tortuosity=tortuosity,
         node=lymph_node.built[0] if lymph_node.built else None,
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cells
+from . import cells, subgrid
 from . import grid as grid_mod
 from . import units
 
@@ -66,10 +66,19 @@ def cell_columns(field_pM, scenario, receptors=None) -> dict[str, np.ndarray]:
     receptors: each cell's current receptors where they change (solver.kind=coupled; the
     scenario's coefficients must then be the ones for them)."""
     pop = scenario.population
-    seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients,
-                                         scenario.settings.volume_fraction)
+    settings = scenario.settings
     if receptors is None:
-        receptors = pop.receptors_per_cell(scenario.settings.types)  # each cell's own (receptor_cv spread)
+        receptors = pop.receptors_per_cell(settings.types)  # each cell's own (receptor_cv spread)
+    if settings.cell_radius_um is None:
+        seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.volume_fraction)
+    else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
+        # IL-2 at its surface (subgrid.py)
+        table = cells.type_table(settings.types, pop.type_names)
+        t = pop.type_index
+        uptake, seen = subgrid.cell_uptake_molecules_per_s(
+            field_pM, pop.voxel, scenario.grid.spacing_um, float(scenario.coefficients.diffusion_um2_per_s),
+            settings.cell_radius_um, table["k_int_per_s"][t] * receptors, table["km_pM"][t], settings.uptake,
+            cells.periodic_axes(scenario.grid))
     return dict(il2=seen, uptake=uptake, receptors=receptors, pstat5=scenario.settings.signalling.pstat5(seen, receptors))
 
 

@@ -70,6 +70,7 @@ class Scenario:
             dtype,
             volume_fraction=settings.volume_fraction,
             tortuosity=settings.tortuosity,
+            cell_radius_um=settings.cell_radius_um,
         )
         if settings.shard:
             coef = shard_coefficients(coef, x_slabs())

@@ -286,11 +286,19 @@ def _record(scenario, writer, cells=None):
     return on_snapshot, last
 
 
+def _attributable(settings) -> bool:
+    """Whether a run gets a source attribution: asked for, a (quasi-)steady field, point-sink cells
+    (the sub-grid closure's stencils are not attributed yet)."""
+    if settings.attribution and settings.cell_radius_um is not None:
+        log.warning("output.attribution: not computed with physics.cell_radius set (not supported yet)")
+    return settings.attribution and settings.cell_radius_um is None and settings.solver_kind in ("steady", "coupled")
+
+
 def _finish(writer, scenario, field, last, started: float) -> Result:
     # a resumed run that was already complete writes no snapshot: summarise its last field
     summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
     shares = None
-    if scenario.settings.attribution and scenario.settings.solver_kind in ("steady", "coupled"):  # (quasi-)steady
+    if _attributable(scenario.settings):
         shares = attribute(field, scenario)
         writer.write_attribution(shares)
     wall = wallclock.perf_counter() - started
@@ -305,7 +313,7 @@ def _reuse(path: Path, scenario) -> Result:
         columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
         wall = float(previous.attrs.get("wall_time_s", 0.0))
     log.info("%s already holds this config's finished run: not recomputed", path)
-    shares = attribute(field, scenario) if scenario.settings.attribution and scenario.settings.solver_kind == "steady" else None
+    shares = attribute(field, scenario) if _attributable(scenario.settings) else None
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares)
 
 
