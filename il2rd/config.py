@@ -154,6 +154,7 @@ class SignallingConfig:
     ec50_exponent: float = 1.5  # N
     hill: float = 3.0
     pstat5_threshold: float = 0.5  # pSTAT5 level (0..1) counted as pSTAT5-positive
+    reference_km: float = 43.0  # pM, K_M of the receptors EC50(R) is calibrated on; other K_M signal at equal occupancy
 
 
 @dataclass
@@ -588,6 +589,7 @@ def parse(cfg: DictConfig) -> Settings:
         ec50_exponent=_number("signalling.ec50_exponent", cfg.signalling.ec50_exponent, low=0),
         hill=_number("signalling.hill", cfg.signalling.hill, low=0, low_open=True),
         positive_threshold=_number("signalling.pstat5_threshold", cfg.signalling.pstat5_threshold, low=0, low_open=True, high=1),
+        reference_km_pM=_number("signalling.reference_km", cfg.signalling.reference_km, low=0, low_open=True, unit="pM"),
     )
     shard = cfg.devices.shard
     if not isinstance(shard, bool):

@@ -59,7 +59,8 @@ class CellKinetics:
     voxel: (n, 3) int32; basal_receptors: R0 (receptors); gain: gamma (1 = no feedback);
     vmax_per_receptor_pM_per_s: k_int / (6.022e-4 alpha V), a receptor's contribution to its
     voxel's v_max; secretion_pM_per_s: q_i / (6.022e-4 alpha V) at the peak of its time course;
-    onset_s, peak_s, off_s: the time course; timed: whether the cell follows it (else constant)."""
+    onset_s, peak_s, off_s: the time course; timed: whether the cell follows it (else constant);
+    km_pM: the Michaelis constant of its receptors (for pSTAT5 at equal occupancy)."""
 
     voxel: jax.Array
     basal_receptors: jax.Array
@@ -70,6 +71,7 @@ class CellKinetics:
     peak_s: jax.Array
     off_s: jax.Array
     timed: jax.Array
+    km_pM: jax.Array
     signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
     feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
 
@@ -124,7 +126,7 @@ def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, opti
 def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions):
     """One step of the coupling (module docstring): (c(t), R(t)) -> (c(t+dt), R(t+dt))."""
     c, receptors = state
-    pstat5 = cells.signalling.pstat5(seen(c, cells), receptors)
+    pstat5 = cells.signalling.pstat5(seen(c, cells), receptors, cells.km_pM)
     receptors = advance_receptors(receptors, pstat5, cells, dt_s)
     c, info = solve_steady(grid, coefficients_at(coef, cells, receptors, t_s + dt_s), c, options)
     return (c, receptors), info
@@ -178,6 +180,7 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         secretion_pM_per_s=as_array(units.cell_rate_to_voxel_rate_pM_per_s(per_type("secretion_molecules_per_s", 0.0), volume)),
         onset_s=as_array(onset), peak_s=as_array(peak), off_s=as_array(off),
         timed=jnp.asarray(timed),
+        km_pM=as_array(per_type("km_pM", 43.0)),
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),
     )

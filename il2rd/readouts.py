@@ -79,7 +79,8 @@ def cell_columns(field_pM, scenario, receptors=None) -> dict[str, np.ndarray]:
             field_pM, pop.voxel, scenario.grid.spacing_um, float(scenario.coefficients.diffusion_um2_per_s),
             settings.cell_radius_um, table["k_int_per_s"][t] * receptors, table["km_pM"][t], settings.uptake,
             cells.periodic_axes(scenario.grid))
-    return dict(il2=seen, uptake=uptake, receptors=receptors, pstat5=scenario.settings.signalling.pstat5(seen, receptors))
+    km = cells.type_table(settings.types, pop.type_names)["km_pM"][pop.type_index]
+    return dict(il2=seen, uptake=uptake, receptors=receptors, pstat5=settings.signalling.pstat5(seen, receptors, km))
 
 
 def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:

@@ -29,7 +29,7 @@ def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=No
         vmax_per_receptor_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(k_int, volume)),
         secretion_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(secretion, volume)),
         onset_s=col(onset or 0.0), peak_s=col(peak or 0.0), off_s=col(off or 0.0),
-        timed=jnp.full((n,), onset is not None),
+        timed=jnp.full((n,), onset is not None), km_pM=col(43.0),
     )
 
 
@@ -188,3 +188,18 @@ def test_coupled_run_writes_changing_receptors_and_its_quasi_steady_attribution(
     s = result.summary
     assert s.steady
     assert s.secretion_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)
+
+
+def test_pstat5_of_other_affinities_is_the_high_affinity_curve_at_equal_occupancy():
+    """A receptor with K_M = K signals at c like the reference receptor at c K_ref/K: same occupancy
+    c/(K + c) = c'/(K_ref + c'). Intermediate affinity (~1 nM) then needs ~24x the IL-2."""
+    s = Signalling()
+    c = np.array([1.0, 10.0, 100.0, 1000.0])
+    r = np.full(4, 8000.0)
+    for km in (43.0, 1035.0):
+        equivalent = c * s.reference_km_pM / km
+        np.testing.assert_allclose(equivalent / (s.reference_km_pM + equivalent), c / (km + c), rtol=1e-12)
+        np.testing.assert_allclose(s.pstat5(c, r, np.full(4, km)), s.pstat5(equivalent, r), rtol=1e-12)
+    half_high = brentq(lambda x: float(s.pstat5(x, 8000.0, 43.0)) - 0.5, 1e-6, 1e6)
+    half_intermediate = brentq(lambda x: float(s.pstat5(x, 8000.0, 1035.0)) - 0.5, 1e-6, 1e6)
+    assert half_intermediate / half_high == pytest.approx(1035.0 / 43.0, rel=1e-8)
