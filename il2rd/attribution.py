@@ -165,7 +165,6 @@ class Attribution:
                      f"closure of the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e})")
         return "\n".join(lines)
 
-
     def autocrine_by_source(self) -> np.ndarray:
         """(n_sources,) molecules/s of each source's IL-2 taken up again by the cell that made it."""
         return np.array([self.autocrine_molecules_per_s[self.cell_type_index == self.responders.index(name)].sum()
@@ -194,7 +193,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    fields, _ = source_fields(c, jnp.asarray(type_field(grid, pop)), grid, coef, tuple(secreting), with_boundary, options)
+    types = type_field(grid, pop)
+    fields, _ = source_fields(c, jnp.asarray(types), grid, coef, tuple(secreting), with_boundary, options)
     index = tuple(pop.voxel.T)
     volume = scenario.interstitial_voxel_volume_um3
     sigma = np.asarray(uptake_per_il2(c, coef), np.float64)[index]
@@ -209,7 +209,6 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
         matrix[:, t] = by_cell[pop.type_index == t].sum(axis=0)
     decay = [to_molecules(float(coef.decay_per_s) * float(np.sum(np.asarray(f, np.float64)))) for f in fields]
     secretion = np.asarray(coef.secretion_pM_per_s, np.float64)
-    types = type_field(grid, pop)
     output = [to_molecules(float(secretion[types == k].sum())) for k in secreting]
     if with_boundary:
         output.append(float(matrix[-1].sum()) + decay[-1])
