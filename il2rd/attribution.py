@@ -2,11 +2,12 @@
 
 With the steady field c known, the field equation is linear in its sources:
 
-    A c = s + b,    A = -D lap0 + diag(k_d + sigma(x)),    sigma = u(c) / c           (1/s)
+    A c = s + b + e,    A = -D lap0 + diag(k_d + sigma(x) + k_ex(x)),    sigma = u(c) / c   (1/s)
 
 sigma is the uptake per unit IL-2 at the solved field: v_max / (K_M + c) for saturating
 uptake, v_max / K_M for linear uptake; b = D lap(0; faces) is what fixed faces at c_b > 0 feed
-in (the affine part of the Laplacian: IL-2 from blood or a bath, the source 'boundary').
+in (the affine part of the Laplacian: IL-2 from blood or a bath, the source 'boundary'), and
+e = k_ex c_target what vessels feed in (IL-2 from blood through HEVs, the source 'blood').
 Splitting s = sum_k s_k over the source types k (the secretion of the cells of type k),
 
     c_k = A^-1 s_k,   c_boundary = A^-1 b,   sum_k c_k + c_boundary = c,
@@ -45,6 +46,7 @@ from .solvers.multigrid import laplacian_diagonal
 from .solvers.steady import SolverOptions, preconditioner
 
 BOUNDARY = "boundary"  # the source name of IL-2 fed in through fixed faces
+BLOOD = "blood"  # the source name of IL-2 fed in through vessels (vessels.py)
 # the local window of the autocrine solve, (2 w + 1)^3 voxels: w = 4 is within 0.1 % of the exact
 # [A^-1]_ii on the default T-zone scenario (w = 2: 1.5 %, 3: 0.45 %, 6: 0.008 %)
 AUTOCRINE_HALF_WIDTH_VOXELS = 4
@@ -57,9 +59,14 @@ def uptake_per_il2(c, coef: FieldCoefficients):
     return coef.vmax_pM_per_s / (coef.km_pM + jnp.maximum(c, 0.0))
 
 
+def _absorption(c, coef: FieldCoefficients):
+    """The diagonal of A (1/s): decay, uptake per unit IL-2, exchange with vessels."""
+    return coef.decay_per_s + uptake_per_il2(c, coef) + coef.exchange_per_s
+
+
 def _solve_many(rhs, c, grid: Grid, coef: FieldCoefficients, options: SolverOptions):
     """A^-1 rhs[k] for every k (rhs: (n, nx, ny, nz)), and the PCG iteration counts."""
-    absorption = coef.decay_per_s + uptake_per_il2(c, coef)
+    absorption = _absorption(c, coef)
     D = coef.diffusion_um2_per_s
     M = preconditioner(grid, options, D, absorption)
 
@@ -76,15 +83,17 @@ def _solve_many(rhs, c, grid: Grid, coef: FieldCoefficients, options: SolverOpti
     return jax.lax.map(one, rhs, batch_size=batch)
 
 
-@partial(jax.jit, static_argnames=("grid", "source_types", "with_boundary", "options"))
+@partial(jax.jit, static_argnames=("grid", "source_types", "with_boundary", "with_blood", "options"))
 def source_fields(c, type_field, grid: Grid, coef: FieldCoefficients, source_types: tuple[int, ...],
-                  with_boundary: bool, options: SolverOptions):
-    """(c_k for each source type index in source_types [, c_boundary]) stacked, pM, and the
+                  with_boundary: bool, options: SolverOptions, with_blood: bool = False):
+    """(c_k for each source type index in source_types [, c_boundary] [, c_blood]) stacked, pM, and the
     PCG iterations of each solve. type_field: (nx, ny, nz) int, the type index of the cell in
     each voxel, -1 where none."""
     rhs = [jnp.where(type_field == k, coef.secretion_pM_per_s, 0.0) for k in source_types]
     if with_boundary:
         rhs.append(coef.diffusion_um2_per_s * grid_mod.laplacian(jnp.zeros_like(c), grid, coef.face_values_pM))
+    if with_blood:
+        rhs.append(jnp.broadcast_to(coef.exchange_per_s * coef.exchange_target_pM, c.shape).astype(c.dtype))
     return _solve_many(jnp.stack(rhs), c, grid, coef, options)
 
 
@@ -124,7 +133,7 @@ def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxe
 class Attribution:
     """Who took up whose IL-2, for one steady field.
 
-    sources: source names (cell types that secrete, then 'boundary' if fixed faces feed IL-2);
+    sources: source names (cell types that secrete, then 'boundary' if fixed faces feed IL-2, 'blood' if vessels do);
     responders: all cell-type names; by_cell_molecules_per_s: (n_cells, n_sources) uptake of
     each cell from each source; matrix_molecules_per_s: (n_sources, n_responders), the same
     summed over each responder type; output_molecules_per_s: (n_sources,) what each source
@@ -160,7 +169,7 @@ class Attribution:
             shares = self.matrix_molecules_per_s[k] / out if out > 0 else np.full(len(self.responders), np.nan)
             own = self.autocrine_by_source()[k] / out if out > 0 else np.nan
             lines.append(f"{name:<16}{out:>18.4g}" + "".join(f"{s:>{width}.1%}" for s in shares)
-                         + f"{1 - np.sum(shares):>{width}.1%}" + (f"{own:>{width}.1%}" if name != BOUNDARY else f"{'-':>{width}}"))
+                         + f"{1 - np.sum(shares):>{width}.1%}" + (f"{own:>{width}.1%}" if name not in (BOUNDARY, BLOOD) else f"{'-':>{width}}"))
         lines.append(f"(autocrine: taken up again by the very cell that secreted it, included in its type's column; "
                      f"closure of the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e})")
         return "\n".join(lines)
@@ -186,7 +195,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
     secreting = [k for k, name in enumerate(pop.type_names)
                  if settings.types[name].secretion_molecules_per_s > 0 and np.any(pop.type_index == k)]
     with_boundary = any(kind == "fixed" and value > 0 for kind, value in zip(grid.boundary, settings.face_values_pM))
-    sources = tuple(pop.type_names[k] for k in secreting) + ((BOUNDARY,) if with_boundary else ())
+    with_blood = bool(np.any(np.asarray(coef.exchange_per_s) * np.asarray(coef.exchange_target_pM) > 0))
+    sources = tuple(pop.type_names[k] for k in secreting) + ((BOUNDARY,) if with_boundary else ()) + ((BLOOD,) if with_blood else ())
     n_cells, n_types = len(pop), len(pop.type_names)
     if not sources:
         return Attribution((), pop.type_names, np.zeros((n_cells, 0)), np.zeros((0, n_types)), np.zeros(0), 0.0,
@@ -194,7 +204,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
 
     c = jnp.asarray(field_pM, coef.dtype)
     types = type_field(grid, pop)
-    fields, _ = source_fields(c, jnp.asarray(types), grid, coef, tuple(secreting), with_boundary, options)
+    fields, _ = source_fields(c, jnp.asarray(types), grid, coef, tuple(secreting), with_boundary, options, with_blood)
     index = tuple(pop.voxel.T)
     volume = scenario.interstitial_voxel_volume_um3
     sigma = np.asarray(uptake_per_il2(c, coef), np.float64)[index]
@@ -210,8 +220,12 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
     decay = [to_molecules(float(coef.decay_per_s) * float(np.sum(np.asarray(f, np.float64)))) for f in fields]
     secretion = np.asarray(coef.secretion_pM_per_s, np.float64)
     output = [to_molecules(float(secretion[types == k].sum())) for k in secreting]
-    if with_boundary:
-        output.append(float(matrix[-1].sum()) + decay[-1])
+    if with_boundary:  # the net inflow through the faces
+        k = len(secreting)
+        output.append(float(matrix[k].sum()) + decay[k])
+    if with_blood:  # what the vessels feed in
+        output.append(to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64)
+                                                * np.asarray(coef.exchange_target_pM, np.float64)))))
     autocrine, change = _autocrine(c, grid, coef, pop, np.isin(pop.type_index, secreting), options, volume)
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, autocrine, change,
                        pop.type_index)
@@ -224,7 +238,7 @@ def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray
     if len(cells) == 0:
         return autocrine, 0.0
     voxels = jnp.asarray(pop.voxel[cells], jnp.int32)
-    absorption = coef.decay_per_s + uptake_per_il2(c, coef)
+    absorption = _absorption(c, coef)
     w = AUTOCRINE_HALF_WIDTH_VOXELS
     diagonal, smaller = (np.asarray(local_green_diagonal(absorption, grid, coef.diffusion_um2_per_s, voxels, half, rtol=options.rtol),
                                     np.float64) for half in (w, w - 1))

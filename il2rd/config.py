@@ -25,6 +25,7 @@ from .kinetics import UPTAKE_LAWS
 from .solvers.steady import PRECONDITIONERS, SolverOptions
 from . import subgrid
 from .dynamics import ReceptorFeedback
+from .vessels import Vessels
 from .solvers.transient import KINDS as TRANSIENT_KINDS
 
 SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled")  # coupled: quasi-steady field with receptor dynamics (dynamics.py)
@@ -167,6 +168,16 @@ class ReceptorDynamicsConfig:
 
 
 @dataclass
+class VesselsConfig:
+    """Exchange with blood (HEVs in the T zone) and lymph (capsule and medulla sinuses): vessels.py."""
+
+    blood_il2: float = 0.0  # pM, plasma IL-2 (therapy)
+    hev_density: float = 0.0  # HEV voxels per mm^3 of T zone (needs the node)
+    hev_exchange: float = 0.0  # 1/s, k_ex of an HEV voxel
+    lymph_drainage: float = 0.0  # 1/s, k_ex of a capsule/medulla voxel towards 0 (needs the node)
+
+
+@dataclass
 class DevicesConfig:
     shard: bool = False  # split the lattice into slabs along x over all visible devices
 
@@ -194,6 +205,7 @@ class Il2rdConfig:
     receptor_dynamics: ReceptorDynamicsConfig = field(default_factory=ReceptorDynamicsConfig)
     precision: str = "float32"
     seed: int = 0
+    vessels: VesselsConfig = field(default_factory=VesselsConfig)
     devices: DevicesConfig = field(default_factory=DevicesConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     resume: Optional[str] = None  # an il2rd.h5 of an interrupted transient run: continue it
@@ -235,6 +247,7 @@ class Settings:
     tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
     node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
     cell_radius_um: float | None = None  # the sub-grid uptake closure's sphere radius (None: point sinks)
+    vessels: Vessels = Vessels()  # exchange with blood and lymph
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
 
@@ -269,6 +282,18 @@ def _integer(key: str, value: Any, *, low: int = 0):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ConfigError(key, value, f"must be an integer >= {low}")
     return int(value)
+
+
+def _vessels(cfg, lymph_node) -> Vessels:
+    vessels = Vessels(
+        blood_il2_pM=_number("vessels.blood_il2", cfg.blood_il2, low=0, unit="pM"),
+        hev_density_per_mm3=_number("vessels.hev_density", cfg.hev_density, low=0, unit="HEV voxels per mm^3 of T zone"),
+        hev_exchange_per_s=_number("vessels.hev_exchange", cfg.hev_exchange, low=0, unit="1/s"),
+        lymph_drainage_per_s=_number("vessels.lymph_drainage", cfg.lymph_drainage, low=0, unit="1/s"),
+    )
+    if vessels.active:
+        lymph_node()  # HEVs and sinuses sit in the node's compartments: build it (and check it fits) now
+    return vessels
 
 
 def _cell_radius(value: Any, grid: Grid, volume_fraction: float, kind: str) -> float | None:
@@ -574,6 +599,7 @@ def parse(cfg: DictConfig) -> Settings:
             what = "is a directory, not a file" if csv.is_dir() else "no such file"
             raise ConfigError("cells.csv", str(csv), f"{what} (a CSV with header x,y,z,type[,receptors], positions in um)")
     lymph_node = _node(cfg, grid)
+    vessels = _vessels(cfg.vessels, lymph_node)
     types, placement = _cell_types(cfg, grid, csv is not None, lymph_node)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
@@ -635,4 +661,5 @@ def parse(cfg: DictConfig) -> Settings:
         cell_radius_um=cell_radius,
         tortuosity=tortuosity,
         node=lymph_node.built[0] if lymph_node.built else None,
+        vessels=vessels,
     )

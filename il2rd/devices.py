@@ -25,9 +25,11 @@ def x_slabs(n_devices: int | None = None) -> NamedSharding:
 
 def shard_coefficients(coef: FieldCoefficients, sharding: NamedSharding) -> FieldCoefficients:
     """The coefficients with their fields split by `sharding` (scalars stay replicated)."""
-    put = lambda a: jax.device_put(a, sharding)  # noqa: E731
+    put = lambda a: jax.device_put(a, sharding) if np.ndim(a) == 3 else a  # noqa: E731
     return coef.replace(
         secretion_pM_per_s=put(coef.secretion_pM_per_s),
         vmax_pM_per_s=put(coef.vmax_pM_per_s),
         km_pM=put(coef.km_pM),
+        exchange_per_s=put(coef.exchange_per_s),
+        exchange_target_pM=put(coef.exchange_target_pM),
     )

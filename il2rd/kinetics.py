@@ -1,7 +1,9 @@
 """Reaction terms of the IL-2 field: secretion, bulk decay and receptor uptake per voxel.
 
-    dc/dt = D lap(c) - k_d c + s(x) - u(x, c)                                  (pM/s)
+    dc/dt = D lap(c) - k_d c + s(x) - u(x, c) + k_ex(x) (c_target(x) - c)        (pM/s)
 
+k_ex, c_target: exchange with blood (high endothelial venules, c_target = the plasma level) or
+lymph (sinuses, c_target = 0), vessels.py.
 s = q / (6.022e-4 V): secretion of the cell in the voxel (q molecules/s, V voxel volume um^3).
 u: uptake by the cell's receptors, quasi-steady binding with internalisation:
 
@@ -35,7 +37,9 @@ class FieldCoefficients:
 
     diffusion_um2_per_s, decay_per_s: scalars; secretion_pM_per_s, vmax_pM_per_s, km_pM:
     fields of shape grid.shape (km_pM is 1 where no cell sits, to keep c/(K_M + c) finite);
-    face_values_pM: the six fixed-face values; uptake: 'saturating' | 'linear' (static).
+    face_values_pM: the six fixed-face values; exchange_per_s, exchange_target_pM: exchange with
+    blood or lymph, + k_ex (c_target - c) in the field equation (fields or 0: vessels.py);
+    uptake: 'saturating' | 'linear' (static).
     """
 
     diffusion_um2_per_s: Any
@@ -44,6 +48,8 @@ class FieldCoefficients:
     vmax_pM_per_s: Any
     km_pM: Any
     face_values_pM: Any
+    exchange_per_s: Any = 0.0
+    exchange_target_pM: Any = 0.0
     uptake: str = field(default="saturating", metadata=dict(static=True))
 
     def replace(self, **changes) -> "FieldCoefficients":
@@ -82,6 +88,7 @@ def tendency(c, grid: Grid, coef: FieldCoefficients):
         - coef.decay_per_s * c
         + coef.secretion_pM_per_s
         - uptake_rate(c, coef)
+        + coef.exchange_per_s * (coef.exchange_target_pM - c)
     )
 
 
@@ -91,8 +98,8 @@ def residual(c, grid: Grid, coef: FieldCoefficients):
 
 
 def jacobian_diagonal(c, coef: FieldCoefficients):
-    """The non-diffusive part of dF/dc: k_d + du/dc (1/s)."""
-    return coef.decay_per_s + uptake_slope(c, coef)
+    """The non-diffusive part of dF/dc: k_d + du/dc + k_ex (1/s)."""
+    return coef.decay_per_s + uptake_slope(c, coef) + coef.exchange_per_s
 
 
 def apply_jacobian(v, c, grid: Grid, coef: FieldCoefficients):

@@ -33,6 +33,7 @@ class Summary:
     boundary_outflux_molecules_per_s: float
     types: tuple[TypeReadout, ...]
     steady: bool  # the field is a steady state, so the balance closes
+    exchange_molecules_per_s: float = 0.0  # net IL-2 in from blood minus out into lymph (vessels.py)
 
     def attrs(self) -> dict:
         return {
@@ -45,7 +46,9 @@ class Summary:
     def format(self) -> str:
         lines = [
             f"IL-2 field: mean {self.mean_il2_pM:.4g} pM, max {self.max_il2_pM:.4g} pM",
-            f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g} {'=' if self.steady else 'vs'} taken up "
+            f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g}"
+            + (f" + in from blood, net of lymph {self.exchange_molecules_per_s:.4g}" if self.exchange_molecules_per_s else "")
+            + f" {'=' if self.steady else 'vs'} taken up "
             f"{self.uptake_molecules_per_s:.4g} + decayed {self.decay_molecules_per_s:.4g} "
             f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
             + ("" if self.steady else " (the rest accumulates in the field)"),
@@ -110,4 +113,6 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.volume_fraction),
         types=tuple(types),
         steady=scenario.settings.solver_kind in ("steady", "coupled"),  # coupled: quasi-steady
+        exchange_molecules_per_s=to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64) * (
+            np.asarray(coef.exchange_target_pM, np.float64) - field64))) * volume),
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import jax
 import jax.numpy as jnp
 
-from . import cells
+from . import cells, vessels
 from .cells import Population
 from .config import Settings, check_steady_field_exists
 from .devices import shard_coefficients, x_slabs
@@ -72,6 +72,9 @@ class Scenario:
             tortuosity=settings.tortuosity,
             cell_radius_um=settings.cell_radius_um,
         )
+        if settings.vessels.active:
+            rate, target = vessels.exchange_fields(settings.vessels, settings.grid, settings.node, settings.seed)
+            coef = coef.replace(exchange_per_s=jnp.asarray(rate, dtype), exchange_target_pM=jnp.asarray(target, dtype))
         if settings.shard:
             coef = shard_coefficients(coef, x_slabs())
         return cls(settings, population, coef)

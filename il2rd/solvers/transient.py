@@ -33,6 +33,7 @@ def explicit_stable_dt(grid: Grid, coef: FieldCoefficients) -> float:
     rate = (
         float(jnp.max(coef.diffusion_um2_per_s)) * grid.max_diagonal()
         + float(jnp.max(coef.decay_per_s))
+        + float(jnp.max(coef.exchange_per_s))
         + float(kinetics.max_uptake_slope(coef))
     )
     return STABILITY_MARGIN / rate if rate > 0 else math.inf
