@@ -66,6 +66,7 @@ def estimated_bytes(scenario) -> int:
     per_snapshot = 4 * n_voxels + 4 * len(CELL_COLUMNS) * n_cells + 8
     state = 2 * np.dtype(scenario.coefficients.dtype).itemsize * n_voxels  # two checkpoint slots
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
+    static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
     return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
 
 
