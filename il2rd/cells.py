@@ -329,6 +329,8 @@ def field_coefficients(
         vmax_pM_per_s=as_array(vmax),
         km_pM=as_array(km),
         face_values_pM=as_array(face_values_pM),
+        exchange_per_s=as_array(0.0),  # vessels.py sets them; in the run's dtype so batches stack alike
+        exchange_target_pM=as_array(0.0),
         uptake=uptake,
     )
 
