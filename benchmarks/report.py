@@ -181,13 +181,9 @@ def markdown(res: dict) -> str:
                     for k, val in pr.items():
                         if isinstance(val, float):
                             L.append(f"| {pr['dtype']} | {k} | {val * 1e3:.2f} ms | {val / mv:.1f}x |")
-                    row = _find(size["rows"], "il2rd PCG", "linear", pr["dtype"])
-                    if row and row.get("cg"):
-                        L.append(f"| {pr['dtype']} | il2rd PCG iteration (solve time / iterations) | {row['seconds'] / row['cg'] * 1e3:.2f} ms | "
-                                 f"{row['seconds'] / row['cg'] / mv:.1f}x |")
-                    for sc in ("SciPy CG (Jacobi)", "SciPy CG (no"):
-                        row = _find(size["rows"], sc, "linear", pr["dtype"])
-                        if row and row.get("cg"):
+                    for solver in ("il2rd PCG (multigrid", "il2rd PCG (mean", "SciPy CG (Jacobi)", "SciPy CG (no"):
+                        row = _find(size["rows"], solver, "linear", pr["dtype"])
+                        if row and row.get("cg"):  # solve time / iterations
                             L.append(f"| {pr['dtype']} | {row['solver']} iteration | {row['seconds'] / row['cg'] * 1e3:.2f} ms | "
                                      f"{row['seconds'] / row['cg'] / mv:.1f}x |")
             for note in size["notes"]:
