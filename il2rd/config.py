@@ -617,9 +617,7 @@ def parse(cfg: DictConfig) -> Settings:
         positive_threshold=_number("signalling.pstat5_threshold", cfg.signalling.pstat5_threshold, low=0, low_open=True, high=1),
         reference_km_pM=_number("signalling.reference_km", cfg.signalling.reference_km, low=0, low_open=True, unit="pM"),
     )
-    shard = cfg.devices.shard
-    if not isinstance(shard, bool):
-        raise ConfigError("devices.shard", shard, "must be true or false")
+    shard = _boolean("devices.shard", cfg.devices.shard)
     if shard:
         import jax
 
