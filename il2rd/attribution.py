@@ -40,7 +40,7 @@ import numpy as np
 from . import grid as grid_mod
 from . import units
 from .grid import Grid
-from .kinetics import FieldCoefficients
+from .kinetics import FieldCoefficients, uptake_per_il2
 from .solvers.krylov import pcg
 from .solvers.multigrid import laplacian_diagonal
 from .solvers.steady import SolverOptions, preconditioner
@@ -50,13 +50,6 @@ BLOOD = "blood"  # the source name of IL-2 fed in through vessels (vessels.py)
 # the local window of the autocrine solve, (2 w + 1)^3 voxels: w = 4 is within 0.1 % of the exact
 # [A^-1]_ii on the default T-zone scenario (w = 2: 1.5 %, 3: 0.45 %, 6: 0.008 %)
 AUTOCRINE_HALF_WIDTH_VOXELS = 4
-
-
-def uptake_per_il2(c, coef: FieldCoefficients):
-    """sigma = u(c)/c (1/s): uptake per unit IL-2 at the field c, finite where c = 0."""
-    if coef.uptake == "linear":
-        return coef.vmax_pM_per_s / coef.km_pM
-    return coef.vmax_pM_per_s / (coef.km_pM + jnp.maximum(c, 0.0))
 
 
 def _absorption(c, coef: FieldCoefficients):

@@ -68,6 +68,13 @@ def uptake_rate(c, coef: FieldCoefficients):
     return coef.vmax_pM_per_s * c / (coef.km_pM + c)
 
 
+def uptake_per_il2(c, coef: FieldCoefficients):
+    """sigma = u(c)/c (1/s): uptake per unit IL-2 at the field c, finite where c = 0."""
+    if coef.uptake == "linear":
+        return coef.vmax_pM_per_s / coef.km_pM
+    return coef.vmax_pM_per_s / (coef.km_pM + jnp.maximum(c, 0.0))
+
+
 def uptake_slope(c, coef: FieldCoefficients):
     """du/dc (1/s), the diagonal of the uptake's Jacobian."""
     if coef.uptake == "linear":
