@@ -4,23 +4,30 @@ Each cell sits in one voxel, at most one cell per voxel. A cell type carries the
 the field equation (kinetics.py):
 
     secretion_molecules_per_s   q, IL-2 released by one cell
-    receptors                   R, mean IL-2 receptors per cell
-    receptor_cv                 coefficient of variation of R between cells (0: every cell has R)
-    km_pM                       K_M, Michaelis constant of uptake
+    receptors                   IL-2Ra (CD25) per cell, mean
+    il2rb, gc                   IL-2Rb and gc per cell, means (inf: not limiting, the default)
+    receptor_cv                 coefficient of variation of each chain between cells (0: none)
+    km_pM                       K_M of the high-affinity (IL-2Ra/b/gc) receptors
+    km_intermediate_pM          K_M of the intermediate-affinity (IL-2Rb/gc) receptors
     k_int_per_s                 k_int, internalisation rate of bound receptors
+
+The chains make R_high high-affinity and R_int intermediate-affinity receptors per cell
+(receptors.receptor_classes), so a cell takes up (kinetics.py)
+
+    U(c) = k_int (R_high c / (K_high + c) + R_int c / (K_int + c))            molecules/s
 
 Placement is uniform at random over free voxels of a region (whole lattice, a box, a sphere or a
 lymph-node compartment of anatomy.py, seeded), or every cell from a CSV file with header
-x,y,z,type (um; type by name) and optionally a receptors column (without it, CSV cells get their
-type's mean: the spread below applies to random placement).
+x,y,z,type (um; type by name) and optionally a receptors column, IL-2Ra per cell (without it,
+CSV cells get their type's means: the spread below applies to random placement).
 
 Receptor numbers vary between cells roughly log-normally (../shared/science.md); with mean m and
-coefficient of variation v a cell's R is
+coefficient of variation v a cell's number of each chain is
 
     R = m exp(sigma Z - sigma^2 / 2),   sigma^2 = ln(1 + v^2),   Z ~ N(0, 1)
 
-so that E[R] = m and sd(R)/E[R] = v exactly (:func:`draw_receptors`, seeded separately from the
-placement so that a spread never moves a cell).
+so that E[R] = m and sd(R)/E[R] = v exactly (:func:`draw_receptors`: one Z per cell and chain,
+the chains independent, seeded separately from the placement so that a spread never moves a cell).
 
 IL-2 lives in the interstitial space, a fraction alpha (physics.volume_fraction) of each voxel of
 volume V = h^3, and concentrations are per interstitial volume; so a cell's rate of q molecules/s
@@ -39,7 +46,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from . import anatomy, kinetics, subgrid, units
+from . import anatomy, kinetics, receptors, subgrid, units
 from .anatomy import NodeAnatomy
 from .grid import Grid
 from .kinetics import FieldCoefficients
@@ -53,8 +60,11 @@ class PlacementError(ValueError):
 class CellType:
     name: str
     secretion_molecules_per_s: float = 0.0
-    receptors: float = 0.0
+    receptors: float = 0.0  # IL-2Ra per cell
     km_pM: float = 43.0
+    il2rb: float = math.inf
+    gc: float = math.inf
+    km_intermediate_pM: float = 1035.0
     k_int_per_s: float = 1.1e-3
     receptor_cv: float = 0.0  # sd(R)/mean(R) between cells of the type, log-normal
     cd25_gain: float = 1.0  # solver.kind=coupled: receptors at full pSTAT5 / basal (dynamics.py)
@@ -109,20 +119,24 @@ class Region:
 @dataclass(frozen=True)
 class Population:
     """The per-cell table: voxel (n, 3) int, position_um (n, 3), type_index (n,), type_names,
-    and receptors (n,), each cell's receptor number (None: every cell has its type's mean;
-    :func:`draw_receptors` fills it)."""
+    and each cell's chains receptors (IL-2Ra), il2rb, gc, each (n,) (None: every cell has its
+    type's mean; :func:`draw_receptors` fills them)."""
 
     voxel: np.ndarray
     position_um: np.ndarray
     type_index: np.ndarray
     type_names: tuple[str, ...]
     receptors: np.ndarray | None = None
+    il2rb: np.ndarray | None = None
+    gc: np.ndarray | None = None
 
-    def receptors_per_cell(self, types: dict[str, CellType]) -> np.ndarray:
-        """(n,) receptors of each cell: its own number, or its type's mean when none was drawn."""
-        if self.receptors is not None:
-            return np.asarray(self.receptors, np.float64)
-        return type_table(types, self.type_names)["receptors"][self.type_index]
+    def receptors_per_cell(self, types: dict[str, CellType], chain: str = "receptors") -> np.ndarray:
+        """(n,) of each cell's chain ('receptors' = IL-2Ra, 'il2rb', 'gc'): its own number, or
+        its type's mean when none was drawn."""
+        own = getattr(self, chain)
+        if own is not None:
+            return np.asarray(own, np.float64)
+        return type_table(types, self.type_names)[chain][self.type_index]
 
     def __len__(self) -> int:
         return len(self.type_index)
@@ -173,24 +187,30 @@ def lognormal_sigma(cv):
     return np.sqrt(np.log1p(np.square(cv)))
 
 
+CHAINS = ("receptors", "il2rb", "gc")  # IL-2Ra, IL-2Rb, gc: the Population fields of each cell's chains
+
+
 def draw_receptors(population: Population, types: dict[str, CellType], seed: int) -> Population:
-    """The population with each cell's receptors R = m exp(sigma Z - sigma^2/2) (module docstring),
-    m and sigma from its type's receptors and receptor_cv, Z seeded by `seed` on a stream of its
-    own. Cells of a type with receptor_cv = 0 get m exactly; receptors already set (a CSV
-    column) are kept."""
-    if population.receptors is not None:
-        return population
+    """The population with each cell's chains R = m exp(sigma Z - sigma^2/2) (module docstring),
+    m and sigma from its type's chain mean and receptor_cv, Z seeded by `seed` on a stream per
+    chain. Cells of a type with receptor_cv = 0 get m exactly (inf stays inf: not limiting);
+    chains already set (a CSV column) are kept."""
     names = population.type_names
     t = population.type_index
-    mean = type_table(types, names)["receptors"][t]
     sigma = lognormal_sigma(np.array([types[n].receptor_cv for n in names], np.float64))[t]
-    receptors = mean.copy()
-    spread = sigma > 0
-    if np.any(spread):
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RECEPTOR_STREAM,)))
-        z = rng.standard_normal(len(t))  # one per cell, so a cell's draw depends on its index only
-        receptors[spread] = mean[spread] * np.exp(sigma[spread] * z[spread] - 0.5 * sigma[spread] ** 2)
-    return replace(population, receptors=receptors)
+    drawn = {}
+    for k, chain in enumerate(CHAINS):
+        if getattr(population, chain) is not None:
+            continue
+        mean = type_table(types, names)[chain][t]
+        values = mean.copy()
+        spread = (sigma > 0) & np.isfinite(mean)
+        if np.any(spread):  # IL-2Ra on the stream it always had, so adding IL-2Rb never changes it
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RECEPTOR_STREAM + k,)))
+            z = rng.standard_normal(len(t))  # one per cell, so a cell's draw depends on its index only
+            values[spread] = mean[spread] * np.exp(sigma[spread] * z[spread] - 0.5 * sigma[spread] ** 2)
+        drawn[chain] = values
+    return replace(population, **drawn)
 
 
 def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
@@ -269,9 +289,52 @@ def type_table(types: dict[str, CellType], names: tuple[str, ...]) -> dict[str, 
     return {
         "secretion_molecules_per_s": np.array([types[n].secretion_molecules_per_s for n in names]),
         "receptors": np.array([types[n].receptors for n in names]),
+        "il2rb": np.array([types[n].il2rb for n in names], np.float64),
+        "gc": np.array([types[n].gc for n in names], np.float64),
         "km_pM": np.array([types[n].km_pM for n in names]),
+        "km_intermediate_pM": np.array([types[n].km_intermediate_pM for n in names]),
         "k_int_per_s": np.array([types[n].k_int_per_s for n in names]),
     }
+
+
+@dataclass(frozen=True)
+class UptakeLaws:
+    """Each cell's two receptor classes as uptake laws, (n,) arrays: high-affinity receptors
+    `high` with maximum vmax_high = k_int R_high (molecules/s) and K_M km_high_pM, intermediate
+    ones `intermediate` with vmax_intermediate and km_intermediate_pM."""
+
+    high: np.ndarray
+    intermediate: np.ndarray
+    vmax_high_molecules_per_s: np.ndarray
+    km_high_pM: np.ndarray
+    vmax_intermediate_molecules_per_s: np.ndarray
+    km_intermediate_pM: np.ndarray
+
+    def collapsed(self) -> tuple[np.ndarray, np.ndarray]:
+        """One Michaelis-Menten law per cell, (V molecules/s, K pM), with the same maximum and
+        the same linear slope as the two classes: V = V_h + V_i, V/K = V_h/K_h + V_i/K_i (exact
+        for c << K and c >> K, within the two curves in between; the sub-grid closure uses it)."""
+        v = self.vmax_high_molecules_per_s + self.vmax_intermediate_molecules_per_s
+        slope = self.vmax_high_molecules_per_s / self.km_high_pM + self.vmax_intermediate_molecules_per_s / self.km_intermediate_pM
+        return v, np.where(slope > 0, v / np.where(slope > 0, slope, 1.0), self.km_high_pM)
+
+
+def uptake_laws(population: Population, types: dict[str, CellType], il2ra=None) -> UptakeLaws:
+    """The cells' uptake laws from their chains (receptors.receptor_classes); il2ra: each cell's
+    current IL-2Ra where it changes (solver.kind=coupled), else its own drawn or mean number."""
+    table = type_table(types, population.type_names)
+    t = population.type_index
+    ra = population.receptors_per_cell(types) if il2ra is None else np.asarray(il2ra, np.float64)
+    high, intermediate = receptors.receptor_classes(ra, population.receptors_per_cell(types, "il2rb"),
+                                                    population.receptors_per_cell(types, "gc"))
+    k_int = table["k_int_per_s"][t]
+    return UptakeLaws(high, intermediate, k_int * high, table["km_pM"][t], k_int * intermediate, table["km_intermediate_pM"][t])
+
+
+def collapsed_uptake(population: Population, types: dict[str, CellType], il2ra=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's single uptake law (V molecules/s, K_M pM) as the sub-grid closure uses it
+    (UptakeLaws.collapsed)."""
+    return uptake_laws(population, types, il2ra).collapsed()
 
 
 def interstitial_volume_um3(grid: Grid, volume_fraction: float = 1.0) -> float:
@@ -300,27 +363,37 @@ def field_coefficients(
 
         D_eff = D / lambda^2                          um^2/s
         s     = q / (6.022e-4 alpha V)                pM/s, secretion of the voxel's cell
-        v_max = k_int R / (6.022e-4 alpha V)          pM/s, R the cell's own receptors
+        v_max = k_int R / (6.022e-4 alpha V)          pM/s, R the cell's own receptors of a class
 
-    and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel.
-    cell_radius_um: spread each cell over the sub-grid stencil of subgrid.py instead (alpha = 1).
+    and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel. The
+    intermediate-affinity class gets fields of its own only if some cell has such receptors
+    (else scalars 0 and 1, which cost nothing).
+    cell_radius_um: spread each cell over the sub-grid stencil of subgrid.py instead, with its two
+    classes collapsed into one law (UptakeLaws.collapsed). Multiplied by alpha, the lattice
+    equation is that of free medium (per tissue volume V) with D = alpha D_eff, the closure's
+    setting (:func:`closure_diffusion_um2_per_s`); its rates per interstitial volume are those /alpha.
     """
     table = type_table(types, population.type_names)
     t = population.type_index
     volume = interstitial_volume_um3(grid, volume_fraction)
+    laws = uptake_laws(population, types)
     secretion = np.zeros(grid.shape)
-    vmax = np.zeros(grid.shape)
-    km = np.ones(grid.shape)
+    vmax, km, vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape), 0.0, 1.0
     index = tuple(population.voxel.T)
     if cell_radius_um is not None:
         secretion, vmax, km = subgrid.voxel_fields(
-            grid.shape, population.voxel, grid.spacing_um, diffusion_um2_per_s / tortuosity**2, cell_radius_um,
-            table["k_int_per_s"][t] * population.receptors_per_cell(types), table["km_pM"][t],
-            table["secretion_molecules_per_s"][t], periodic_axes(grid))
+            grid.shape, population.voxel, grid.spacing_um, closure_diffusion_um2_per_s(diffusion_um2_per_s / tortuosity**2, volume_fraction),
+            cell_radius_um, *laws.collapsed(), table["secretion_molecules_per_s"][t], periodic_axes(grid))
+        secretion, vmax = secretion / volume_fraction, vmax / volume_fraction
     else:
-        secretion[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["secretion_molecules_per_s"][t], volume)
-        vmax[index] = units.cell_rate_to_voxel_rate_pM_per_s(table["k_int_per_s"][t] * population.receptors_per_cell(types), volume)
-        km[index] = table["km_pM"][t]
+        to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, volume)  # noqa: E731
+        secretion[index] = to_pM(table["secretion_molecules_per_s"][t])
+        vmax[index] = to_pM(laws.vmax_high_molecules_per_s)
+        km[index] = laws.km_high_pM
+        if np.any(laws.intermediate > 0):
+            vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape)
+            vmax_int[index] = to_pM(laws.vmax_intermediate_molecules_per_s)
+            km_int[index] = laws.km_intermediate_pM
     as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     return FieldCoefficients(
         diffusion_um2_per_s=as_array(diffusion_um2_per_s / tortuosity**2),
@@ -328,11 +401,19 @@ def field_coefficients(
         secretion_pM_per_s=as_array(secretion),
         vmax_pM_per_s=as_array(vmax),
         km_pM=as_array(km),
+        vmax_intermediate_pM_per_s=as_array(vmax_int),
+        km_intermediate_pM=as_array(km_int),
         face_values_pM=as_array(face_values_pM),
         exchange_per_s=as_array(0.0),  # vessels.py sets them; in the run's dtype so batches stack alike
         exchange_target_pM=as_array(0.0),
         uptake=uptake,
     )
+
+
+def closure_diffusion_um2_per_s(effective_diffusion_um2_per_s, volume_fraction: float) -> float:
+    """alpha D_eff: the diffusion coefficient of the free-medium problem the sub-grid closure
+    solves (a sphere in tissue takes up at most 4 pi alpha D_eff a c, c per interstitial volume)."""
+    return float(effective_diffusion_um2_per_s) * volume_fraction
 
 
 def periodic_axes(grid: Grid) -> tuple[bool, bool, bool]:

@@ -30,7 +30,7 @@ import numpy as np
 SCENARIOS = ("treg_source", "cd4_source", "cd8_source", "nk_source", "dc_source", "b_cell_source", "no_il2",
              "therapy_low", "therapy_high", "mutein")
 COLUMNS = ("scenario", "responder", "cells", "mean_il2_pM", "pstat5_positive_fraction", "mean_receptors",
-           "uptake_molecules_per_s", "uptake_share")
+           "mean_receptors_intermediate", "uptake_molecules_per_s", "uptake_share")
 
 
 def _compose(name: str, overrides: list[str]):
@@ -49,7 +49,7 @@ def rows_of(name: str, result) -> list[dict]:
     total = sum(t.total_uptake_molecules_per_s for t in result.summary.types)
     return [dict(scenario=name, responder=t.name, cells=t.count, mean_il2_pM=t.mean_il2_pM,
                  pstat5_positive_fraction=t.pstat5_positive_fraction, mean_receptors=t.mean_receptors,
-                 uptake_molecules_per_s=t.total_uptake_molecules_per_s,
+                 mean_receptors_intermediate=t.mean_receptors_intermediate, uptake_molecules_per_s=t.total_uptake_molecules_per_s,
                  uptake_share=t.total_uptake_molecules_per_s / total if total > 0 else 0.0)
             for t in result.summary.types]
 

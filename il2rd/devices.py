@@ -32,4 +32,6 @@ def shard_coefficients(coef: FieldCoefficients, sharding: NamedSharding) -> Fiel
         km_pM=put(coef.km_pM),
         exchange_per_s=put(coef.exchange_per_s),
         exchange_target_pM=put(coef.exchange_target_pM),
+        vmax_intermediate_pM_per_s=put(coef.vmax_intermediate_pM_per_s),
+        km_intermediate_pM=put(coef.km_intermediate_pM),
     )

@@ -5,14 +5,16 @@ So the field is solved to steady state between receptor updates (solver.kind=cou
 solver.dt, typically minutes), the quasi-steady approximation of Busse et al. 2010 (PNAS
 107:3058) and the Thurley-lab models.
 
-Receptors (CD25-driven positive feedback, Busse 2010), per cell i:
+Receptors (CD25-driven positive feedback, Busse 2010), per cell i, for its IL-2Ra (CD25) R_i:
 
     dR_i/dt = k_i(p_i) - eta R_i,    k_i(p) = eta R0_i [1 + (gamma_i - 1) p^m / (K^m + p^m)]
 
-p_i the cell's pSTAT5 (receptors.py), R0_i its configured (basal) receptor number, gamma_i its
+p_i the cell's pSTAT5 (receptors.py), R0_i its configured (basal) IL-2Ra number, gamma_i its
 type's feedback gain (1: no feedback; 10 for T cells in the Thurley-lab models), eta the
 turnover (1/72000 /s), K the pSTAT5 level of half-maximal induction, m = 3. Without IL-2 a cell
-keeps R0; fully signalling, its receptors rise towards gamma R0 over a few 1/eta = 20 h.
+keeps R0; fully signalling, its IL-2Ra rises towards gamma R0 over a few 1/eta = 20 h. IL-2Rb and
+gc stay as drawn, so up-regulated CD25 turns intermediate- into high-affinity receptors until
+IL-2Rb/gc run out (receptors.receptor_classes); with IL-2Rb unset every IL-2Ra is high affinity.
 
 Secretion: q_i(t) = q_i f_i(t), f = 0 before the onset, rising linearly to 1 at the peak, then
 falling linearly to 0 at the shut-off (Sojka et al. 2008: on at 1-2 h after activation, peak at
@@ -37,7 +39,7 @@ import numpy as np
 
 from .grid import Grid
 from .kinetics import FieldCoefficients
-from .receptors import Signalling
+from .receptors import Signalling, receptor_classes
 from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
 
 
@@ -56,11 +58,12 @@ class CellKinetics:
     """Per-cell arrays (n cells) the coupled solver needs: where each cell sits and how its
     uptake and secretion map onto its voxel.
 
-    voxel: (n, 3) int32; basal_receptors: R0 (receptors); gain: gamma (1 = no feedback);
+    voxel: (n, 3) int32; basal_receptors: R0 (IL-2Ra); il2rb, gc: the other chains (inf: not
+    limiting); gain: gamma (1 = no feedback);
     vmax_per_receptor_pM_per_s: k_int / (6.022e-4 alpha V), a receptor's contribution to its
     voxel's v_max; secretion_pM_per_s: q_i / (6.022e-4 alpha V) at the peak of its time course;
     onset_s, peak_s, off_s: the time course; timed: whether the cell follows it (else constant);
-    km_pM: the Michaelis constant of its receptors (for pSTAT5 at equal occupancy)."""
+    km_pM, km_intermediate_pM: the Michaelis constants of its two receptor classes."""
 
     voxel: jax.Array
     basal_receptors: jax.Array
@@ -72,6 +75,9 @@ class CellKinetics:
     off_s: jax.Array
     timed: jax.Array
     km_pM: jax.Array
+    il2rb: jax.Array
+    gc: jax.Array
+    km_intermediate_pM: jax.Array
     signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
     feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
 
@@ -100,15 +106,27 @@ def advance_receptors(receptors, pstat5, cells: CellKinetics, dt_s):
 
 
 def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
-    """The field coefficients with each cell's v_max from its current receptors and its
+    """The field coefficients with each cell's v_max from its current IL-2Ra and its
     secretion at time t."""
     index = tuple(cells.voxel.T)
     course = secretion_profile(t_s, cells.onset_s, cells.peak_s, cells.off_s)
     rate = cells.secretion_pM_per_s * jnp.where(cells.timed, course, 1.0)
-    return coef.replace(
-        vmax_pM_per_s=jnp.zeros_like(coef.vmax_pM_per_s).at[index].set(cells.vmax_per_receptor_pM_per_s * receptors),
-        secretion_pM_per_s=jnp.zeros_like(coef.secretion_pM_per_s).at[index].set(rate),
+    high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
+    at_cells = lambda f, values: jnp.zeros_like(f).at[index].set(values)  # noqa: E731
+    coef = coef.replace(
+        vmax_pM_per_s=at_cells(coef.vmax_pM_per_s, cells.vmax_per_receptor_pM_per_s * high),
+        secretion_pM_per_s=at_cells(coef.secretion_pM_per_s, rate),
     )
+    if jnp.ndim(coef.vmax_intermediate_pM_per_s):  # a scalar 0: no cell has IL-2Rb, and none gains any
+        coef = coef.replace(vmax_intermediate_pM_per_s=at_cells(coef.vmax_intermediate_pM_per_s,
+                                                                cells.vmax_per_receptor_pM_per_s * intermediate))
+    return coef
+
+
+def pstat5_of(c, receptors, cells: CellKinetics):
+    """pSTAT5 (0..1) of each cell at the field c with IL-2Ra `receptors`."""
+    high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
+    return cells.signalling.pstat5(seen(c, cells), high, cells.km_pM, intermediate, cells.km_intermediate_pM)
 
 
 def seen(c, cells: CellKinetics):
@@ -126,7 +144,7 @@ def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, opti
 def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions):
     """One step of the coupling (module docstring): (c(t), R(t)) -> (c(t+dt), R(t+dt))."""
     c, receptors = state
-    pstat5 = cells.signalling.pstat5(seen(c, cells), receptors, cells.km_pM)
+    pstat5 = pstat5_of(c, receptors, cells)
     receptors = advance_receptors(receptors, pstat5, cells, dt_s)
     c, info = solve_steady(grid, coefficients_at(coef, cells, receptors, t_s + dt_s), c, options)
     return (c, receptors), info
@@ -181,6 +199,9 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         onset_s=as_array(onset), peak_s=as_array(peak), off_s=as_array(off),
         timed=jnp.asarray(timed),
         km_pM=as_array(per_type("km_pM", 43.0)),
+        il2rb=as_array(pop.receptors_per_cell(types, "il2rb")),
+        gc=as_array(pop.receptors_per_cell(types, "gc")),
+        km_intermediate_pM=as_array(per_type("km_intermediate_pM", 1035.0)),
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),
     )

@@ -5,9 +5,10 @@
 k_ex, c_target: exchange with blood (high endothelial venules, c_target = the plasma level) or
 lymph (sinuses, c_target = 0), vessels.py.
 s = q / (6.022e-4 V): secretion of the cell in the voxel (q molecules/s, V voxel volume um^3).
-u: uptake by the cell's receptors, quasi-steady binding with internalisation:
+u: uptake by the cell's receptors, quasi-steady binding with internalisation, summed over its
+two receptor classes (high affinity, IL-2Ra/b/gc, and intermediate, IL-2Rb/gc: cells.py):
 
-    U(c) = k_int R c / (K_M + c)          molecules/s   ('saturating')
+    U(c) = k_int R c / (K_M + c)          molecules/s   ('saturating'), per class
     U(c) = k_int R c / K_M                molecules/s   ('linear', the c << K_M limit)
     u    = U / (6.022e-4 V) = v_max c / (K_M + c),  v_max = k_int R / (6.022e-4 V)   (pM/s)
 
@@ -37,6 +38,8 @@ class FieldCoefficients:
 
     diffusion_um2_per_s, decay_per_s: scalars; secretion_pM_per_s, vmax_pM_per_s, km_pM:
     fields of shape grid.shape (km_pM is 1 where no cell sits, to keep c/(K_M + c) finite);
+    vmax_intermediate_pM_per_s, km_intermediate_pM: the same for the intermediate-affinity
+    receptors (fields, or 0 and 1 when no cell has any);
     face_values_pM: the six fixed-face values; exchange_per_s, exchange_target_pM: exchange with
     blood or lymph, + k_ex (c_target - c) in the field equation (fields or 0: vessels.py);
     uptake: 'saturating' | 'linear' (static).
@@ -50,6 +53,8 @@ class FieldCoefficients:
     face_values_pM: Any
     exchange_per_s: Any = 0.0
     exchange_target_pM: Any = 0.0
+    vmax_intermediate_pM_per_s: Any = 0.0
+    km_intermediate_pM: Any = 1.0
     uptake: str = field(default="saturating", metadata=dict(static=True))
 
     def replace(self, **changes) -> "FieldCoefficients":
@@ -60,32 +65,39 @@ class FieldCoefficients:
         return self.secretion_pM_per_s.dtype
 
 
+def _classes(coef: FieldCoefficients):
+    """(v_max, K_M) of the two receptor classes."""
+    return (coef.vmax_pM_per_s, coef.km_pM), (coef.vmax_intermediate_pM_per_s, coef.km_intermediate_pM)
+
+
 def uptake_rate(c, coef: FieldCoefficients):
     """u(c) in pM/s; c is clipped at 0 so that a rounding-level negative never secretes."""
     c = jnp.maximum(c, 0.0)
-    if coef.uptake == "linear":
-        return coef.vmax_pM_per_s * c / coef.km_pM
-    return coef.vmax_pM_per_s * c / (coef.km_pM + c)
+    return uptake_per_il2(c, coef) * c
 
 
 def uptake_per_il2(c, coef: FieldCoefficients):
     """sigma = u(c)/c (1/s): uptake per unit IL-2 at the field c, finite where c = 0."""
     if coef.uptake == "linear":
-        return coef.vmax_pM_per_s / coef.km_pM
-    return coef.vmax_pM_per_s / (coef.km_pM + jnp.maximum(c, 0.0))
+        return sum(vmax / km for vmax, km in _classes(coef))
+    c = jnp.maximum(c, 0.0)
+    return sum(vmax / (km + c) for vmax, km in _classes(coef))
 
 
 def uptake_slope(c, coef: FieldCoefficients):
     """du/dc (1/s), the diagonal of the uptake's Jacobian."""
     if coef.uptake == "linear":
-        return coef.vmax_pM_per_s / coef.km_pM
+        return uptake_per_il2(c, coef)
     c = jnp.maximum(c, 0.0)
-    return coef.vmax_pM_per_s * coef.km_pM / (coef.km_pM + c) ** 2
+    return sum(vmax * km / (km + c) ** 2 for vmax, km in _classes(coef))
 
 
 def max_uptake_slope(coef: FieldCoefficients):
-    """The largest du/dc over all c >= 0 (at c = 0): v_max / K_M, in 1/s."""
-    return jnp.max(coef.vmax_pM_per_s / coef.km_pM)
+    """The largest du/dc over all c >= 0 (at c = 0): sum of v_max / K_M, in 1/s. Also for a
+    stacked batch, where a class without cells holds one scalar per member."""
+    slopes = [vmax / km for vmax, km in _classes(coef)]
+    ndim = max(jnp.ndim(s) for s in slopes)
+    return jnp.max(sum(jnp.reshape(s, jnp.shape(s) + (1,) * (ndim - jnp.ndim(s))) for s in slopes))
 
 
 def tendency(c, grid: Grid, coef: FieldCoefficients):

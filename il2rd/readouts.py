@@ -20,7 +20,8 @@ class TypeReadout:
     total_uptake_molecules_per_s: float
     mean_pstat5: float
     pstat5_positive_fraction: float
-    mean_receptors: float
+    mean_receptors: float  # high-affinity (IL-2Ra/b/gc) receptors per cell
+    mean_receptors_intermediate: float = 0.0  # intermediate-affinity (IL-2Rb/gc) receptors per cell
 
 
 @dataclass(frozen=True)
@@ -53,37 +54,36 @@ class Summary:
             f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
             + ("" if self.steady else " (the rest accumulates in the field)"),
             f"{'cell type':<16}{'cells':>9}{'IL-2 seen (pM)':>16}{'uptake (molec/s)':>18}"
-            f"{'total uptake':>14}{'receptors':>11}{'pSTAT5':>8}{'pSTAT5+':>9}",
+            f"{'total uptake':>14}{'R high':>9}{'R int':>9}{'pSTAT5':>8}{'pSTAT5+':>9}",
         ]
         for t in self.types:
             lines.append(
                 f"{t.name:<16}{t.count:>9}{t.mean_il2_pM:>16.4g}{t.mean_uptake_molecules_per_s:>18.4g}"
-                f"{t.total_uptake_molecules_per_s:>14.4g}{t.mean_receptors:>11.4g}{t.mean_pstat5:>8.3f}{t.pstat5_positive_fraction:>9.1%}"
+                f"{t.total_uptake_molecules_per_s:>14.4g}{t.mean_receptors:>9.4g}{t.mean_receptors_intermediate:>9.4g}"
+                f"{t.mean_pstat5:>8.3f}{t.pstat5_positive_fraction:>9.1%}"
             )
-        lines.append("(per cell type: means over its cells; pSTAT5+ is pSTAT5 >= signalling.pstat5_threshold)")
+        lines.append("(per cell type: means over its cells; R high / R int: IL-2Ra/b/gc and IL-2Rb/gc receptors per cell; "
+                     "pSTAT5+ is pSTAT5 >= signalling.pstat5_threshold)")
         return "\n".join(lines)
 
 
-def cell_columns(field_pM, scenario, receptors=None) -> dict[str, np.ndarray]:
-    """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), receptors, pSTAT5.
-    receptors: each cell's current receptors where they change (solver.kind=coupled; the
-    scenario's coefficients must then be the ones for them)."""
+def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:
+    """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), high- and
+    intermediate-affinity receptors, pSTAT5. il2ra: each cell's current IL-2Ra where it changes
+    (solver.kind=coupled; the scenario's coefficients must then be the ones for it)."""
     pop = scenario.population
     settings = scenario.settings
-    if receptors is None:
-        receptors = pop.receptors_per_cell(settings.types)  # each cell's own (receptor_cv spread)
+    laws = cells.uptake_laws(pop, settings.types, il2ra)  # each cell's own chains (receptor_cv spread)
     if settings.cell_radius_um is None:
         seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.volume_fraction)
     else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
         # IL-2 at its surface (subgrid.py)
-        table = cells.type_table(settings.types, pop.type_names)
-        t = pop.type_index
         uptake, seen = subgrid.cell_uptake_molecules_per_s(
-            field_pM, pop.voxel, scenario.grid.spacing_um, float(scenario.coefficients.diffusion_um2_per_s),
-            settings.cell_radius_um, table["k_int_per_s"][t] * receptors, table["km_pM"][t], settings.uptake,
-            cells.periodic_axes(scenario.grid))
-    km = cells.type_table(settings.types, pop.type_names)["km_pM"][pop.type_index]
-    return dict(il2=seen, uptake=uptake, receptors=receptors, pstat5=settings.signalling.pstat5(seen, receptors, km))
+            field_pM, pop.voxel, scenario.grid.spacing_um,
+            cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction),
+            settings.cell_radius_um, *laws.collapsed(), settings.uptake, cells.periodic_axes(scenario.grid))
+    pstat5 = settings.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
+    return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 
 
 def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
@@ -103,6 +103,7 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         types.append(TypeReadout(
             name, n, mean("il2"), mean("uptake"), float(columns["uptake"][mask].sum()), mean("pstat5"),
             float(np.mean(columns["pstat5"][mask] >= threshold)) if n else nan, mean("receptors"),
+            mean("receptors_intermediate"),
         ))
     return Summary(
         mean_il2_pM=float(field64.mean()),

@@ -7,14 +7,28 @@ Busse et al. 2010 (PNAS 107:3058), Thurley-lab parameters (../shared/science.md)
 
 so a Treg with 2e4 receptors is half-activated at about 1 pM, a naive T cell with 100 at 120 pM.
 
-Busse's curve is calibrated on high-affinity (IL-2Ra/b/gc) receptors. A cell whose receptors bind
-with another Michaelis constant K (the intermediate-affinity IL-2Rb/gc of NK and naive CD8 cells,
-K ~ 1 nM, or a mutein that lost IL-2Ra binding) signals like a high-affinity cell with the same
-receptor occupancy c/(K + c), i.e. at the equivalent concentration
+Receptor classes from the three chains (:func:`receptor_classes`). IL-2 signals and is
+internalised through IL-2Rb/gc; IL-2Ra (CD25) adds the high affinity. With the chains pre-assembled
+as far as the scarcest allows,
 
-    c_equiv = K_ref c / K,        K_ref = reference K_M of the curve (43 pM)
+    R_high = min(R_a, R_b, R_g)                  IL-2Ra/b/gc receptors, K_M ~ 43 pM
+    R_int  = min(R_b, R_g) - R_high              IL-2Rb/gc receptors without IL-2Ra, K_M ~ 1 nM
 
-so intermediate-affinity cells need about 24 times more IL-2 for the same pSTAT5.
+and IL-2Ra beyond the IL-2Rb/gc pairs binds IL-2 only weakly (K_D ~ 10 nM) without internalising
+it, which is left out. An IL-2Rb or gc number that is not given counts as not limiting: with
+IL-2Rb unset every IL-2Ra is a high-affinity receptor and there are no intermediate ones (the
+convention of the mouse models whose CD25 numbers the library uses).
+
+Busse's curve is calibrated on high-affinity receptors. A cell whose receptors bind with another
+Michaelis constant (intermediate-affinity IL-2Rb/gc, K ~ 1 nM, or a mutein that lost IL-2Ra
+binding) signals like a high-affinity cell with the same number of receptors R = R_high + R_int
+and the same occupancy
+
+    theta = (R_high c/(K_high + c) + R_int c/(K_int + c)) / R,
+
+i.e. at the equivalent concentration c_equiv = K_ref theta / (1 - theta), K_ref = the reference K_M
+of the curve (43 pM); for one class of constant K that is c_equiv = K_ref c / K, so
+intermediate-affinity cells need about 24 times more IL-2 for the same pSTAT5.
 A cell without IL-2 receptors (R = 0: DCs, B cells in the library) does not signal: pSTAT5 = 0.
 A cell counts as pSTAT5-positive when pSTAT5 >= the configured threshold.
 """
@@ -50,12 +64,29 @@ class Signalling:
         receptors = xp.asarray(receptors) if xp is jnp else np.asarray(receptors, np.float64)
         return self.ec50_max_pM * kn / (kn + xp.maximum(receptors, 0.0) ** self.ec50_exponent)
 
-    def pstat5(self, il2_pM, receptors, km_pM=None):
+    def pstat5(self, il2_pM, receptors, km_pM=None, intermediate=0.0, km_intermediate_pM=None):
         """pSTAT5 level (0..1) of cells seeing il2_pM with `receptors` receptors of Michaelis
-        constant km_pM (None: the reference, high affinity)."""
-        xp = _xp(il2_pM, receptors, km_pM)
-        c = xp.maximum(xp.asarray(il2_pM) if xp is jnp else np.asarray(il2_pM, np.float64), 0.0)
-        if km_pM is not None:  # the high-affinity concentration with the same receptor occupancy
-            c = c * (self.reference_km_pM / xp.asarray(km_pM))
-        cn = c**self.hill
-        return xp.where(xp.asarray(receptors) > 0, cn / (self.ec50_pM(receptors) ** self.hill + cn), 0.0)
+        constant km_pM (None: the reference, high affinity) and `intermediate` receptors of
+        constant km_intermediate_pM (module docstring: signal at equal occupancy)."""
+        xp = _xp(il2_pM, receptors, km_pM, intermediate, km_intermediate_pM)
+        as_array = (lambda a: xp.asarray(a)) if xp is jnp else (lambda a: np.asarray(a, np.float64))  # noqa: E731
+        c = xp.maximum(as_array(il2_pM), 0.0)
+        high, low = xp.maximum(as_array(receptors), 0.0), xp.maximum(as_array(intermediate), 0.0)
+        k_high = self.reference_km_pM if km_pM is None else as_array(km_pM)
+        k_low = self.reference_km_pM if km_intermediate_pM is None else as_array(km_intermediate_pM)
+        total = high + low
+        bound = high * c / (k_high + c) + low * c / (k_low + c)
+        free = high * k_high / (k_high + c) + low * k_low / (k_low + c)  # total - bound, without cancellation
+        signals = (total > 0) & (bound > 0)
+        # EC50 / c_equiv = EC50 (1 - theta) / (K_ref theta); pSTAT5 = 1 / (1 + (EC50 / c_equiv)^n)
+        ratio = self.ec50_pM(total) * free / (self.reference_km_pM * xp.where(signals, bound, 1.0))
+        return xp.where(signals, 1.0 / (1.0 + ratio**self.hill), 0.0)
+
+
+def receptor_classes(il2ra, il2rb, gc):
+    """(R_high, R_int) receptors per cell from its IL-2Ra, IL-2Rb and gc chains (module
+    docstring); inf for a chain that is not limiting. numpy or jax.numpy, by the inputs."""
+    xp = _xp(il2ra, il2rb, gc)
+    pair = xp.minimum(il2rb, gc)
+    high = xp.minimum(il2ra, pair)
+    return high, xp.where(xp.isfinite(il2rb), pair - high, 0.0)

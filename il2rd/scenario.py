@@ -53,11 +53,11 @@ class Scenario:
         if settings.csv is not None or any(t.receptor_cv > 0 for t in settings.types.values()):
             # the counts (CSV) or the receptor numbers (spread) are known only now
             table = cells.type_table(settings.types, names)
-            t = population.type_index
+            laws = cells.uptake_laws(population, settings.types)
             check_steady_field_exists(
                 settings.solver_kind, settings.decay_per_s, settings.grid, settings.uptake,
-                float(table["secretion_molecules_per_s"][t].sum()),
-                float((table["k_int_per_s"][t] * population.receptors).sum()),
+                float(table["secretion_molecules_per_s"][population.type_index].sum()),
+                float((laws.vmax_high_molecules_per_s + laws.vmax_intermediate_molecules_per_s).sum()),
             )
         coef = cells.field_coefficients(
             settings.grid,

@@ -47,7 +47,9 @@ def _signature(p: _Point) -> tuple:
     """What must be equal for points to share one batch: everything static to the solver."""
     s = p.settings
     sub = explicit_substeps(s.grid, p.scenario.coefficients, s.dt_s) if s.solver_kind == "explicit" else 0
-    return (s.grid, s.solver_kind, s.options, s.dt_s, s.end_s, s.snapshot_every_s, s.precision, s.uptake, sub)
+    # coefficient shapes: a scenario without intermediate-affinity receptors holds scalars there
+    shapes = tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves(p.scenario.coefficients))
+    return (s.grid, s.solver_kind, s.options, s.dt_s, s.end_s, s.snapshot_every_s, s.precision, s.uptake, sub, shapes)
 
 
 # Field-sized arrays one point of a batch holds at once: 4 coefficients, the field, the Newton

@@ -20,7 +20,8 @@ H = 10.0
 HOUR = 3600.0
 
 
-def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=None, voxel=None, k_int=1.1e-3):
+def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=None, voxel=None, k_int=1.1e-3,
+                il2rb=np.inf, gc=np.inf):
     volume = H**3
     col = lambda v: jnp.asarray(np.broadcast_to(np.asarray(v, float), (n,)).copy())  # noqa: E731
     return CellKinetics(
@@ -30,6 +31,7 @@ def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=No
         secretion_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(secretion, volume)),
         onset_s=col(onset or 0.0), peak_s=col(peak or 0.0), off_s=col(off or 0.0),
         timed=jnp.full((n,), onset is not None), km_pM=col(43.0),
+        il2rb=col(il2rb), gc=col(gc), km_intermediate_pM=col(1035.0),
     )
 
 

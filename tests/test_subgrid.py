@@ -324,17 +324,18 @@ def test_exact_saturating_route_by_linearised_outer_iteration(h):
                 subgrid.sphere_saturating_uptake_molecules_per_s(c_inf, D, RADIUS, vmax, KM_PM), rel=0.05)
 
 
-@pytest.mark.parametrize("spacing_um", [8.0, 10.0, 20.0])
-def test_a_run_with_physics_cell_radius_reads_out_the_sphere_uptake(tmp_path, spacing_um):
+@pytest.mark.parametrize("spacing_um, alpha, tortuosity", [(8.0, 1.0, 1.0), (10.0, 1.0, 1.0), (20.0, 1.0, 1.0), (10.0, 0.3, 1.6)])
+def test_a_run_with_physics_cell_radius_reads_out_the_sphere_uptake(tmp_path, spacing_um, alpha, tortuosity):
     """Through the run path: one strong linear consumer (k = 10 x 4 pi D a) in a box whose faces
     hold 1 pM. With physics.cell_radius its uptake readout is the sphere's within 5 %; without,
-    the point-sink model is far off at 8 um."""
+    the point-sink model is far off at 8 um. In tissue (interstitial fraction alpha, tortuosity
+    lambda) the sphere's capacity is 4 pi alpha (D / lambda^2) a, c per interstitial volume."""
     from compose import compose_config
 
     from il2rd.simulate import run
 
     n, a_um, d = 24, 5.0, 10.0
-    capacity = 4 * np.pi * d * a_um
+    capacity = 4 * np.pi * alpha * d / tortuosity**2 * a_um
     k = 10 * capacity  # um^3/s
     km_pM, k_int = 43.0, 1.1e-3
     receptors = k * units.pM_to_molecules_per_um3(km_pM) / k_int
@@ -344,7 +345,8 @@ def test_a_run_with_physics_cell_radius_reads_out_the_sphere_uptake(tmp_path, sp
     common = [f"grid.shape=[{n},{n},{n}]", f"grid.spacing={spacing_um}", "grid.boundary=fixed", "grid.boundary_value=1.0",
               "physics.decay=0", "physics.uptake=linear", f"cells.csv={csv}", f"cell_types.treg.receptors={receptors}",
               f"cell_types.treg.km={km_pM}", f"cell_types.treg.k_int={k_int}", "precision=float64", "solver.rtol=1e-10",
-              "output.progress=false", "output.attribution=false"]
+              "output.progress=false", "output.attribution=false", f"physics.volume_fraction={alpha}",
+              f"physics.tortuosity={tortuosity}"]
     exact = units.pM_to_molecules_per_um3(1.0) * k * capacity / (capacity + k)
     corrected = run(compose_config(*common, f"physics.cell_radius={a_um}"), tmp_path / "corrected")
     uptake = {t.name: t.total_uptake_molecules_per_s for t in corrected.summary.types}["treg"]

@@ -17,9 +17,11 @@ concentrations in pM:
     /cells/type       (cell,) int32 index into /cells/type_names (dimension scale /cells/cell_type)
     /cells/il2        (time, cell) float32 pM seen by each cell
     /cells/uptake     (time, cell) molecules/s
-    /cells/receptors  (time, cell) receptors per cell
+    /cells/receptors  (time, cell) high-affinity (IL-2Ra/b/gc) receptors per cell
+    /cells/receptors_intermediate  (time, cell) intermediate-affinity (IL-2Rb/gc) receptors per cell
     /cells/pstat5     (time, cell) pSTAT5 level, 0..1
-    /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors, km_pM, k_int_per_s)
+    /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc
+                      (inf: not limiting), km_pM, km_intermediate_pM, k_int_per_s)
     /attribution/     steady runs (attribution.py): who took up whose IL-2 at the steady field
         source, responder            names (dimension scales); a source is a secreting cell type or 'boundary'
         uptake_molecules_per_s       (source, responder) uptake of each responder type from each source
@@ -57,7 +59,8 @@ from ._holder import HoldsFile
 
 SCHEMA_VERSION = 2
 CHUNK_BYTES = 4 * 2**20
-CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell", "pstat5": "1"}
+CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell",
+                "receptors_intermediate": "receptors per cell", "pstat5": "1"}
 
 
 def estimated_bytes(scenario) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from ._holder import HoldsFile
+from .hdf5 import CELL_COLUMNS
 
 
 class LazyArray:
@@ -77,7 +78,7 @@ class RunFile(HoldsFile):
     y: np.ndarray
     z: np.ndarray
     field: LazyArray  # (time, z, y, x) pM
-    cells: dict  # x, y, z (um), type: (cell,) numpy; il2, uptake, receptors, pstat5: (time, cell) lazy
+    cells: dict  # x, y, z (um), type: (cell,) numpy; il2, uptake, receptors[_intermediate], pstat5: (time, cell) lazy
     type_names: list[str]
     cell_types: dict = field(default_factory=dict)  # per-type parameters, numpy
 
@@ -117,7 +118,7 @@ def load(path: str | Path) -> RunFile:
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     n = int(attrs.get("n_snapshots", f["time"].shape[0]))
     cells = {name: f["cells"][name][:] for name in ("x", "y", "z", "type")}
-    for name in ("il2", "uptake", "receptors", "pstat5"):
+    for name in CELL_COLUMNS:
         if name in f["cells"]:
             cells[name] = LazyArray(f["cells"][name], n)
     cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()} if "cell_types" in f else {}
