@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from . import anatomy
 from .anatomy import AnatomyError, NodeAnatomy
 from .cells import CellType, Region
-from .receptors import Signalling
+from .receptors import Signalling, receptor_classes
 from .grid import BOUNDARY_KINDS, FACES, Grid
 from .kinetics import UPTAKE_LAWS
 from .solvers.steady import PRECONDITIONERS, SolverOptions
@@ -109,8 +109,11 @@ class CellTypeConfig:
     """Defaults for every cell type; a type added with +cell_types.<name>.<key>=... gets these."""
 
     secretion: float = 0.0  # molecules/s per cell
-    receptors: float = 0.0  # IL-2 receptors per cell
-    km: float = 43.0  # pM, Michaelis constant of uptake (k_off + k_int)/k_on
+    receptors: float = 0.0  # IL-2Ra (CD25) per cell
+    il2rb: Optional[float] = None  # IL-2Rb per cell; null = not limiting: every IL-2Ra forms a high-affinity receptor
+    gc: Optional[float] = None  # common gamma chain per cell; null = not limiting (needs il2rb)
+    km: float = 43.0  # pM, Michaelis constant of high-affinity uptake (k_off + k_int)/k_on
+    km_intermediate: float = 1035.0  # pM, the same for IL-2Rb/gc without IL-2Ra (K_D ~ 1 nM + k_int/k_on)
     k_int: float = 1.1e-3  # 1/s, internalisation
     receptor_cv: float = 0.0  # coefficient of variation of receptors between cells (log-normal); 0 = none
     cd25_gain: float = 1.0  # solver.kind=coupled: receptors rise to gain x basal under full pSTAT5 (1 = no feedback)
@@ -169,12 +172,14 @@ class ReceptorDynamicsConfig:
 
 @dataclass
 class VesselsConfig:
-    """Exchange with blood (HEVs in the T zone) and lymph (capsule and medulla sinuses): vessels.py."""
+    """Exchange with blood (HEVs in the T zone, capillaries in the whole node) and lymph (capsule and
+    medulla sinuses): vessels.py."""
 
     blood_il2: float = 0.0  # pM, plasma IL-2 (therapy)
     hev_density: float = 0.0  # HEV voxels per mm^3 of T zone (needs the node)
     hev_exchange: float = 0.0  # 1/s, k_ex of an HEV voxel
     lymph_drainage: float = 0.0  # 1/s, k_ex of a capsule/medulla voxel towards 0 (needs the node)
+    capillary_exchange: float = 0.0  # 1/s, k_ex of every node voxel with blood (capillaries; needs the node)
 
 
 @dataclass
@@ -290,13 +295,14 @@ def _vessels(cfg, lymph_node) -> Vessels:
         hev_density_per_mm3=_number("vessels.hev_density", cfg.hev_density, low=0, unit="HEV voxels per mm^3 of T zone"),
         hev_exchange_per_s=_number("vessels.hev_exchange", cfg.hev_exchange, low=0, unit="1/s"),
         lymph_drainage_per_s=_number("vessels.lymph_drainage", cfg.lymph_drainage, low=0, unit="1/s"),
+        capillary_exchange_per_s=_number("vessels.capillary_exchange", cfg.capillary_exchange, low=0, unit="1/s"),
     )
     if vessels.active:
-        lymph_node()  # HEVs and sinuses sit in the node's compartments: build it (and check it fits) now
+        lymph_node()  # HEVs, capillaries and sinuses sit in the node's compartments: build it (and check it fits) now
     return vessels
 
 
-def _cell_radius(value: Any, grid: Grid, volume_fraction: float, kind: str) -> float | None:
+def _cell_radius(value: Any, grid: Grid, kind: str) -> float | None:
     """physics.cell_radius: where the sub-grid closure (subgrid.py) is defined and wired in."""
     if value is None:
         return None
@@ -307,8 +313,6 @@ def _cell_radius(value: Any, grid: Grid, volume_fraction: float, kind: str) -> f
                           f"grid.spacing is {grid.spacing_um:g} um")
     if 1 in grid.shape:
         raise ConfigError("physics.cell_radius", value, "the sub-grid closure is for 3-D lattices; set it to null in 2-D")
-    if volume_fraction != 1.0:
-        raise ConfigError("physics.cell_radius", value, "is not yet combined with physics.volume_fraction < 1; set one of them back")
     if kind == "coupled":
         raise ConfigError("physics.cell_radius", value, "is not yet available with solver.kind=coupled")
     return radius
@@ -459,11 +463,20 @@ def _secretion_course(key: str, value: Any) -> dict:
     return dict(zip(("secretion_onset_s", "secretion_peak_s", "secretion_off_s"), (3600.0 * h for h in hours)))
 
 
+def _chains(key: str, il2rb: Any, gc: Any) -> dict:
+    """il2rb, gc of a type: numbers >= 0 or null (inf: not limiting); gc only with il2rb."""
+    if il2rb is None and gc is not None:
+        raise ConfigError(f"{key}.gc", gc, "needs il2rb as well (with il2rb null every IL-2Ra is a high-affinity "
+                                           "receptor and gc plays no part); set il2rb or set gc to null")
+    return {chain: math.inf if value is None else _number(f"{key}.{chain}", value, low=0, unit=f"{label} per cell")
+            for chain, value, label in (("il2rb", il2rb, "IL-2Rb"), ("gc", gc, "gc"))}
+
+
 def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
     types, placement = {}, []
     if not isinstance(cfg.cell_types, (dict, DictConfig)):
         raise ConfigError("cell_types", cfg.cell_types,
-                          "must be a mapping {name: {secretion, receptors, receptor_cv, km, k_int, count|density, region}}")
+                          "must be a mapping {name: {secretion, receptors, il2rb, gc, receptor_cv, km, k_int, count|density, region}}")
     schema = OmegaConf.structured(CellTypeConfig)
     for name, node in cfg.cell_types.items():
         key = f"cell_types.{name}"
@@ -478,8 +491,10 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
         types[name] = CellType(
             name,
             secretion_molecules_per_s=_number(f"{key}.secretion", merged["secretion"], low=0, unit="molecules/s"),
-            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, unit="receptors per cell"),
+            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, unit="IL-2Ra per cell"),
+            **_chains(key, merged["il2rb"], merged["gc"]),
             km_pM=_number(f"{key}.km", merged["km"], low=0, low_open=True, unit="pM"),
+            km_intermediate_pM=_number(f"{key}.km_intermediate", merged["km_intermediate"], low=0, low_open=True, unit="pM"),
             k_int_per_s=_number(f"{key}.k_int", merged["k_int"], low=0, unit="1/s"),
             receptor_cv=_number(f"{key}.receptor_cv", merged["receptor_cv"], low=0, high=MAX_RECEPTOR_CV,
                                 unit="sd/mean of receptors between cells, a fraction: 0.5 is 50 %"),
@@ -567,7 +582,7 @@ def parse(cfg: DictConfig) -> Settings:
     tortuosity = _number("physics.tortuosity", cfg.physics.tortuosity, low=1,
                          unit="D_eff = D / tortuosity^2; ~1.6 in tissue")
     kind = _choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
-    cell_radius = _cell_radius(cfg.physics.cell_radius, grid, volume_fraction, kind)
+    cell_radius = _cell_radius(cfg.physics.cell_radius, grid, kind)
     dynamics_cfg = cfg.receptor_dynamics
     feedback = ReceptorFeedback(
         turnover_per_s=_number("receptor_dynamics.turnover", dynamics_cfg.turnover, low=0, low_open=True, unit="1/s"),
@@ -607,7 +622,8 @@ def parse(cfg: DictConfig) -> Settings:
         check_steady_field_exists(
             kind, decay, grid, uptake,
             sum(c * types[n].secretion_molecules_per_s for n, c, _ in placement),
-            sum(c * types[n].k_int_per_s * types[n].receptors for n, c, _ in placement),
+            sum(c * types[n].k_int_per_s * sum(receptor_classes(types[n].receptors, types[n].il2rb, types[n].gc))
+                for n, c, _ in placement),
         )
     signalling = Signalling(
         ec50_max_pM=_number("signalling.ec50_max", cfg.signalling.ec50_max, low=0, low_open=True, unit="pM"),

@@ -9,7 +9,8 @@ through the console command itself). The checks are about mechanism, not tuned n
 - the six IL-2-source presets (Whyte et al. 2022) share one population and differ only in which
   type secretes, and all secrete the same total;
 - the no-IL-2 control secretes nothing and has a zero field;
-- therapy from the blood raises the field with the serum level and never above it;
+- therapy from the blood enters through the node's vessels (HEVs in the T zone, capillaries
+  everywhere in it), raises the field with the serum level and never above it;
 - a mutein without IL-2Ra binding lowers the Tregs' uptake, at the same dose, and leaves more for
   the intermediate-affinity consumers.
 
@@ -20,6 +21,7 @@ stay equal (each source cell keeps its per-cell secretion).
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -31,7 +33,9 @@ import pytest
 from omegaconf import OmegaConf
 
 import il2rd.cli
+from il2rd.attribution import BLOOD
 from il2rd.config import CellTypeConfig, parse
+from il2rd.receptors import receptor_classes
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 
@@ -122,16 +126,16 @@ def test_library_type_is_valid_and_its_km_follows_from_the_binding_constants(nam
     allowed = set(OmegaConf.structured(CellTypeConfig).keys())
     assert set(entry) <= allowed, set(entry) - allowed
     assert entry.region.kind in ("t_zone", "follicle", "interfollicular", "medulla")
-    # one receptor class per type: high affinity, K_M = (k_off + k_int)/k_on with k_off = K_D k_on,
-    # or intermediate affinity, K_M = K_D + k_int/k_on
+    # high affinity: K_M = (k_off + k_int)/k_on with k_off = K_D k_on; intermediate affinity
+    # (IL-2Rb/gc): K_M = K_D + k_int/k_on
     k_int_over_k_on_pM = entry.k_int / K_ON_PER_M_PER_S * 1e12
-    expected = {"high": K_D_HIGH_PM + k_int_over_k_on_pM, "intermediate": K_D_INTERMEDIATE_PM + k_int_over_k_on_pM}
-    kind = min(expected, key=lambda k: abs(expected[k] - entry.km))
-    assert entry.km == pytest.approx(expected[kind], rel=0.01), (name, entry.km, expected)
-    if name in ("nk", "cd8_naive", "cd8_treg"):  # IL-2Rb/gc consumers, no CD25 to speak of
-        assert kind == "intermediate"
+    assert entry.km == pytest.approx(K_D_HIGH_PM + k_int_over_k_on_pM, rel=0.01), (name, entry.km)
+    assert entry.get("km_intermediate", 1035.0) == pytest.approx(K_D_INTERMEDIATE_PM + k_int_over_k_on_pM, rel=0.01)
+    high, intermediate = receptor_classes(entry.receptors, entry.get("il2rb") or math.inf, entry.get("gc") or math.inf)
+    if name in ("nk", "cd8_naive", "cd8_treg"):  # IL-2Rb/gc consumers, little CD25
+        assert intermediate > 10 * high > 0
     if name in ("treg", "cd4_activated", "cd8_activated", "ilc2"):  # CD25-high consumers
-        assert kind == "high" and entry.receptors > 0
+        assert high > 0 and intermediate == 0
 
 
 def test_a_library_type_can_be_added_and_changed_from_the_command_line():
@@ -140,7 +144,7 @@ def test_a_library_type_can_be_added_and_changed_from_the_command_line():
                    "cell_types.extra_nk.density=null")
     assert cfg.cell_types.treg.receptors == 5e4 and cfg.cell_types.treg.secretion == 10.0
     assert cfg.cell_types.foo.secretion == 10
-    assert cfg.cell_types.extra_nk.km == cfg.cell_types.nk.km == 1035.0
+    assert cfg.cell_types.extra_nk.il2rb == cfg.cell_types.nk.il2rb == 8000
     settings = parse(cfg)
     assert settings.types["treg"].receptors == 5e4
     assert settings.types["foo"].secretion_molecules_per_s == 10.0
@@ -165,9 +169,10 @@ def test_every_preset_runs_on_a_small_lattice(small_run, preset):
     assert field.shape == (32, 32, 32)
     assert np.all(np.isfinite(field)) and field.min() >= 0.0
     s = result.summary
+    supplied = s.secretion_molecules_per_s + s.exchange_molecules_per_s  # cells, and the blood (therapy presets)
     removed = s.uptake_molecules_per_s + s.decay_molecules_per_s + s.boundary_outflux_molecules_per_s
-    scale = max(s.secretion_molecules_per_s, s.uptake_molecules_per_s + s.decay_molecules_per_s, 1e-30)
-    assert abs(s.secretion_molecules_per_s - removed) <= 1e-3 * scale  # global balance
+    scale = max(supplied, s.uptake_molecules_per_s + s.decay_molecules_per_s, 1e-30)
+    assert abs(supplied - removed) <= 1e-3 * scale  # global balance
     if preset != "t_zone":
         assert [t.name for t in s.types] == list(composed(preset).cell_types)
 
@@ -210,13 +215,49 @@ def test_control_secretes_nothing_and_has_a_zero_field(small_run):
     assert all(t.total_uptake_molecules_per_s == 0.0 for t in result.summary.types)
 
 
+def test_therapy_enters_through_the_node_vessels_not_the_faces():
+    """The therapy presets feed IL-2 from the plasma through HEVs in the T zone and capillaries in the
+    whole node (il2rd/vessels.py); no face is fixed. On the small node the HEV density must still give
+    HEVs (a density that rounds to none would leave only the capillaries)."""
+    for preset in ("therapy_low", "therapy_high", "mutein"):
+        settings = parse(composed(preset))
+        assert set(settings.grid.boundary) == {"zero_flux"} and set(settings.face_values_pM) == {0.0}, preset
+        v = settings.vessels
+        assert v.blood_il2_pM > 0 and v.hev_exchange_per_s > 0 and v.capillary_exchange_per_s > 0, preset
+        scenario = Scenario.build(settings)
+        rate = np.asarray(scenario.coefficients.exchange_per_s, np.float64)
+        target = np.asarray(scenario.coefficients.exchange_target_pM, np.float64)
+        node, grid = settings.node, settings.grid
+        t_zone, inside = node.mask("t_zone", grid), node.mask("node", grid)
+        hev = rate >= v.hev_exchange_per_s
+        expected = round(v.hev_density_per_mm3 * t_zone.sum() * grid.voxel_volume_um3 / 1e9)
+        assert hev.sum() == expected > 0, (preset, hev.sum(), expected)
+        assert np.all(t_zone[hev])
+        assert np.all(rate[inside] > 0) and np.all(rate[~inside] == 0)  # capillaries: every node voxel
+        np.testing.assert_allclose(target[inside], v.blood_il2_pM, rtol=1e-6)  # all towards the plasma level
+    assert not parse(composed("no_il2")).vessels.active  # the control gets no IL-2 from the blood
+
+
 def test_therapy_field_rises_with_the_dose_and_stays_below_the_serum_level(small_run):
-    serum = {p: parse(composed(p)).face_values_pM[0] for p in ("therapy_low", "therapy_high")}
+    serum = {p: parse(composed(p)).vessels.blood_il2_pM for p in ("therapy_low", "therapy_high")}
     assert 0 < serum["therapy_low"] < serum["therapy_high"]
     control, low, high = (small_run(p) for p in ("no_il2", "therapy_low", "therapy_high"))
+    assert np.all(control.field_pM == 0.0) and control.summary.exchange_molecules_per_s == 0.0
+    assert control.attribution is None or control.attribution.sources == ()
+    settings = parse(composed("therapy_low"))  # the same node, HEVs and cells at either dose
+    hev = np.asarray(Scenario.build(settings).coefficients.exchange_per_s) >= settings.vessels.hev_exchange_per_s
+    t_zone = settings.node.mask("t_zone", settings.grid)
     for preset, result in (("therapy_low", low), ("therapy_high", high)):
-        assert result.summary.secretion_molecules_per_s == 0.0  # the blood is the only source
+        s = result.summary
+        assert s.secretion_molecules_per_s == 0.0  # the blood is the only source
+        assert s.exchange_molecules_per_s > 0  # what enters from the blood ...
+        assert s.exchange_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-3)
         assert result.field_pM.max() <= serum[preset] * (1 + 1e-5)  # no source inside: maximum principle
+        # IL-2 is highest where it enters: HEV voxels above the rest of the T zone
+        assert result.field_pM[hev].mean() > result.field_pM[t_zone & ~hev].mean()
+        a = result.attribution
+        assert a.sources == (BLOOD,)  # ... is all the cells take up
+        assert a.matrix_molecules_per_s.sum() == pytest.approx(s.uptake_molecules_per_s, rel=1e-3)
     assert control.summary.mean_il2_pM == 0.0 < low.summary.mean_il2_pM < high.summary.mean_il2_pM
     for name in ("treg", "cd8_naive", "nk"):
         assert by_type(low)[name].mean_il2_pM < by_type(high)[name].mean_il2_pM
@@ -225,9 +266,11 @@ def test_therapy_field_rises_with_the_dose_and_stays_below_the_serum_level(small
 
 def test_mutein_lowers_treg_uptake_at_the_same_dose(small_run):
     wild, mutein = parse(composed("therapy_high")), parse(composed("mutein"))
-    assert mutein.face_values_pM == wild.face_values_pM  # the same dose
+    assert mutein.vessels == wild.vessels and mutein.face_values_pM == wild.face_values_pM  # the same dose, same entry
     assert mutein.types["treg"].km_pM > wild.types["treg"].km_pM  # lost IL-2Ra binding
-    assert mutein.types["nk"] == wild.types["nk"]  # intermediate-affinity consumers unchanged
+    # every high-affinity receptor loses IL-2Ra binding; the intermediate ones are unchanged
+    assert all(mutein.types[n].km_pM == mutein.types[n].km_intermediate_pM for n in mutein.types)
+    assert all(mutein.types[n].km_intermediate_pM == wild.types[n].km_intermediate_pM for n in mutein.types)
     wild_run, mutein_run = small_run("therapy_high"), small_run("mutein")
     assert by_type(mutein_run)["treg"].mean_uptake_molecules_per_s < by_type(wild_run)["treg"].mean_uptake_molecules_per_s
     # what the Tregs leave reaches the others: more IL-2 everywhere, more for the NK cells

@@ -1,5 +1,6 @@
 """Exchange with blood and lymph (il2rd/vessels.py): the uniform exact solution, where the sites
-are, the balance with exchange, the maximum principle, and attribution to the blood."""
+are, the balance with exchange, the maximum principle, and attribution to the blood; capillaries
+(a uniform rate over the node) against the exact no-sink and well-mixed levels, and their validation."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -73,3 +74,71 @@ def test_attribution_splits_secreted_and_blood_il2(tmp_path):
 
     columns = readouts.cell_columns(c, sc)
     np.testing.assert_allclose(a.by_cell_molecules_per_s.sum(axis=1), columns["uptake"], rtol=1e-6, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Capillaries: a uniform exchange rate over every node voxel (vessels.capillary_exchange)
+
+# the small node of test_presets.py with no cells at all (the default T-zone types placed at density 0)
+NO_CELLS = ["grid.shape=[32,32,32]", "node.capsule_thickness=10", "node.t_zone_depth=30", "node.follicles.count=2",
+            "node.follicles.radius=40", "node.follicles.spread=70", *QUIET, "cell_types.il2_producer.secretion=0",
+            *(f"cell_types.{name}.density=0" for name in ("il2_producer", "treg", "naive_t"))]
+
+
+def capillary_field(*overrides):
+    sc = Scenario.build(config.parse(compose_config(*NO_CELLS, *TIGHT, "vessels.blood_il2=30", *overrides)))
+    assert len(sc.population) == 0
+    c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
+    assert bool(info.converged)
+    return np.asarray(c), sc
+
+
+def test_capillaries_exchange_in_every_node_voxel_and_add_to_the_other_sites():
+    settings = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *VESSELS, *TIGHT,
+                                           "vessels.capillary_exchange=5e-6"))
+    sc = Scenario.build(settings)
+    rate = np.asarray(sc.coefficients.exchange_per_s, np.float64)
+    target = np.asarray(sc.coefficients.exchange_target_pM, np.float64)
+    node, grid = settings.node, settings.grid
+    inside, sinus = node.mask("node", grid), node.mask("capsule", grid) | node.mask("medulla", grid)
+    hev = np.isclose(rate, 6e-4 + 5e-6, rtol=1e-9, atol=0)  # HEV (6e-4 /s) + capillaries
+    assert hev.sum() > 0 and np.all(node.mask("t_zone", grid)[hev]) and not np.any(sinus & hev)
+    assert np.all(rate[~inside] == 0)
+    # rates add: k_ex = sum_i k_i, and k_ex c_target = sum_i k_i c_i (c_i = 30 pM for blood, 0 for lymph)
+    np.testing.assert_allclose(rate[hev], 6e-4 + 5e-6, rtol=1e-12)
+    np.testing.assert_allclose(rate[sinus], 1e-3 + 5e-6, rtol=1e-12)
+    plain = inside & ~sinus & ~hev
+    assert plain.sum() > 0 and np.allclose(rate[plain], 5e-6, rtol=1e-12)
+    np.testing.assert_allclose((rate * target)[inside], np.where(sinus, 5e-6, np.where(hev, 6e-4 + 5e-6, 5e-6))[inside] * 30.0,
+                               rtol=1e-12)
+
+
+def test_capillaries_without_decay_or_cells_bring_the_whole_lattice_to_the_plasma_level():
+    """No sink anywhere: the unique steady field of D lap c + k(x) (c_b - c) = 0 with zero-flux faces
+    and k >= 0 somewhere is c = c_b, also outside the node where k = 0."""
+    c, _ = capillary_field("physics.decay=0", "vessels.capillary_exchange=5e-6")
+    np.testing.assert_allclose(c, 30.0, rtol=1e-8)
+
+
+def test_capillaries_with_decay_reach_the_well_mixed_level_inside_and_never_exceed_it():
+    """Exchange k towards c_b with decay k_d: k c_b / (k_d + k) where the node is uniform (its centre,
+    many decay lengths sqrt(D/(k + k_d)) = 7 um from the node's edge); nowhere above it (maximum
+    principle: outside the node decay alone, inside k (c_b - c) - k_d c >= 0 at a maximum); and all
+    that enters from the blood decays."""
+    k, k_d = 0.1, 0.1
+    c, sc = capillary_field(f"physics.decay={k_d}", f"vessels.capillary_exchange={k}")
+    well_mixed = k * 30.0 / (k_d + k)
+    assert c.max() <= well_mixed * (1 + 1e-9)
+    assert c[16, 16, 16] == pytest.approx(well_mixed, rel=1e-3)
+    assert np.all(c[~sc.settings.node.mask("node", sc.grid)] < well_mixed)
+    coef = sc.coefficients
+    inflow = float(np.sum(np.asarray(coef.exchange_per_s) * (np.asarray(coef.exchange_target_pM) - c)))
+    assert inflow == pytest.approx(k_d * float(c.sum()), rel=1e-8)
+
+
+@pytest.mark.parametrize("value", [-5e-6, float("nan"), float("inf")])
+def test_a_bad_capillary_exchange_is_refused_naming_key_value_and_rule(value):
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, f"vessels.capillary_exchange={value}"))
+    message = str(err.value)
+    assert message.startswith("vessels.capillary_exchange = ") and "must be a finite number >= 0 (1/s)" in message
