@@ -58,10 +58,12 @@ def test_batched_equals_each_point_alone(tmp_path, kind):
 
 
 def test_points_of_different_shapes_are_batched_separately(tmp_path):
+    """Different lattices, and points with and without intermediate-affinity receptors (whose
+    coefficients then hold fields instead of scalars), go into separate batches."""
     cfgs = compose_many([*SMALL, "physics.diffusion=5"], ["grid.shape=[8,8,8]", "output.progress=false"],
-                        [*SMALL, "physics.diffusion=20"])
-    paths = run_batched(cfgs, [tmp_path / str(i) for i in range(3)], progress=False)
-    assert sorted(p.parent.name for p in paths) == ["0", "1", "2"]
+                        [*SMALL, "physics.diffusion=20"], [*SMALL, "+cell_types.naive_t.il2rb=350"])
+    paths = run_batched(cfgs, [tmp_path / str(i) for i in range(len(cfgs))], progress=False)
+    assert sorted(p.parent.name for p in paths) == [str(i) for i in range(len(cfgs))]
     for i, cfg in enumerate(cfgs):
         np.testing.assert_allclose(fields(tmp_path / str(i) / "il2rd.h5"),
                                    fields(run(cfg, tmp_path / f"alone{i}").path), rtol=1e-5, atol=1e-6)
