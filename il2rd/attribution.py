@@ -26,6 +26,21 @@ that rises to the exact one as w grows; `autocrine_window_change` reports how mu
 from w - 1 to w (small where consumers are dense, since IL-2 then travels a few cells; larger in
 consumer-poor tissue with its long decay length). Same-type shares include the autocrine part.
 Steady fields only: the shares of a transient field depend on its history.
+
+With the sub-grid closure (physics.cell_radius, subgrid.py) each cell i secretes and takes up over
+its 7-voxel stencil, and stencils of different cells and types overlap, so a voxel has no one
+type. Then s_k is the secretion of type k's cells alone, spread over their stencils as the run
+spreads all (subgrid.voxel_fields; :func:`type_secretions`), and a cell's uptake is its share p_ij
+of the uptake sigma_j c_j of each voxel j its stencil reaches (subgrid.uptake_sharing, the sharing
+subgrid.cell_uptake_molecules_per_s uses), so
+
+    cell i takes up  sum_j p_ij sigma_j c_k,j  of source k's IL-2   (pM/s, x the interstitial voxel volume),
+
+which sums over k to the cell's uptake as readouts.cell_columns reports it. Its autocrine part is
+sum_j p_ij sigma_j [A^-1 s_i]_j with s_i = q_i w_i its own stencil-spread secretion (weights w_ij,
+sum 1): the local-window solve takes that stencil as its right-hand side, and the same M-matrix
+argument (A_W^-1 <= A^-1 entrywise, s_i, p, sigma >= 0) keeps it a lower bound. A stencil arm that
+wraps through a periodic face lies outside the window and counts as lost.
 """
 
 from __future__ import annotations
@@ -37,8 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import cells, subgrid, units
 from . import grid as grid_mod
-from . import units
 from .grid import Grid
 from .kinetics import FieldCoefficients, uptake_per_il2
 from .solvers.krylov import pcg
@@ -76,13 +91,13 @@ def _solve_many(rhs, c, grid: Grid, coef: FieldCoefficients, options: SolverOpti
     return jax.lax.map(one, rhs, batch_size=batch)
 
 
-@partial(jax.jit, static_argnames=("grid", "source_types", "with_boundary", "with_blood", "options"))
-def source_fields(c, type_field, grid: Grid, coef: FieldCoefficients, source_types: tuple[int, ...],
-                  with_boundary: bool, options: SolverOptions, with_blood: bool = False):
-    """(c_k for each source type index in source_types [, c_boundary] [, c_blood]) stacked, pM, and the
-    PCG iterations of each solve. type_field: (nx, ny, nz) int, the type index of the cell in
-    each voxel, -1 where none."""
-    rhs = [jnp.where(type_field == k, coef.secretion_pM_per_s, 0.0) for k in source_types]
+@partial(jax.jit, static_argnames=("grid", "with_boundary", "with_blood", "options"))
+def source_fields(c, secretions, grid: Grid, coef: FieldCoefficients, with_boundary: bool, options: SolverOptions,
+                  with_blood: bool = False):
+    """(c_k for each secretion field s_k [, c_boundary] [, c_blood]) stacked, pM, and the PCG
+    iterations of each solve. secretions: (n_sources, nx, ny, nz), pM/s, each source type's part
+    of coef.secretion_pM_per_s (:func:`type_secretions`)."""
+    rhs = list(jnp.asarray(secretions, c.dtype))
     if with_boundary:
         rhs.append(coef.diffusion_um2_per_s * grid_mod.laplacian(jnp.zeros_like(c), grid, coef.face_values_pM))
     if with_blood:
@@ -90,19 +105,32 @@ def source_fields(c, type_field, grid: Grid, coef: FieldCoefficients, source_typ
     return _solve_many(jnp.stack(rhs), c, grid, coef, options)
 
 
-@partial(jax.jit, static_argnames=("grid", "half_width", "chunk", "rtol", "maxiter"))
 def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, half_width: int,
                          chunk: int = 1024, rtol: float = 1e-6, maxiter: int = 1000):
     """[A_W^-1]_ii (s) for each voxel i of voxels (n, 3): A = -D lap + diag(absorption) restricted
-    to the cube W of half-width w around i (clipped at the lattice), Jacobi-preconditioned CG
-    on every cube, `chunk` cubes at a time. A lower bound of [A^-1]_ii (module docstring)."""
+    to the cube W of half-width w around i (clipped at the lattice). A lower bound of [A^-1]_ii
+    (module docstring); :func:`local_green_stencil` with a unit right-hand side."""
+    voxels = jnp.asarray(voxels, jnp.int32)
+    n = voxels.shape[0]
+    return local_green_stencil(absorption_per_s, grid, diffusion_um2_per_s, voxels, jnp.zeros((n, 1, 3), jnp.int32),
+                               jnp.ones((n, 1), absorption_per_s.dtype), half_width, chunk, rtol, maxiter)[:, 0]
+
+
+@partial(jax.jit, static_argnames=("grid", "half_width", "chunk", "rtol", "maxiter"))
+def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, offsets, weights, half_width: int,
+                        chunk: int = 1024, rtol: float = 1e-6, maxiter: int = 1000):
+    """x_W = A_W^-1 b_i read at the voxels where b_i sits (s, (n, m)): for each voxel i of
+    voxels (n, 3), b_i = sum_j weights[i, j] e_(i + offsets[i, j]) (offsets (n, m, 3) within
+    +-1, repeated offsets add), A = -D lap + diag(absorption) restricted to the cube W of
+    half-width w around i (clipped at the lattice: weight beyond it is lost).
+    Jacobi-preconditioned CG on every cube to ||b - A x|| <= rtol ||b||, `chunk` cubes at a
+    time. For b >= 0 each entry is a lower bound of [A^-1 b_i] there (module docstring)."""
     w = half_width
     n = 2 * w + 1
     diagonal = diffusion_um2_per_s * laplacian_diagonal(grid, absorption_per_s.dtype) + absorption_per_s
     diagonal = jnp.pad(diagonal, w, constant_values=1.0)
     inside = jnp.pad(jnp.ones(grid.shape, absorption_per_s.dtype), w)  # 0 beyond the lattice
     coupling = diffusion_um2_per_s / grid.spacing_um**2
-    unit = jnp.zeros((n, n, n), absorption_per_s.dtype).at[w, w, w].set(1.0)
 
     def neighbours(v):  # sum of the 6 face neighbours, 0 beyond the cube
         total = jnp.zeros_like(v)
@@ -111,15 +139,18 @@ def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxe
             total = total + jax.lax.slice_in_dim(padded, 0, n, axis=axis) + jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
         return total
 
-    def one(voxel):
+    def one(args):
+        voxel, offset, weight = args
         d = jax.lax.dynamic_slice(diagonal, voxel, (n, n, n))
         m = jax.lax.dynamic_slice(inside, voxel, (n, n, n))
+        at = tuple((offset + w).T)
+        b = m * jnp.zeros((n, n, n), absorption_per_s.dtype).at[at].add(weight)
         # identity beyond the lattice keeps the operator SPD with those voxels at 0
         A = lambda v: m * (d * v - coupling * neighbours(m * v)) + (1 - m) * v  # noqa: E731
-        x, _ = pcg(A, unit, lambda r: r / d, jnp.zeros_like(unit), rtol, maxiter)
-        return x[w, w, w]
+        x, _ = pcg(A, b, lambda r: r / d, jnp.zeros_like(b), rtol * jnp.sqrt(jnp.vdot(b, b)), maxiter)
+        return x[at]
 
-    return jax.lax.map(one, voxels, batch_size=chunk)
+    return jax.lax.map(one, (voxels, offsets, weights), batch_size=chunk)
 
 
 @dataclass(frozen=True)
@@ -180,9 +211,57 @@ def type_field(grid: Grid, population) -> np.ndarray:
     return field
 
 
-def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attribution:
+def type_secretions(scenario, type_indices) -> np.ndarray:
+    """(len(type_indices), nx, ny, nz) pM/s: s_k, the part of the secretion field s =
+    coef.secretion_pM_per_s made by the cells of each type k (sum over all types = s).
+
+    Point sinks: s where type k's cells sit. Sub-grid closure: type k's cells spread over their
+    stencils (subgrid.voxel_fields, as cells.field_coefficients spreads them all), taken as
+    their fraction of every voxel's s, s_k = s S_k / sum_k' S_k' (S_k: type k's spread alone),
+    so that the s_k add up to the field's own s whatever its units."""
+    grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
+    if not len(type_indices):
+        return np.zeros((0, *grid.shape))
+    if scenario.settings.cell_radius_um is None:
+        types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
+        return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
+    law = _stencil_law(scenario)
+    spread = lambda mine: subgrid.voxel_fields(  # noqa: E731
+        grid.shape, pop.voxel[mine], grid.spacing_um, law.diffusion_um2_per_s, law.radius_um, law.vmax[mine],
+        law.km[mine], law.secretion[mine], law.periodic)[0]
+    total = spread(law.secretion > 0)
+    fraction = lambda part: np.where(total > 0, part / np.where(total > 0, total, 1.0), 0.0)  # noqa: E731
+    secretion = np.asarray(coef.secretion_pM_per_s, np.float64)
+    return np.stack([secretion * fraction(spread((pop.type_index == k) & (law.secretion > 0))) for k in type_indices])
+
+
+@dataclass(frozen=True)
+class _StencilLaw:
+    """The sub-grid closure's inputs as cells.field_coefficients and readouts use them: the
+    closure's D (alpha D_eff, cells.closure_diffusion_um2_per_s, um^2/s), the cell radius (um),
+    each cell's collapsed uptake law and secretion, the periodic axes."""
+
+    diffusion_um2_per_s: float
+    radius_um: float
+    vmax: np.ndarray  # (n,) molecules/s
+    km: np.ndarray  # (n,) pM
+    secretion: np.ndarray  # (n,) molecules/s
+    periodic: tuple[bool, bool, bool]
+
+
+def _stencil_law(scenario) -> _StencilLaw:
+    pop, settings = scenario.population, scenario.settings
+    vmax, km = cells.collapsed_uptake(pop, settings.types)  # each cell's one law, two receptor classes collapsed
+    secretion = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
+    diffusion = cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction)
+    return _StencilLaw(diffusion, settings.cell_radius_um, vmax, km, secretion, cells.periodic_axes(scenario.grid))
+
+
+def attribute(field_pM, scenario, options: SolverOptions | None = None,
+              autocrine_half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS) -> Attribution:
     """The attribution of the steady field `field_pM` of `scenario` (see the module docstring).
-    options: solver settings of the linear solves (default: the run's own)."""
+    options: solver settings of the linear solves (default: the run's own); autocrine_half_width:
+    w of the autocrine window, (2 w + 1)^3 voxels (>= 2)."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
     options = options or settings.options
     secreting = [k for k, name in enumerate(pop.type_names)
@@ -196,14 +275,23 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    types = type_field(grid, pop)
-    fields, _ = source_fields(c, jnp.asarray(types), grid, coef, tuple(secreting), with_boundary, options, with_blood)
-    index = tuple(pop.voxel.T)
+    secretions = type_secretions(scenario, secreting)
+    fields, _ = source_fields(c, jnp.asarray(secretions), grid, coef, with_boundary, options, with_blood)
     volume = scenario.interstitial_voxel_volume_um3
-    sigma = np.asarray(uptake_per_il2(c, coef), np.float64)[index]
+    sigma = np.asarray(uptake_per_il2(c, coef), np.float64)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
-    by_cell = np.stack([to_molecules(sigma * np.asarray(f, np.float64)[index]) for f in fields], axis=-1)
-    uptake = to_molecules(sigma * np.maximum(np.asarray(field_pM, np.float64)[index], 0.0))
+    if settings.cell_radius_um is None:  # each cell takes up sigma_i x_i of a field part x
+        index = tuple(pop.voxel.T)
+        sharing = None
+        taken = lambda x: sigma[index] * np.asarray(x, np.float64)[index]  # noqa: E731
+    else:  # its share p_ij of sigma_j x_j in each voxel j of its stencil
+        law = _stencil_law(scenario)
+        sharing = subgrid.uptake_sharing(field_pM, pop.voxel, grid.spacing_um, law.diffusion_um2_per_s, law.radius_um,
+                                         law.vmax, law.km, settings.uptake, law.periodic)
+        flat, share = sharing
+        taken = lambda x: np.sum(share * (sigma.reshape(-1) * np.asarray(x, np.float64).reshape(-1))[flat], axis=1)  # noqa: E731
+    by_cell = np.stack([to_molecules(taken(f)) for f in fields], axis=-1)
+    uptake = to_molecules(taken(np.maximum(np.asarray(field_pM, np.float64), 0.0)))
     total = max(float(uptake.sum()), np.finfo(float).tiny)
     closure = float(np.sum(np.abs(by_cell.sum(axis=-1) - uptake)) / total)
 
@@ -211,32 +299,67 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None) -> Attri
     for t in range(n_types):
         matrix[:, t] = by_cell[pop.type_index == t].sum(axis=0)
     decay = [to_molecules(float(coef.decay_per_s) * float(np.sum(np.asarray(f, np.float64)))) for f in fields]
-    secretion = np.asarray(coef.secretion_pM_per_s, np.float64)
-    output = [to_molecules(float(secretion[types == k].sum())) for k in secreting]
+    output = [to_molecules(float(np.sum(secretions[k], dtype=np.float64))) for k in range(len(secreting))]
     if with_boundary:  # the net inflow through the faces
         k = len(secreting)
         output.append(float(matrix[k].sum()) + decay[k])
     if with_blood:  # what the vessels feed in
         output.append(to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64)
                                                 * np.asarray(coef.exchange_target_pM, np.float64)))))
-    autocrine, change = _autocrine(c, grid, coef, pop, np.isin(pop.type_index, secreting), options, volume)
+    secretes = np.isin(pop.type_index, secreting)
+    if sharing is None:
+        autocrine, change = _autocrine(c, grid, coef, pop, secretes, options, volume, autocrine_half_width)
+    else:
+        autocrine, change = _autocrine_stencil(c, scenario, law, sharing, sigma, secretes, options, autocrine_half_width)
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, autocrine, change,
                        pop.type_index)
 
 
-def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions, volume_um3: float):
+def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions, volume_um3: float,
+               half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS):
     """Each cell's uptake of its own secretion (molecules/s) and the window change (module docstring)."""
     autocrine = np.zeros(len(pop))
-    cells = np.flatnonzero(secretes)
-    if len(cells) == 0:
+    mine = np.flatnonzero(secretes)
+    if len(mine) == 0:
         return autocrine, 0.0
-    voxels = jnp.asarray(pop.voxel[cells], jnp.int32)
+    voxels = jnp.asarray(pop.voxel[mine], jnp.int32)
     absorption = _absorption(c, coef)
-    w = AUTOCRINE_HALF_WIDTH_VOXELS
+    w = half_width
     diagonal, smaller = (np.asarray(local_green_diagonal(absorption, grid, coef.diffusion_um2_per_s, voxels, half, rtol=options.rtol),
                                     np.float64) for half in (w, w - 1))
-    index = tuple(pop.voxel[cells].T)
+    index = tuple(pop.voxel[mine].T)
     rate = (np.asarray(uptake_per_il2(c, coef), np.float64)[index] * np.asarray(coef.secretion_pM_per_s, np.float64)[index])
-    autocrine[cells] = units.voxel_rate_to_cell_rate_molecules_per_s(rate * diagonal, volume_um3)
+    autocrine[mine] = units.voxel_rate_to_cell_rate_molecules_per_s(rate * diagonal, volume_um3)
     change = float(np.max((diagonal - smaller) / diagonal))
+    return autocrine, change
+
+
+def _autocrine_stencil(c, scenario, law: _StencilLaw, sharing, sigma, secretes: np.ndarray, options: SolverOptions,
+                       half_width: int):
+    """Sub-grid closure: each secreting cell's uptake of its own secretion,
+
+        q_i sum_j p_ij sigma_j [A_W^-1 w_i]_j      (molecules/s; w_i its secretion stencil, sum 1),
+
+    and the window change (module docstring)."""
+    grid, pop = scenario.grid, scenario.population
+    autocrine = np.zeros(len(pop))
+    mine = np.flatnonzero(secretes)
+    if len(mine) == 0:
+        return autocrine, 0.0
+    idx, weights = subgrid.secretion_stencils(pop.voxel[mine], grid.shape, grid.spacing_um, law.diffusion_um2_per_s,
+                                              law.radius_um, law.vmax[mine], law.km[mine], law.periodic)
+    offsets = idx - pop.voxel[mine][:, None, :]
+    flat, share = (a[mine] for a in sharing)
+    read = share * sigma.reshape(-1)[flat]  # (n, 7): p_ij sigma_j, 1/s
+    # an arm wrapped through a periodic face lies outside the window: its secretion counts as lost
+    lost = np.any(np.abs(offsets) > 1, axis=-1)
+    offsets[lost] = 0
+    weights, read = np.where(lost, 0.0, weights), np.where(lost, 0.0, read)
+    coef = scenario.coefficients
+    absorption = _absorption(c, coef)
+    fraction, smaller = (np.sum(read * np.asarray(local_green_stencil(
+        absorption, grid, coef.diffusion_um2_per_s, jnp.asarray(pop.voxel[mine], jnp.int32), jnp.asarray(offsets, jnp.int32),
+        jnp.asarray(weights, coef.dtype), half, rtol=options.rtol), np.float64), axis=1) for half in (half_width, half_width - 1))
+    autocrine[mine] = law.secretion[mine] * fraction
+    change = float(np.max((fraction - smaller) / np.where(fraction > 0, fraction, 1.0)))
     return autocrine, change

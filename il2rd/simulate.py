@@ -126,7 +126,8 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
 
     batched: coef has a leading batch axis (parameter sets of one shape, stacked); the same
     jitted physics is vmapped over it and the fields passed on have that axis too.
-    start: (t_s, field) of a snapshot already written, to continue a transient run from (resume).
+    start: (t_s, field) of a snapshot already written, to continue a transient run from (resume);
+    (t_s, field, il2ra) for a coupled run.
     """
     if settings.solver_kind == "steady":
         c, info = (steady_field_batch if batched else steady_field)(grid, coef, options=settings.options)
@@ -137,7 +138,7 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
         return c
 
     if settings.solver_kind == "coupled":
-        return _solve_coupled(grid, settings, coef, cells, on_snapshot, progress)
+        return _solve_coupled(grid, settings, coef, cells, on_snapshot, progress, start)
     times = settings.snapshot_times_s
     if start is None:
         c = jnp.zeros(coef.secretion_pM_per_s.shape, coef.dtype)
@@ -181,14 +182,20 @@ def _progress_bar(settings, progress: bool, initial: float = 0.0):
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
 
 
-def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool):
-    """solver.kind=coupled (dynamics.py): quasi-steady field, receptor and secretion dynamics."""
+def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool, start=None):
+    """solver.kind=coupled (dynamics.py): quasi-steady field, receptor and secretion dynamics.
+    start: (t_s, field, il2ra) of a snapshot already written (resume)."""
     times = settings.snapshot_times_s
-    state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0])
-    _check_field(state[0], "in the steady solve at t = 0 s", grid)
-    _check_solve(info, times[0])
-    on_snapshot(times[0], *state)
-    interrupt.check()
+    if start is None:
+        state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0])
+        _check_field(state[0], "in the steady solve at t = 0 s", grid)
+        _check_solve(info, times[0])
+        on_snapshot(times[0], *state)
+        interrupt.check()
+    else:
+        t_start, field, il2ra = start
+        state = (jnp.asarray(field, coef.dtype), jnp.asarray(il2ra, coef.dtype))
+        times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
     bar = _progress_bar(settings, progress, times[0])
     try:
         for t0, t1 in zip(times[:-1], times[1:]):
@@ -252,7 +259,7 @@ def _resume(cfg: DictConfig):
     """(settings, scenario, writer, start state) to continue the run stored in cfg.resume."""
     path = Path(str(cfg.resume))
     if not path.is_file():
-        raise config.ConfigError("resume", str(path), "no such file (an il2rd.h5 written by an interrupted transient run)")
+        raise config.ConfigError("resume", str(path), "no such file (an il2rd.h5 written by an interrupted transient or coupled run)")
     try:
         stored = stored_config(path)
     except (OSError, KeyError) as err:
@@ -260,13 +267,14 @@ def _resume(cfg: DictConfig):
     settings = config.parse(stored)
     if settings.solver_kind == "steady":
         raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
-    if settings.solver_kind == "coupled":
-        raise config.ConfigError("resume", str(path), "is a coupled run, which cannot be resumed yet (its file keeps "
-                                 "every snapshot written; re-run it with a later time.end instead)")
     scenario = Scenario.build(settings)
-    writer, t_s, field = Hdf5Writer.resume(path, scenario)
+    writer, t_s, field, il2ra = Hdf5Writer.resume(path, scenario)
+    if settings.solver_kind == "coupled" and il2ra is None:
+        writer.close()
+        raise config.ConfigError("resume", str(path), "is a coupled run written without its receptor checkpoint "
+                                 "(an older il2rd); re-run it")
     log.info("resuming %s from t = %g s (snapshot %d)", path, t_s, writer.n_snapshots - 1)
-    return settings, scenario, writer, (t_s, field)
+    return settings, scenario, writer, (t_s, field) if il2ra is None else (t_s, field, il2ra)
 
 
 def _record(scenario, writer, cells=None):
@@ -280,18 +288,17 @@ def _record(scenario, writer, cells=None):
             now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, receptors, t))
             receptors = np.asarray(receptors, np.float64)
         columns = readouts.cell_columns(c, now, receptors)
-        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind not in ("steady", "coupled"))
+        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady", il2ra=receptors)
         last.update(columns)
 
     return on_snapshot, last
 
 
 def _attributable(settings) -> bool:
-    """Whether a run gets a source attribution: asked for, a (quasi-)steady field, point-sink cells
-    (the sub-grid closure's stencils are not attributed yet)."""
-    if settings.attribution and settings.cell_radius_um is not None:
-        log.warning("output.attribution: not computed with physics.cell_radius set (not supported yet)")
-    return settings.attribution and settings.cell_radius_um is None and settings.solver_kind in ("steady", "coupled")
+    """Whether a run gets a source attribution: asked for and a (quasi-)steady field, with point-sink
+    cells or the sub-grid closure's stencils (physics.cell_radius; attribution.py shares each
+    stencil voxel's uptake among the cells reaching it)."""
+    return settings.attribution and settings.solver_kind in ("steady", "coupled")
 
 
 def _finish(writer, scenario, field, last, started: float) -> Result:
@@ -345,7 +352,7 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
             interrupt.check()
             if cells is not None:
                 field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
-                                         cells=cells)
+                                         start_state, cells=cells)
                 # the summary and the attribution of the last, quasi-steady field use its coefficients
                 scenario = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(
                     scenario.coefficients, cells, receptors, settings.end_s))

@@ -278,9 +278,7 @@ def voxel_fields(shape, voxel, spacing_um, diffusion_um2_per_s, radius_um, vmax_
     Michaelis-Menten term). Returns (secretion, vmax, km), each of `shape`."""
     voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
     v = np.asarray(vmax_molecules_per_s, np.float64)
-    km = np.asarray(km_pM, np.float64)
-    k = np.where(v > 0, v / units.pM_to_molecules_per_um3(km), 0.0)  # um^3/s
-    p = effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, k)
+    p = effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, _linear_rate_um3_per_s(v, km_pM))
     volume = float(spacing_um) ** 3
     to_pM = lambda f: units.cell_rate_to_voxel_rate_pM_per_s(f, volume)  # noqa: E731
     w = np.broadcast_to(p.stencil_weights, (len(voxel), 7))
@@ -316,32 +314,64 @@ def cell_uptake_molecules_per_s(c_pM, voxel, spacing_um, diffusion_um2_per_s, ra
     and the IL-2 its receptors see (pM, :func:`surface_concentration_pM`).
 
     The uptake of a stencil voxel (one Michaelis-Menten term for all the cells that reach it) is
-    shared among those cells in proportion to their own terms V_ij c/(K_ij + c) there, so the cells'
-    uptakes add up to the field's. For a linear, isolated cell on small voxels the seen IL-2 is
-    the stencil average sum_j w_j c_j; on large voxels it is c_0 kappa / k (below the voxel value)."""
+    shared among those cells in proportion to their own terms V_ij c/(K_ij + c) there
+    (:func:`uptake_sharing`), so the cells' uptakes add up to the field's. For a linear, isolated
+    cell on small voxels the seen IL-2 is the stencil average sum_j w_j c_j; on large voxels it is
+    c_0 kappa / k (below the voxel value)."""
     c = np.maximum(np.asarray(c_pM, np.float64), 0.0)
     voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
     v = np.asarray(vmax_molecules_per_s, np.float64) * np.ones(len(voxel))
     km = np.asarray(km_pM, np.float64) * np.ones(len(voxel))
-    k = np.where(v > 0, v / units.pM_to_molecules_per_um3(km), 0.0)
-    p = effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, k)
-    idx, inside = stencil_voxels(voxel, c.shape, periodic)
-    idx = np.where(inside[..., None], idx, idx[:, :1, :])  # arms outside the lattice act in the cell's voxel
-    flat = np.ravel_multi_index(tuple(idx.reshape(-1, 3).T), c.shape)
-    c_arm = c.reshape(-1)[flat].reshape(-1, 7)
-    v_arm = np.broadcast_to(p.vmax_weights, (len(voxel), 7)) * v[:, None]
-    k_arm = np.broadcast_to(p.km_factors, (len(voxel), 7)) * km[:, None]
-    own = v_arm * c_arm / (k_arm if law == "linear" else k_arm + c_arm)
+    flat, share = uptake_sharing(c, voxel, spacing_um, diffusion_um2_per_s, radius_um, v, km, law, periodic)
     # the field's uptake in each voxel, from the same combined coefficients voxel_fields builds
     _, vmax_f, km_f = voxel_fields(c.shape, voxel, spacing_um, diffusion_um2_per_s, radius_um, v, km, 0.0, periodic)
     vmax_f = units.voxel_rate_to_cell_rate_molecules_per_s(vmax_f, float(spacing_um) ** 3)
     field = (vmax_f * c / (km_f if law == "linear" else km_f + c)).reshape(-1)
-    own_sum = np.zeros(c.size)
-    np.add.at(own_sum, flat, own.reshape(-1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.where(own_sum[flat] > 0, field[flat] / np.where(own_sum[flat] > 0, own_sum[flat], 1.0), 0.0)
-    uptake = (own.reshape(-1) * share).reshape(-1, 7).sum(axis=1)
+    uptake = np.sum(share * field[flat], axis=1)
     return uptake, surface_concentration_pM(uptake, v, km, law)
+
+
+def uptake_sharing(c_pM, voxel, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
+                   law="saturating", periodic=(False, False, False)):
+    """Which part of each stencil voxel's uptake belongs to each cell: (flat, share), both (n, 7).
+
+    flat[i, j]: the flat (C-order) index in c's shape of cell i's stencil voxel j (arms outside the
+    lattice act in the cell's own voxel); share[i, j] = p_ij, cell i's fraction of that voxel's
+    uptake, in proportion to its own Michaelis-Menten term there:
+
+        p_ij = sigma_ij / sum_{cells i' reaching j} sigma_i'j,
+        sigma_ij = V_ij / (K_ij + c_j)  ('saturating'),  V_ij / K_ij  ('linear')     (per unit IL-2)
+
+    (V_ij = v_j V_i, K_ij = K_i x km_factor_j: :func:`effective_uptake`); 0 where no cell with
+    receptors reaches. With sigma_j the voxel's uptake per unit IL-2 (pM/s per pM), cell i takes
+    up sum_j p_ij sigma_j x_j of any part x of the field (pM): of the whole field in
+    :func:`cell_uptake_molecules_per_s`, of one source's part in attribution.py."""
+    c = np.maximum(np.asarray(c_pM, np.float64), 0.0)
+    voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
+    v = np.asarray(vmax_molecules_per_s, np.float64) * np.ones(len(voxel))
+    km = np.asarray(km_pM, np.float64) * np.ones(len(voxel))
+    p = effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, _linear_rate_um3_per_s(v, km))
+    idx, inside = stencil_voxels(voxel, c.shape, periodic)
+    idx = np.where(inside[..., None], idx, idx[:, :1, :])  # arms outside the lattice act in the cell's voxel
+    flat = np.ravel_multi_index(tuple(idx.reshape(-1, 3).T), c.shape).reshape(-1, 7)
+    v_arm = np.broadcast_to(p.vmax_weights, (len(voxel), 7)) * v[:, None]
+    k_arm = np.broadcast_to(p.km_factors, (len(voxel), 7)) * km[:, None]
+    own = v_arm / (k_arm if law == "linear" else k_arm + c.reshape(-1)[flat])
+    total = np.bincount(flat.reshape(-1), own.reshape(-1), minlength=c.size)[flat]  # sum over the cells reaching j
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, own / np.where(total > 0, total, 1.0), 0.0)
+    return flat, share
+
+
+def secretion_stencils(voxel, shape, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
+                       periodic=(False, False, False)):
+    """Each cell's secretion stencil as :func:`voxel_fields` spreads it: (idx (n, 7, 3), weights
+    (n, 7)), the voxels of its stencil and the fraction of its secretion q that goes to each,
+    arms outside the lattice folded into its own voxel (weight 0 there, idx its own voxel)."""
+    voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
+    k = _linear_rate_um3_per_s(np.asarray(vmax_molecules_per_s, np.float64) * np.ones(len(voxel)), km_pM)
+    w = np.broadcast_to(effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, k).stencil_weights, (len(voxel), 7))
+    return _folded(voxel, shape, w, periodic)
 
 
 def far_field_pM(uptake_molecules_per_s, surface_pM, diffusion_um2_per_s, radius_um):
@@ -377,15 +407,27 @@ def stencil_voxels(voxel, shape, periodic=(False, False, False)):
 def scatter_stencil(shape, voxel, stencil_weights, per_cell_values, periodic=(False, False, False)):
     """Sum per_cell_values[i] * stencil_weights[i, j] onto the voxels of each cell's stencil
     (a field of `shape`); overlapping stencils add, arms outside the lattice go to the cell's voxel."""
-    idx, inside = stencil_voxels(voxel, shape, periodic)
-    w = np.asarray(stencil_weights, np.float64).reshape(-1, 7)
-    w = np.where(inside, w, 0.0)
-    w[:, 0] += 1.0 - w.sum(axis=1)
-    idx = np.where(inside[..., None], idx, idx[:, :1, :])
+    idx, w = _folded(voxel, shape, stencil_weights, periodic)
     contrib = w * np.asarray(per_cell_values, np.float64).reshape(-1, 1)
     field = np.zeros(tuple(shape))
     np.add.at(field, tuple(idx.reshape(-1, 3).T), contrib.reshape(-1))
     return field
+
+
+def _folded(voxel, shape, stencil_weights, periodic):
+    """(idx, weights) of each cell's stencil with the weight of arms outside the lattice moved to
+    its own voxel (the arm's idx becomes the cell's voxel, its weight 0)."""
+    idx, inside = stencil_voxels(voxel, shape, periodic)
+    w = np.asarray(stencil_weights, np.float64).reshape(-1, 7)
+    w = np.where(inside, w, 0.0)
+    w[:, 0] += 1.0 - w.sum(axis=1)
+    return np.where(inside[..., None], idx, idx[:, :1, :]), w
+
+
+def _linear_rate_um3_per_s(vmax_molecules_per_s, km_pM):
+    """k = V / K_M (um^3/s), 0 for a cell without receptors."""
+    v = np.asarray(vmax_molecules_per_s, np.float64)
+    return np.where(v > 0, v / units.pM_to_molecules_per_um3(np.asarray(km_pM, np.float64)), 0.0)
 
 
 def _check(h, a, k):

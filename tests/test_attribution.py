@@ -1,7 +1,12 @@
 """Source attribution (il2rd/attribution.py) against what must hold mathematically: the shares
 add up to each cell's uptake, a single source owns everything, with linear uptake each source's
 share field is exactly the field that source makes alone (superposition), IL-2 fed through
-fixed faces is attributed to the boundary; and mechanism checks on placement."""
+fixed faces is attributed to the boundary; and mechanism checks on placement. Each for point-sink
+cells and for the sub-grid closure (physics.cell_radius), whose cells secrete and take up over
+overlapping 7-voxel stencils; there the autocrine part is also checked against the sphere."""
+
+import dataclasses
+import math
 
 import h5py
 import jax.numpy as jnp
@@ -9,14 +14,15 @@ import numpy as np
 import pytest
 from compose import compose_config
 
-from il2rd import config
-from il2rd.attribution import BOUNDARY, attribute, source_fields, type_field
-from il2rd.cells import seen_and_uptake
+from il2rd import cells, config, readouts, subgrid, units
+from il2rd.attribution import BOUNDARY, attribute, source_fields, type_secretions
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 TIGHT = ["precision=float64", "solver.rtol=1e-11"]
+CLOSURE = ["physics.cell_radius=5.0"]  # spherical cells of radius 5 um on the default 10 um voxels
+MODES = {"point": [], "closure": CLOSURE}
 
 
 def scenario_of(*overrides):
@@ -29,14 +35,23 @@ def steady(sc):
     return c
 
 
-def test_shares_add_up_to_each_cells_uptake():
-    # two secreting types and a fed boundary: three sources
+def uptake_of(c, sc):
+    """Each cell's uptake as the run reports it (readouts.cell_columns: the voxel's uptake for
+    point sinks, its share of its stencil voxels' uptake with the closure)."""
+    return readouts.cell_columns(c, sc)["uptake"]
+
+
+@pytest.mark.parametrize("mode", [*MODES, "closure_in_tissue"])
+def test_shares_add_up_to_each_cells_uptake(mode):
+    # two secreting types and a fed boundary: three sources; with the closure, stencils of all
+    # three types overlap in most voxels (70 % of the voxels hold a cell)
+    extra = MODES.get(mode, [*CLOSURE, "physics.volume_fraction=0.3"])
     sc = scenario_of("grid.shape=[20,20,12]", "+cell_types.treg.secretion=2.0", "grid.boundary=fixed",
-                     "grid.boundary_value=3.0", *TIGHT)
+                     "grid.boundary_value=3.0", *extra, *TIGHT)
     c = steady(sc)
     a = attribute(c, sc)
     assert a.sources == ("il2_producer", "treg", BOUNDARY)
-    _, uptake = seen_and_uptake(c, sc.grid, sc.population, sc.coefficients)
+    uptake = uptake_of(c, sc)
     total = a.by_cell_molecules_per_s.sum(axis=1)
     assert np.all(a.by_cell_molecules_per_s >= -1e-12 * uptake.max())
     assert np.max(np.abs(total - uptake) / uptake) < 1e-6
@@ -44,26 +59,31 @@ def test_shares_add_up_to_each_cells_uptake():
     # and by responder type
     for t, name in enumerate(sc.population.type_names):
         assert a.matrix_molecules_per_s[:, t].sum() == pytest.approx(uptake[sc.population.type_index == t].sum(), rel=1e-6)
+    # each source's output is its cells' secretion, however it is spread over the lattice
+    q = {name: sc.settings.types[name].secretion_molecules_per_s * sc.population.count(name) for name in a.sources[:2]}
+    np.testing.assert_allclose(a.output_molecules_per_s[:2], [q["il2_producer"], q["treg"]], rtol=1e-12)
 
 
-def test_a_single_source_type_owns_all_uptake():
-    sc = scenario_of("grid.shape=[16,16,8]", *TIGHT)
+@pytest.mark.parametrize("mode", MODES)
+def test_a_single_source_type_owns_all_uptake(mode):
+    sc = scenario_of("grid.shape=[16,16,8]", *MODES[mode], *TIGHT)
     c = steady(sc)
     a = attribute(c, sc)
     assert a.sources == ("il2_producer",)
-    _, uptake = seen_and_uptake(c, sc.grid, sc.population, sc.coefficients)
+    uptake = uptake_of(c, sc)
     assert np.all(uptake > 0)
     np.testing.assert_allclose(a.by_cell_molecules_per_s[:, 0] / uptake, 1.0, rtol=1e-6)
 
 
-def test_linear_uptake_shares_are_the_fields_each_source_makes_alone():
+@pytest.mark.parametrize("mode", MODES)
+def test_linear_uptake_shares_are_the_fields_each_source_makes_alone(mode):
     """With linear uptake the field equation is linear: source k's share field is the steady
     field of a run in which only type k secretes."""
-    base = ["grid.shape=[16,16,10]", "physics.uptake=linear", "+cell_types.treg.secretion=3.0", *TIGHT]
+    base = ["grid.shape=[16,16,10]", "physics.uptake=linear", "+cell_types.treg.secretion=3.0", *MODES[mode], *TIGHT]
     sc = scenario_of(*base)
     c = steady(sc)
-    fields, _ = source_fields(c, jnp.asarray(type_field(sc.grid, sc.population)), sc.grid, sc.coefficients,
-                              (0, 1), False, SolverOptions(rtol=1e-11))
+    fields, _ = source_fields(c, jnp.asarray(type_secretions(sc, (0, 1))), sc.grid, sc.coefficients, False,
+                              SolverOptions(rtol=1e-11))
     for k, silenced in ((0, "cell_types.treg.secretion=0"), (1, "cell_types.il2_producer.secretion=0")):
         alone = scenario_of(*base, silenced)
         assert np.array_equal(alone.population.voxel, sc.population.voxel)
@@ -90,17 +110,19 @@ def _csv(tmp_path, rows, name="cells.csv"):
     return path
 
 
-def test_a_responder_takes_more_from_the_nearer_source(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_a_responder_takes_more_from_the_nearer_source(tmp_path, mode):
     """Two producer types with equal secretion on either side of a Treg: the nearer one supplies
     more of its IL-2; moving that source away lowers its share."""
     h = 10.0
-    common = ["grid.shape=[30,10,10]", *TIGHT, "+cell_types.far.secretion=10.0", "cell_types.treg.density=null",
+    common = ["grid.shape=[30,10,10]", *TIGHT, *MODES[mode], "+cell_types.far.secretion=10.0", "cell_types.treg.density=null",
               "cell_types.naive_t.density=null", "cell_types.il2_producer.density=null"]
 
     def share_of_near(distance_voxels):
         rows = [((10 + 0.5) * h, 55, 55, "treg"), ((10 - distance_voxels + 0.5) * h, 55, 55, "il2_producer"),
                 ((10 + 8 + 0.5) * h, 55, 55, "far")]
         sc = scenario_of(*common, f"cells.csv={_csv(tmp_path, rows, f'c{distance_voxels}.csv')}")
+        assert len(sc.population) == 3
         a = attribute(steady(sc), sc)
         treg = sc.population.type_names.index("treg")
         column = a.matrix_molecules_per_s[:, treg]
@@ -110,8 +132,9 @@ def test_a_responder_takes_more_from_the_nearer_source(tmp_path):
     assert near > 0.5 > further
 
 
-def test_steady_run_writes_the_attribution(tmp_path):
-    overrides = ["grid.shape=[12,12,6]", "output.progress=false", "+cell_types.treg.secretion=1.0"]
+@pytest.mark.parametrize("mode", MODES)
+def test_steady_run_writes_the_attribution(tmp_path, mode):
+    overrides = ["grid.shape=[12,12,6]", "output.progress=false", "+cell_types.treg.secretion=1.0", *MODES[mode]]
     result = run(compose_config(*overrides), tmp_path)
     a = result.attribution
     with h5py.File(result.path) as f:
@@ -163,3 +186,81 @@ def test_attribution_can_be_switched_off(tmp_path):
     assert result.attribution is None
     with h5py.File(result.path) as f:
         assert "attribution" not in f
+
+
+# ------------------------------------------------------------------------------------------
+# Autocrine uptake with the sub-grid closure
+
+
+def _alone(sc, i):
+    """The scenario in which cell i alone secretes, over its own stencil (the same cells, A and
+    uptake law otherwise)."""
+    pop, settings = sc.population, sc.settings
+    vmax, km = cells.collapsed_uptake(pop, settings.types)
+    q = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
+    diffusion = cells.closure_diffusion_um2_per_s(sc.coefficients.diffusion_um2_per_s, settings.volume_fraction)
+    secretion = subgrid.voxel_fields(sc.grid.shape, pop.voxel[[i]], sc.grid.spacing_um, diffusion, settings.cell_radius_um,
+                                     vmax[[i]], km[[i]], q[[i]], cells.periodic_axes(sc.grid))[0]
+    coef = sc.coefficients.replace(secretion_pM_per_s=jnp.asarray(secretion, sc.coefficients.dtype),
+                                   face_values_pM=jnp.zeros_like(sc.coefficients.face_values_pM))
+    return dataclasses.replace(sc, coefficients=coef)
+
+
+def test_closure_autocrine_is_a_lower_bound_that_the_window_makes_exact():
+    """With linear uptake A does not depend on c, so sum_j p_ij sigma_j [A^-1 s_i]_j is what cell i
+    takes up in the steady field that its own secretion s_i makes alone, read out as the run
+    reads uptake. The (2 w + 1)^3 window gives a lower bound; a window over the whole lattice
+    gives that value."""
+    sc = scenario_of("grid.shape=[16,16,12]", "physics.uptake=linear", *CLOSURE, *TIGHT)
+    c = steady(sc)
+    a = attribute(c, sc)
+    whole = attribute(c, sc, autocrine_half_width=15)  # the window clipped at the lattice is the lattice
+    pop = sc.population
+    producers = np.flatnonzero(pop.type_index == pop.type_names.index("il2_producer"))
+    for i in np.random.default_rng(0).choice(producers, 4, replace=False):
+        alone = _alone(sc, i)
+        exact = uptake_of(steady(alone), alone)[i]
+        assert a.autocrine_molecules_per_s[i] <= exact * (1 + 1e-9)
+        assert a.autocrine_molecules_per_s[i] == pytest.approx(exact, rel=max(a.autocrine_window_change, 1e-6))
+        assert whole.autocrine_molecules_per_s[i] == pytest.approx(exact, rel=1e-8)
+        own = a.sources.index(pop.type_names[pop.type_index[i]])
+        assert a.autocrine_molecules_per_s[i] <= a.by_cell_molecules_per_s[i, own] * (1 + 1e-9)
+    assert np.all(a.autocrine_molecules_per_s[pop.type_index != pop.type_names.index("il2_producer")] == 0)
+
+
+@pytest.mark.parametrize("h", [8.0, 10.0, 20.0])
+def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
+    """One secreting, consuming linear cell (a = 5 um) in a decay-free 32^3 box with absorbing
+    faces: the attributed autocrine fraction against the sphere's k/(4 pi D a + k). Below
+    h = 4 pi g a (15.9 um) the closure makes it exact: against the sphere with the box's far field
+    (test_subgrid.box_capacity; measured 1e-10), within 5 % of the infinite bath's (the box:
+    0.3 - 3 %). At h = 20 um one voxel captures what the lattice predicts, kappa r/(1 + kappa r),
+    the documented (4 pi g a / h) k/(S + k), 21 % low."""
+    from test_subgrid import CELL, N, RADIUS, S, box_capacity, box_resistance
+
+    q, km_pM, k_int = 10.0, 43.0, 1.1e-3
+    centre = (CELL[0] + 0.5) * h
+    csv = _csv(tmp_path, [(centre, centre, centre, "treg")])
+    common = [f"grid.shape=[{N},{N},{N}]", f"grid.spacing={h}", "grid.boundary=fixed", "grid.boundary_value=0.0",
+              "physics.decay=0", "physics.diffusion=10.0", "physics.uptake=linear", f"physics.cell_radius={RADIUS}",
+              f"cells.csv={csv}", f"+cell_types.treg.secretion={q}", f"cell_types.treg.km={km_pM}",
+              f"cell_types.treg.k_int={k_int}", *TIGHT]
+    for strength in (0.1, 1.0, 10.0):
+        k = strength * S  # um^3/s
+        sc = scenario_of(*common, f"cell_types.treg.receptors={k * units.pM_to_molecules_per_um3(km_pM) / k_int}")
+        c = steady(sc)
+        a = attribute(c, sc, autocrine_half_width=N // 2)  # the window covers the box
+        fraction = a.autocrine_molecules_per_s[0] / q
+        # alone in the box, all it takes up is its own: the window solve and the batched one agree
+        assert a.autocrine_molecules_per_s[0] == pytest.approx(uptake_of(c, sc)[0], rel=1e-8)
+        assert a.by_cell_molecules_per_s[0, 0] == pytest.approx(uptake_of(c, sc)[0], rel=1e-8)
+        sphere = subgrid.sphere_autocrine_fraction(10.0, RADIUS, k)
+        if h < subgrid.single_voxel_limit_um(RADIUS):
+            assert fraction == pytest.approx(k / (k + box_capacity(h)), rel=1e-6)
+            assert fraction == pytest.approx(sphere, rel=0.05)
+        else:
+            kappa = subgrid.effective_uptake(h, 10.0, RADIUS, k).rate_um3_per_s
+            r = subgrid.LATTICE_GREEN_ORIGIN / (10.0 * h) - box_resistance(h)
+            assert fraction == pytest.approx(kappa * r / (1 + kappa * r), rel=1e-6)
+            limit = 4 * math.pi * subgrid.LATTICE_GREEN_ORIGIN * RADIUS / h  # 0.79 at 20 um
+            assert fraction / sphere == pytest.approx(limit, abs=0.02)

@@ -192,6 +192,41 @@ def test_coupled_run_writes_changing_receptors_and_its_quasi_steady_attribution(
     assert s.secretion_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)
 
 
+def test_interrupted_coupled_run_resumes_to_the_same_result(tmp_path):
+    """A coupled run cut after its fourth snapshot (n_snapshots is the commit marker: what lies
+    beyond it is an unfinished write; the checkpoint slot of snapshot 3 is the one the fifth
+    write would not touch) continues with `resume` from the checkpointed field and IL-2Ra to the
+    uninterrupted run's snapshots."""
+    import shutil
+
+    import h5py
+    from compose import compose_config
+
+    from il2rd.simulate import run
+
+    cfg = compose_config("grid.shape=[12,12,6]", "solver.kind=coupled", "solver.dt=1800", "time.end=14400",
+                         "time.snapshot_every=3600", "+cell_types.treg.cd25_gain=10", "+cell_types.treg.il2rb=3e4",
+                         "+cell_types.treg.gc=1e5", "output.progress=false", "output.attribution=false",
+                         "precision=float64")
+    whole = run(cfg, tmp_path / "whole")
+    cut = tmp_path / "cut" / "il2rd.h5"
+    cut.parent.mkdir()
+    shutil.copy(whole.path, cut)
+    with h5py.File(cut, "r+") as f:
+        assert f.attrs["n_snapshots"] == 5
+        f.attrs["n_snapshots"] = 4
+        f.attrs["complete"] = False
+        f["fields/il2"][4:] = -1.0  # what an unfinished write might leave: must be recomputed, not kept
+    resumed = run(compose_config(f"resume={cut}"))
+    with h5py.File(whole.path) as a, h5py.File(resumed.path) as b:
+        assert b.attrs["n_snapshots"] == 5
+        np.testing.assert_allclose(b["time"][:], a["time"][:])
+        for name in ("fields/il2", "cells/receptors", "cells/receptors_intermediate", "cells/pstat5"):
+            np.testing.assert_allclose(b[name][:], a[name][:], rtol=1e-6, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(b["checkpoint/il2ra_0"][:], a["checkpoint/il2ra_0"][:], rtol=1e-9)
+        assert np.any(a["cells/receptors_intermediate"][-1] < a["cells/receptors_intermediate"][0])  # CD25 used IL-2Rb up
+
+
 def test_pstat5_of_other_affinities_is_the_high_affinity_curve_at_equal_occupancy():
     """A receptor with K_M = K signals at c like the reference receptor at c K_ref/K: same occupancy
     c/(K + c) = c'/(K_ref + c'). Intermediate affinity (~1 nM) then needs ~24x the IL-2."""

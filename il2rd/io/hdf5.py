@@ -33,8 +33,10 @@ concentrations in pM:
     /meta/config      the resolved config, YAML text
     /meta/command_line
     /checkpoint/il2_0, il2_1
-                      (nx, ny, nz) transient runs: snapshot i in the run's own precision in slot
-                      i % 2; `resume` continues from snapshot n_snapshots - 1 (at /time[n - 1])
+                      (nx, ny, nz) transient and coupled runs: snapshot i in the run's own precision
+                      in slot i % 2; `resume` continues from snapshot n_snapshots - 1 (at /time[n - 1])
+    /checkpoint/il2ra_0, il2ra_1
+                      (cell,) coupled runs: each cell's IL-2Ra at that snapshot, the receptor state
 
 Fields are held as (nx, ny, nz) in memory and stored (z, y, x), the order netCDF, xarray and
 ParaView expect for C-ordered arrays. A snapshot counts once `n_snapshots` says so: it is
@@ -67,15 +69,15 @@ def estimated_bytes(scenario) -> int:
     """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
     n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
     per_snapshot = 4 * n_voxels + 4 * len(CELL_COLUMNS) * n_cells + 8
-    state = 2 * np.dtype(scenario.coefficients.dtype).itemsize * n_voxels  # two checkpoint slots
+    state = 2 * np.dtype(scenario.coefficients.dtype).itemsize * (n_voxels + n_cells)  # two checkpoint slots
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
     static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
     return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
 
 
-def _slot(snapshot: int) -> str:
+def _slot(snapshot: int, name: str = "il2") -> str:
     """The checkpoint dataset holding snapshot `snapshot` (two slots, used in turn)."""
-    return f"il2_{snapshot % 2}"
+    return f"{name}_{snapshot % 2}"
 
 
 class OutputError(OSError):
@@ -214,9 +216,10 @@ class Hdf5Writer(HoldsFile):
         f.flush()
 
     @classmethod
-    def resume(cls, path: Path, scenario) -> tuple["Hdf5Writer", float, np.ndarray]:
+    def resume(cls, path: Path, scenario) -> tuple["Hdf5Writer", float, np.ndarray, np.ndarray | None]:
         """Reopen an interrupted run's file: drop any incomplete trailing snapshot and return
-        (writer, time of the last complete snapshot in s, its field in the run's precision)."""
+        (writer, time of the last complete snapshot in s, its field in the run's precision, the
+        cells' IL-2Ra then: coupled runs, else None)."""
         path = Path(path)
         try:
             f = h5py.File(path, "r+")
@@ -236,15 +239,17 @@ class Hdf5Writer(HoldsFile):
         for d in (writer.time, writer.field, *writer.cells.values()):
             d.resize(n, axis=0)
         f.flush()
-        return writer, float(writer.time[n - 1]), f["checkpoint"][_slot(n - 1)][...]
+        receptors = f["checkpoint"].get(_slot(n - 1, "il2ra"))
+        return writer, float(writer.time[n - 1]), f["checkpoint"][_slot(n - 1)][...], None if receptors is None else receptors[...]
 
     @property
     def n_snapshots(self) -> int:
         return int(self.file.attrs["n_snapshots"])
 
-    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False):
+    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False, il2ra=None):
         """Write one snapshot: the field (nx, ny, nz), the per-cell columns, and, for runs that
-        can be resumed, the field at full precision as the checkpoint."""
+        can be resumed, the field (and a coupled run's IL-2Ra per cell) at full precision as the
+        checkpoint."""
         i = self.n_snapshots
         for d in (self.time, self.field, *self.cells.values()):
             d.resize(i + 1, axis=0)
@@ -253,11 +258,14 @@ class Hdf5Writer(HoldsFile):
             d[i] = columns[name]
         self.time[i] = time_s
         if checkpoint:  # alternate slots: the committed snapshot's slot is never being overwritten
-            state = np.asarray(field_xyz)
             group = self.file.require_group("checkpoint")
-            if _slot(i) not in group:
-                group.create_dataset(_slot(i), data=state)
-            group[_slot(i)][...] = state
+            for name, state in (("il2", field_xyz), ("il2ra", il2ra)):
+                if state is None:
+                    continue
+                state = np.asarray(state)
+                if _slot(i, name) not in group:
+                    group.create_dataset(_slot(i, name), data=state)
+                group[_slot(i, name)][...] = state
         self.file.flush()
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.file.flush()
