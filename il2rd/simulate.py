@@ -308,6 +308,7 @@ def _finish(writer, scenario, field, last, started: float) -> Result:
     if _attributable(scenario.settings):
         shares = attribute(field, scenario)
         writer.write_attribution(shares)
+    writer.write_readouts(summary, float(writer.time[writer.n_snapshots - 1]))
     wall = wallclock.perf_counter() - started
     writer.set_attrs(**summary.attrs(), wall_time_s=wall, complete=True)
     return Result(writer.path, field, summary, wall, shares)

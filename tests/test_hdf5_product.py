@@ -238,6 +238,31 @@ def test_steady_run_stores_one_snapshot_at_time_zero(tmp_path):
     assert [float(g.find("Time").get("Value")) for g in grids] == [0.0]
 
 
+def test_per_type_readouts_are_stored_as_printed_and_follow_from_the_cell_columns(transient):
+    """/readouts holds the printed per-type table of the last field; each column is recomputed
+    here from the stored per-cell columns (means over each type's cells, the pSTAT5+ fraction
+    at the stored threshold)."""
+    cfg, result, _ = transient
+    with il2rd.io.load(result.path) as r:
+        readouts = r.readouts
+        assert r.file["readouts"].attrs["time_s"] == r.time[-1]
+        threshold = r.file["readouts"].attrs["pstat5_threshold"]
+        types = r.cells["type"]
+        last = {name: np.asarray(r.cells[name][-1], np.float64) for name in ("il2", "uptake", "pstat5", "receptors",
+                                                                            "receptors_intermediate")}
+        for i, name in enumerate(r.type_names):
+            mine = types == i
+            printed = next(t for t in result.summary.types if t.name == name)
+            assert readouts["count"][i] == printed.count == mine.sum()
+            assert readouts["pstat5_positive_fraction"][i] == printed.pstat5_positive_fraction
+            assert readouts["pstat5_positive_fraction"][i] == pytest.approx(np.mean(last["pstat5"][mine] >= threshold), abs=1e-3)
+            for column, cell_column in (("mean_il2_pM", "il2"), ("mean_pstat5", "pstat5"), ("mean_receptors", "receptors"),
+                                        ("mean_receptors_intermediate", "receptors_intermediate"),
+                                        ("mean_uptake_molecules_per_s", "uptake")):
+                assert readouts[column][i] == pytest.approx(last[cell_column][mine].mean(), rel=1e-5, abs=1e-12), column
+            assert readouts["total_uptake_molecules_per_s"][i] == pytest.approx(last["uptake"][mine].sum(), rel=1e-5, abs=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # xarray (h5netcdf)
 

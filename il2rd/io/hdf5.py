@@ -30,6 +30,10 @@ concentrations in pM:
         autocrine_molecules_per_s    (cell,) float32, each cell's uptake of its own secretion
         attrs closure                sum over cells of |sum of its shares - its uptake| / total uptake
               autocrine_window_change how much the local autocrine solve still changed (attribution.py)
+    /readouts/*       (cell_type,) per-type readouts of the last field, as printed (readouts.TypeReadout):
+                      count, mean_il2_pM, mean_uptake_molecules_per_s, total_uptake_molecules_per_s,
+                      mean_pstat5, pstat5_positive_fraction, mean_receptors, mean_receptors_intermediate;
+                      attrs time_s, pstat5_threshold
     /meta/config      the resolved config, YAML text
     /meta/command_line
     /checkpoint/il2_0, il2_1
@@ -45,6 +49,8 @@ killed at any moment leaves a file whose first n_snapshots snapshots are complet
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import platform
 import shutil
@@ -296,6 +302,20 @@ class Hdf5Writer(HoldsFile):
         c.dims[0].attach_scale(self.file["cells/cell"])
         g.attrs["closure"] = attribution.closure
         g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
+        self.file.flush()
+
+    def write_readouts(self, summary, time_s: float) -> None:
+        """The per-type readouts of the last field (readouts.Summary.types) as (cell_type,) columns."""
+        g = self.file.require_group("readouts")
+        for name in list(g):
+            del g[name]
+        for column in dataclasses.fields(summary.types[0]) if summary.types else ():
+            if column.name == "name":
+                continue
+            d = g.create_dataset(column.name, data=np.asarray([getattr(t, column.name) for t in summary.types]))
+            d.dims[0].attach_scale(self.file["cells/cell_type"])
+        g.attrs["time_s"] = time_s
+        g.attrs["pstat5_threshold"] = self.scenario.settings.signalling.positive_threshold
         self.file.flush()
 
     def set_attrs(self, **attrs):

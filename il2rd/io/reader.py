@@ -81,6 +81,7 @@ class RunFile(HoldsFile):
     cells: dict  # x, y, z (um), type: (cell,) numpy; il2, uptake, receptors[_intermediate], pstat5: (time, cell) lazy
     type_names: list[str]
     cell_types: dict = field(default_factory=dict)  # per-type parameters, numpy
+    readouts: dict = field(default_factory=dict)  # per-type readouts of the last field, numpy (cell_type,)
 
     @property
     def spacing_um(self) -> float:
@@ -135,4 +136,5 @@ def load(path: str | Path) -> RunFile:
         cells=cells,
         type_names=_strings(f["cells/type_names"][:]),
         cell_types=cell_types,
+        readouts={k: v[:] for k, v in f["readouts"].items()} if "readouts" in f else {},
     )
