@@ -2,7 +2,8 @@
 
 One row per run and cell type: the run's folder, its status, the swept parameters (from
 Hydra's .hydra/overrides.yaml), the seed, and the readouts of its last snapshot for that type
-(cells, mean IL-2 seen, mean uptake, total uptake, mean pSTAT5, pSTAT5+ fraction). A run that
+(cells, mean IL-2 seen, mean uptake, total uptake, mean pSTAT5, pSTAT5+ fraction, mean high- and
+intermediate-affinity receptors). A run that
 failed (its il2rd.failed says why), was killed part-way (its file is not marked complete), or
 never wrote anything keeps one row with that status, so nothing is silently dropped.
 
@@ -26,7 +27,7 @@ from .cli import FAILED_MARKER
 from .io.reader import load
 
 READOUTS = ("cells", "mean_il2_pM", "mean_uptake_molecules_per_s", "total_uptake_molecules_per_s", "mean_pstat5",
-            "pstat5_positive_fraction")
+            "pstat5_positive_fraction", "mean_receptors", "mean_receptors_intermediate")
 PLOTTED = "pstat5_positive_fraction"
 
 
@@ -77,6 +78,8 @@ def _rows_of_run(job_dir: Path, sweep_dir: Path) -> list[dict]:
                      "message": f"{len(run.time)} snapshot(s) written, not finished (killed?)"}]
         threshold = float(run.config.get("signalling", {}).get("pstat5_threshold", 0.5))
         il2, uptake, pstat5 = (np.asarray(run.cells[name][-1], np.float64) for name in ("il2", "uptake", "pstat5"))
+        receptors = {name: np.asarray(run.cells[name][-1], np.float64) if name in run.cells else None
+                     for name in ("receptors", "receptors_intermediate")}  # the latter absent from files of older il2rd
         rows = []
         for i, name in enumerate(run.type_names):
             sel = run.cells["type"] == i
@@ -87,6 +90,7 @@ def _rows_of_run(job_dir: Path, sweep_dir: Path) -> list[dict]:
                 "cells": n, "mean_il2_pM": mean(il2), "mean_uptake_molecules_per_s": mean(uptake),
                 "total_uptake_molecules_per_s": float(uptake[sel].sum()), "mean_pstat5": mean(pstat5),
                 "pstat5_positive_fraction": float(np.mean(pstat5[sel] >= threshold)) if n else math.nan,
+                **{f"mean_{k}": mean(v) if v is not None else math.nan for k, v in receptors.items()},
             })
         return rows
 

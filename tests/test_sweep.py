@@ -94,9 +94,12 @@ def check_table_against_files(sweep: Path, rows: list[dict], expected_params: li
             assert sorted(r["cell_type"] for r in mine) == sorted(f.type_names)
             il2 = np.asarray(f.cells["il2"][-1])
             for r in mine:
-                sel = f.cells["type"] == f.type_names.index(r["cell_type"])
+                i = f.type_names.index(r["cell_type"])
+                sel = f.cells["type"] == i
                 assert int(r["cells"]) == sel.sum()
                 assert float(r["mean_il2_pM"]) == pytest.approx(il2[sel].mean(), rel=1e-6)
+                for column in ("pstat5_positive_fraction", "mean_pstat5", "mean_receptors", "mean_receptors_intermediate"):
+                    assert float(r[column]) == pytest.approx(f.readouts[column][i], rel=1e-5, abs=1e-3), column  # as printed
 
 
 def test_multirun_collect_with_a_failed_run_and_rerun_skipping(tmp_path):
