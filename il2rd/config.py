@@ -173,13 +173,15 @@ class ReceptorDynamicsConfig:
 @dataclass
 class VesselsConfig:
     """Exchange with blood (HEVs in the T zone, capillaries in the whole node) and lymph (capsule and
-    medulla sinuses): vessels.py."""
+    medulla sinuses draining, afferent lymph arriving in the capsule's sinus): vessels.py."""
 
     blood_il2: float = 0.0  # pM, plasma IL-2 (therapy)
     hev_density: float = 0.0  # HEV voxels per mm^3 of T zone (needs the node)
     hev_exchange: float = 0.0  # 1/s, k_ex of an HEV voxel
     lymph_drainage: float = 0.0  # 1/s, k_ex of a capsule/medulla voxel towards 0 (needs the node)
     capillary_exchange: float = 0.0  # 1/s, k_ex of every node voxel with blood (capillaries; needs the node)
+    afferent_lymph_il2: float = 0.0  # pM, IL-2 in the afferent lymph (therapy)
+    afferent_exchange: float = 0.0  # 1/s, k_ex = L / V_capsule of a capsule voxel with afferent lymph (needs the node)
 
 
 @dataclass
@@ -296,6 +298,8 @@ def _vessels(cfg, lymph_node) -> Vessels:
         hev_exchange_per_s=_number("vessels.hev_exchange", cfg.hev_exchange, low=0, unit="1/s"),
         lymph_drainage_per_s=_number("vessels.lymph_drainage", cfg.lymph_drainage, low=0, unit="1/s"),
         capillary_exchange_per_s=_number("vessels.capillary_exchange", cfg.capillary_exchange, low=0, unit="1/s"),
+        afferent_lymph_pM=_number("vessels.afferent_lymph_il2", cfg.afferent_lymph_il2, low=0, unit="pM"),
+        afferent_exchange_per_s=_number("vessels.afferent_exchange", cfg.afferent_exchange, low=0, unit="1/s"),
     )
     if vessels.active:
         lymph_node()  # HEVs, capillaries and sinuses sit in the node's compartments: build it (and check it fits) now

@@ -1,4 +1,4 @@
-"""Where IL-2 enters from blood and leaves through lymph: exchange sites in the lymph node.
+"""Where IL-2 enters from blood and afferent lymph and leaves through lymph: exchange sites in the lymph node.
 
 Each exchange voxel adds k_ex (c_target - c) to the field equation (kinetics.py), a linear
 exchange with a well-mixed compartment at concentration c_target:
@@ -12,7 +12,19 @@ exchange with a well-mixed compartment at concentration c_target:
       189:111): every node voxel exchanges with plasma at k_ex = vessels.capillary_exchange (1/s),
       the node average P S/V of its capillaries (a vessel network finer than the lattice);
   lymph, the subcapsular and medullary sinuses: every capsule and medulla voxel drains with
-      k_ex = vessels.lymph_drainage (1/s) towards c_target = 0 (efferent lymph carries IL-2 away).
+      k_ex = vessels.lymph_drainage (1/s) towards c_target = 0 (efferent lymph carries IL-2 away);
+  afferent lymph, arriving in the subcapsular sinus: every capsule voxel (node compartment
+      "capsule", capsule + subcapsular sinus) exchanges with k_ex = vessels.afferent_exchange (1/s)
+      towards c_target = vessels.afferent_lymph_il2 (pM), the IL-2 of the lymph the node drains.
+
+The afferent exchange is the mixing-tank equation of a well-mixed sinus of volume V_s refreshed by
+the lymph flow L (um^3/s) through the node: V_s dc/dt = L (c_lymph - c) + (exchange with the
+tissue below), i.e. k_ex = L / V_s per unit volume. Summed over the sinus the inflow is
+L (c_lymph - c) <= L c_lymph molecules/s (c >= 0): the node can never receive more IL-2 through its
+lymph than the lymph flow carries, however fast the tissue below consumes it. During IL-2 therapy
+plasma IL-2 leaks into the drained tissue and reaches the lymph at c_lymph = R c_plasma,
+R = PS/(PS + L) (Joyner, Carter & Renkin 1973, Lymphology 6:181); the numbers are in
+configs/scenario/therapy_low.yaml.
 
 Where several act in one voxel their rates add, k_ex = sum_i k_i, and the voxel exchanges towards
 their rate-weighted target, c_target = sum_i k_i c_i / k_ex, so that k_ex (c_target - c) =
@@ -21,8 +33,9 @@ sum_i k_i (c_i - c).
 k_ex = P S/V for a vessel wall of permeability P and surface S per voxel volume V (per interstitial
 volume alpha V when physics.volume_fraction = alpha < 1: divide the rates by alpha). For a 15 kDa
 protein P ~ 1e-3 um/s through continuous endothelium, and a 20 um vessel crossing a 10 um voxel
-gives S/V ~ 0.6 /um, so an HEV voxel has k_ex ~ 6e-4 /s (order-of-magnitude estimates, with their
-references in configs/scenario/therapy_low.yaml; the defaults 0 switch exchange off).
+gives S/V ~ 0.6 /um, so an HEV voxel has k_ex ~ 6e-4 /s; afferent lymph, L ~ 1 nL/s through a 0.4 mm^3 mouse
+node, gives k_ex = L / V_s ~ 0.02 /s over a 0.05 mm^3 capsule compartment (order-of-magnitude
+estimates, with their references in configs/scenario/therapy_low.yaml; the defaults 0 switch exchange off).
 """
 
 from __future__ import annotations
@@ -43,11 +56,13 @@ class Vessels:
     hev_exchange_per_s: float = 0.0
     lymph_drainage_per_s: float = 0.0
     capillary_exchange_per_s: float = 0.0  # every node voxel, towards the plasma level
+    afferent_lymph_pM: float = 0.0  # IL-2 in the afferent lymph
+    afferent_exchange_per_s: float = 0.0  # capsule voxels, towards the afferent lymph level: L / V_capsule
 
     @property
     def active(self) -> bool:
         return ((self.hev_density_per_mm3 > 0 and self.hev_exchange_per_s > 0) or self.lymph_drainage_per_s > 0
-                or self.capillary_exchange_per_s > 0)
+                or self.capillary_exchange_per_s > 0 or self.afferent_exchange_per_s > 0)
 
 
 def exchange_fields(vessels: Vessels, grid: Grid, node, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +72,10 @@ def exchange_fields(vessels: Vessels, grid: Grid, node, seed: int) -> tuple[np.n
     if vessels.lymph_drainage_per_s > 0:
         sinus = node.mask("capsule", grid) | node.mask("medulla", grid)
         rate[sinus] += vessels.lymph_drainage_per_s  # towards 0: no inflow
+    if vessels.afferent_exchange_per_s > 0:
+        capsule = node.mask("capsule", grid)  # the subcapsular sinus, where afferent lymph arrives
+        rate[capsule] += vessels.afferent_exchange_per_s
+        inflow[capsule] += vessels.afferent_exchange_per_s * vessels.afferent_lymph_pM
     if vessels.capillary_exchange_per_s > 0:
         inside = node.mask("node", grid)
         rate[inside] += vessels.capillary_exchange_per_s

@@ -10,7 +10,8 @@ through the console command itself). The checks are about mechanism, not tuned n
   type secretes, and all secrete the same total;
 - the no-IL-2 control secretes nothing and has a zero field;
 - therapy from the blood enters through the node's vessels (HEVs in the T zone, capillaries
-  everywhere in it), raises the field with the serum level and never above it;
+  everywhere in it) and its afferent lymph (capsule voxels), raises the field with the dose and
+  never above the highest entry level, highest at the capsule where the lymph arrives;
 - a mutein without IL-2Ra binding lowers the Tregs' uptake, at the same dose, and leaves more for
   the intermediate-affinity consumers.
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from scipy import ndimage
 
 import il2rd.cli
 from il2rd.attribution import BLOOD
@@ -215,48 +217,68 @@ def test_control_secretes_nothing_and_has_a_zero_field(small_run):
     assert all(t.total_uptake_molecules_per_s == 0.0 for t in result.summary.types)
 
 
-def test_therapy_enters_through_the_node_vessels_not_the_faces():
+def exchange_sites(settings):
+    """(rate 1/s, target pM, HEV voxels, capsule voxels) of a therapy preset's exchange fields."""
+    coef = Scenario.build(settings).coefficients
+    rate, target = np.asarray(coef.exchange_per_s, np.float64), np.asarray(coef.exchange_target_pM, np.float64)
+    capsule = settings.node.mask("capsule", settings.grid)
+    hev = (rate >= settings.vessels.hev_exchange_per_s) & ~capsule  # capsule voxels exchange faster (lymph)
+    return rate, target, hev, capsule
+
+
+def test_therapy_enters_through_the_node_vessels_and_afferent_lymph_not_the_faces():
     """The therapy presets feed IL-2 from the plasma through HEVs in the T zone and capillaries in the
-    whole node (il2rd/vessels.py); no face is fixed. On the small node the HEV density must still give
-    HEVs (a density that rounds to none would leave only the capillaries)."""
+    whole node, and from the afferent lymph through the capsule voxels (il2rd/vessels.py); no face is
+    fixed. On the small node the HEV density must still give HEVs (a density that rounds to none would
+    leave only the capillaries). The lymph level scales with the dose and stays below the plasma's."""
     for preset in ("therapy_low", "therapy_high", "mutein"):
         settings = parse(composed(preset))
         assert set(settings.grid.boundary) == {"zero_flux"} and set(settings.face_values_pM) == {0.0}, preset
         v = settings.vessels
         assert v.blood_il2_pM > 0 and v.hev_exchange_per_s > 0 and v.capillary_exchange_per_s > 0, preset
-        scenario = Scenario.build(settings)
-        rate = np.asarray(scenario.coefficients.exchange_per_s, np.float64)
-        target = np.asarray(scenario.coefficients.exchange_target_pM, np.float64)
+        assert v.afferent_exchange_per_s > 0 and 0 < v.afferent_lymph_pM < v.blood_il2_pM, preset  # R = PS/(PS + L) < 1
+        rate, target, hev, capsule = exchange_sites(settings)
         node, grid = settings.node, settings.grid
         t_zone, inside = node.mask("t_zone", grid), node.mask("node", grid)
-        hev = rate >= v.hev_exchange_per_s
         expected = round(v.hev_density_per_mm3 * t_zone.sum() * grid.voxel_volume_um3 / 1e9)
         assert hev.sum() == expected > 0, (preset, hev.sum(), expected)
         assert np.all(t_zone[hev])
         assert np.all(rate[inside] > 0) and np.all(rate[~inside] == 0)  # capillaries: every node voxel
-        np.testing.assert_allclose(target[inside], v.blood_il2_pM, rtol=1e-6)  # all towards the plasma level
-    assert not parse(composed("no_il2")).vessels.active  # the control gets no IL-2 from the blood
+        blood = inside & ~capsule  # all towards the plasma level; the capsule also towards the lymph's
+        np.testing.assert_allclose(target[blood], v.blood_il2_pM, rtol=1e-6)
+        np.testing.assert_allclose(rate[capsule], v.capillary_exchange_per_s + v.afferent_exchange_per_s, rtol=1e-6)
+        np.testing.assert_allclose((rate * target)[capsule], v.capillary_exchange_per_s * v.blood_il2_pM
+                                   + v.afferent_exchange_per_s * v.afferent_lymph_pM, rtol=1e-6)
+    low, high = (parse(composed(p)).vessels for p in ("therapy_low", "therapy_high"))
+    assert high.afferent_lymph_pM / high.blood_il2_pM == pytest.approx(low.afferent_lymph_pM / low.blood_il2_pM)  # same R
+    assert not parse(composed("no_il2")).vessels.active  # the control gets no IL-2 from blood or lymph
 
 
-def test_therapy_field_rises_with_the_dose_and_stays_below_the_serum_level(small_run):
-    serum = {p: parse(composed(p)).vessels.blood_il2_pM for p in ("therapy_low", "therapy_high")}
-    assert 0 < serum["therapy_low"] < serum["therapy_high"]
+def test_therapy_field_rises_with_the_dose_and_stays_below_the_entry_levels(small_run):
+    entry = {p: max(v.blood_il2_pM, v.afferent_lymph_pM) for p in ("therapy_low", "therapy_high")
+             for v in [parse(composed(p)).vessels]}
+    assert 0 < entry["therapy_low"] < entry["therapy_high"]
     control, low, high = (small_run(p) for p in ("no_il2", "therapy_low", "therapy_high"))
     assert np.all(control.field_pM == 0.0) and control.summary.exchange_molecules_per_s == 0.0
     assert control.attribution is None or control.attribution.sources == ()
     settings = parse(composed("therapy_low"))  # the same node, HEVs and cells at either dose
-    hev = np.asarray(Scenario.build(settings).coefficients.exchange_per_s) >= settings.vessels.hev_exchange_per_s
+    _, _, _, capsule = exchange_sites(settings)
     t_zone = settings.node.mask("t_zone", settings.grid)
+    depth = ndimage.distance_transform_edt(~capsule)  # voxels from the capsule
     for preset, result in (("therapy_low", low), ("therapy_high", high)):
         s = result.summary
-        assert s.secretion_molecules_per_s == 0.0  # the blood is the only source
-        assert s.exchange_molecules_per_s > 0  # what enters from the blood ...
+        assert s.secretion_molecules_per_s == 0.0  # blood and lymph are the only sources
+        assert s.exchange_molecules_per_s > 0  # what enters through vessels and lymph ...
         assert s.exchange_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-3)
-        assert result.field_pM.max() <= serum[preset] * (1 + 1e-5)  # no source inside: maximum principle
-        # IL-2 is highest where it enters: HEV voxels above the rest of the T zone
-        assert result.field_pM[hev].mean() > result.field_pM[t_zone & ~hev].mean()
+        assert result.field_pM.max() <= entry[preset] * (1 + 1e-5)  # no source inside: maximum principle
+        # IL-2 is highest where most of it enters, the capsule (afferent lymph), and falls into the
+        # consuming T zone: its outer half above its deep half. (HEVs add a local inflow too small
+        # against the cells' uptake to stand out against this gradient: test_vessels.py tests them.)
+        c = result.field_pM
+        assert c[capsule].mean() > c[t_zone].mean()
+        assert c[t_zone & (depth <= np.median(depth[t_zone]))].mean() > c[t_zone & (depth > np.median(depth[t_zone]))].mean()
         a = result.attribution
-        assert a.sources == (BLOOD,)  # ... is all the cells take up
+        assert a.sources == (BLOOD,)  # ... is all the cells take up: the exchange source covers both routes
         assert a.matrix_molecules_per_s.sum() == pytest.approx(s.uptake_molecules_per_s, rel=1e-3)
     assert control.summary.mean_il2_pM == 0.0 < low.summary.mean_il2_pM < high.summary.mean_il2_pM
     for name in ("treg", "cd8_naive", "nk"):

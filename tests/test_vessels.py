@@ -1,12 +1,13 @@
 """Exchange with blood and lymph (il2rd/vessels.py): the uniform exact solution, where the sites
 are, the balance with exchange, the maximum principle, and attribution to the blood; capillaries
-(a uniform rate over the node) against the exact no-sink and well-mixed levels, and their validation."""
+(a uniform rate over the node) against the exact no-sink and well-mixed levels; afferent lymph in the
+capsule against the exact no-sink level and the lymph flow's bound; and the validation."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from compose import compose_config
-from helpers import coefficients
+from helpers import PM_IN_MOLECULES_PER_UM3, coefficients
 from test_presets import QUIET, SMALL_NODE
 
 from il2rd import config
@@ -142,3 +143,61 @@ def test_a_bad_capillary_exchange_is_refused_naming_key_value_and_rule(value):
         config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, f"vessels.capillary_exchange={value}"))
     message = str(err.value)
     assert message.startswith("vessels.capillary_exchange = ") and "must be a finite number >= 0 (1/s)" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Afferent lymph: capsule voxels (capsule + subcapsular sinus) exchange at vessels.afferent_exchange
+# towards vessels.afferent_lymph_il2, a well-mixed sinus refreshed by the lymph flow L = k V_capsule
+
+AFFERENT = ["vessels.afferent_lymph_il2=24", "vessels.afferent_exchange=0.02"]
+
+
+def test_afferent_lymph_exchanges_in_capsule_voxels_only_and_adds_to_drainage():
+    settings = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT))
+    coef = Scenario.build(settings).coefficients
+    rate, target = np.asarray(coef.exchange_per_s, np.float64), np.asarray(coef.exchange_target_pM, np.float64)
+    capsule = settings.node.mask("capsule", settings.grid)
+    assert capsule.sum() > 0
+    np.testing.assert_allclose(rate[capsule], 0.02, rtol=1e-12)
+    np.testing.assert_allclose(target[capsule], 24.0, rtol=1e-12)
+    assert np.all(rate[~capsule] == 0) and np.all(target[~capsule] == 0)
+    # with drainage too: capsule k = 0.02 + 1e-3 towards 0.02 x 24 / k; the medulla drains alone
+    both = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT, "vessels.lymph_drainage=1e-3"))
+    coef = Scenario.build(both).coefficients
+    rate, target = np.asarray(coef.exchange_per_s, np.float64), np.asarray(coef.exchange_target_pM, np.float64)
+    medulla = both.node.mask("medulla", both.grid)
+    np.testing.assert_allclose(rate[capsule], 0.021, rtol=1e-12)
+    np.testing.assert_allclose((rate * target)[capsule], 0.02 * 24.0, rtol=1e-12)
+    assert np.all(rate[medulla] == 1e-3) and np.all(target[medulla] == 0)
+
+
+def test_afferent_lymph_without_decay_or_cells_brings_the_whole_lattice_to_the_lymph_level():
+    """The only exchange is towards c_lymph and nothing removes IL-2: c = c_lymph everywhere."""
+    c, _ = capillary_field("physics.decay=0", *AFFERENT)  # blood_il2 acts through no vessel here
+    np.testing.assert_allclose(c, 24.0, rtol=1e-8)
+
+
+def test_afferent_lymph_balance_closes_and_never_exceeds_the_lymph_flow_times_its_level(tmp_path):
+    """Steady state: inflow k sum_capsule (c_lymph - c) V = uptake + decay, and, c >= 0, at most
+    k V_capsule c_lymph = L c_lymph molecules/s (6.022e-4 molecules/um^3 per pM). All of it is
+    attributed to the exchange source, and the field never exceeds the lymph level."""
+    result = run(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT), tmp_path)
+    s = result.summary
+    settings = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT))
+    capsule_um3 = settings.node.mask("capsule", settings.grid).sum() * settings.grid.voxel_volume_um3 * settings.volume_fraction
+    most = 0.02 * capsule_um3 * 24.0 * PM_IN_MOLECULES_PER_UM3
+    assert 0 < s.exchange_molecules_per_s < most
+    assert s.exchange_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)
+    assert 0 < s.max_il2_pM <= 24.0
+    a = result.attribution
+    assert a.sources == (BLOOD,)
+    assert a.matrix_molecules_per_s.sum() == pytest.approx(s.uptake_molecules_per_s, rel=1e-6)
+
+
+@pytest.mark.parametrize("key, unit", [("afferent_lymph_il2", "pM"), ("afferent_exchange", "1/s")])
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+def test_a_bad_afferent_lymph_value_is_refused_naming_key_value_and_rule(key, unit, value):
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, f"vessels.{key}={value}"))
+    message = str(err.value)
+    assert message.startswith(f"vessels.{key} = ") and f"must be a finite number >= 0 ({unit})" in message
