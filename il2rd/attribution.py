@@ -211,21 +211,22 @@ def type_field(grid: Grid, population) -> np.ndarray:
     return field
 
 
-def type_secretions(scenario, type_indices) -> np.ndarray:
+def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -> np.ndarray:
     """(len(type_indices), nx, ny, nz) pM/s: s_k, the part of the secretion field s =
     coef.secretion_pM_per_s made by the cells of each type k (sum over all types = s).
 
     Point sinks: s where type k's cells sit. Sub-grid closure: type k's cells spread over their
     stencils (subgrid.voxel_fields, as cells.field_coefficients spreads them all), taken as
     their fraction of every voxel's s, s_k = s S_k / sum_k' S_k' (S_k: type k's spread alone),
-    so that the s_k add up to the field's own s whatever its units."""
+    so that the s_k add up to the field's own s whatever its units. il2ra, secretion_course: a
+    coupled run's final state (:func:`attribute`)."""
     grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
     if not len(type_indices):
         return np.zeros((0, *grid.shape))
     if scenario.settings.cell_radius_um is None:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
-    law = _stencil_law(scenario)
+    law = _stencil_law(scenario, il2ra, secretion_course)
     spread = lambda mine: subgrid.voxel_fields(  # noqa: E731
         grid.shape, pop.voxel[mine], grid.spacing_um, law.diffusion_um2_per_s, law.radius_um, law.vmax[mine],
         law.km[mine], law.secretion[mine], law.periodic)[0]
@@ -249,19 +250,27 @@ class _StencilLaw:
     periodic: tuple[bool, bool, bool]
 
 
-def _stencil_law(scenario) -> _StencilLaw:
+def _stencil_law(scenario, il2ra=None, secretion_course=None) -> _StencilLaw:
+    """il2ra, secretion_course: each cell's IL-2Ra and secretion time-course factor f_i(t) at the
+    field's moment where they change (solver.kind=coupled: the final state), else None (its own
+    IL-2Ra, constant secretion q_i)."""
     pop, settings = scenario.population, scenario.settings
-    vmax, km = cells.collapsed_uptake(pop, settings.types)  # each cell's one law, two receptor classes collapsed
+    vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)  # each cell's one law, two receptor classes collapsed
     secretion = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
+    if secretion_course is not None:
+        secretion = secretion * np.asarray(secretion_course, np.float64)
     diffusion = cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction)
     return _StencilLaw(diffusion, settings.cell_radius_um, vmax, km, secretion, cells.periodic_axes(scenario.grid))
 
 
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
-              autocrine_half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS) -> Attribution:
+              autocrine_half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS, il2ra=None, secretion_course=None) -> Attribution:
     """The attribution of the steady field `field_pM` of `scenario` (see the module docstring).
     options: solver settings of the linear solves (default: the run's own); autocrine_half_width:
-    w of the autocrine window, (2 w + 1)^3 voxels (>= 2)."""
+    w of the autocrine window, (2 w + 1)^3 voxels (>= 2). A coupled run's quasi-steady field:
+    scenario with the coefficients of its final state (dynamics.coefficients_at), and with the
+    sub-grid closure each cell's final IL-2Ra (il2ra) and secretion course factor f_i(t)
+    (secretion_course, dynamics.secretion_course), which set its stencil's weights and secretion."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
     options = options or settings.options
     secreting = [k for k, name in enumerate(pop.type_names)
@@ -275,7 +284,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    secretions = type_secretions(scenario, secreting)
+    secretions = type_secretions(scenario, secreting, il2ra, secretion_course)
     fields, _ = source_fields(c, jnp.asarray(secretions), grid, coef, with_boundary, options, with_blood)
     volume = scenario.interstitial_voxel_volume_um3
     sigma = np.asarray(uptake_per_il2(c, coef), np.float64)
@@ -285,7 +294,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         sharing = None
         taken = lambda x: sigma[index] * np.asarray(x, np.float64)[index]  # noqa: E731
     else:  # its share p_ij of sigma_j x_j in each voxel j of its stencil
-        law = _stencil_law(scenario)
+        law = _stencil_law(scenario, il2ra, secretion_course)
         sharing = subgrid.uptake_sharing(field_pM, pop.voxel, grid.spacing_um, law.diffusion_um2_per_s, law.radius_um,
                                          law.vmax, law.km, settings.uptake, law.periodic)
         flat, share = sharing

@@ -313,10 +313,12 @@ class UptakeLaws:
     def collapsed(self) -> tuple[np.ndarray, np.ndarray]:
         """One Michaelis-Menten law per cell, (V molecules/s, K pM), with the same maximum and
         the same linear slope as the two classes: V = V_h + V_i, V/K = V_h/K_h + V_i/K_i (exact
-        for c << K and c >> K, within the two curves in between; the sub-grid closure uses it)."""
+        for c << K and c >> K, within the two curves in between; the sub-grid closure uses it).
+        numpy, or jax.numpy for JAX arrays (the coupled step, dynamics.py)."""
+        xp = receptors._xp(self.vmax_high_molecules_per_s, self.vmax_intermediate_molecules_per_s, self.km_high_pM)
         v = self.vmax_high_molecules_per_s + self.vmax_intermediate_molecules_per_s
         slope = self.vmax_high_molecules_per_s / self.km_high_pM + self.vmax_intermediate_molecules_per_s / self.km_intermediate_pM
-        return v, np.where(slope > 0, v / np.where(slope > 0, slope, 1.0), self.km_high_pM)
+        return v, xp.where(slope > 0, v / xp.where(slope > 0, slope, 1.0), self.km_high_pM)
 
 
 def uptake_laws(population: Population, types: dict[str, CellType], il2ra=None) -> UptakeLaws:

@@ -306,7 +306,7 @@ def _vessels(cfg, lymph_node) -> Vessels:
     return vessels
 
 
-def _cell_radius(value: Any, grid: Grid, kind: str) -> float | None:
+def _cell_radius(value: Any, grid: Grid) -> float | None:
     """physics.cell_radius: where the sub-grid closure (subgrid.py) is defined and wired in."""
     if value is None:
         return None
@@ -317,8 +317,6 @@ def _cell_radius(value: Any, grid: Grid, kind: str) -> float | None:
                           f"grid.spacing is {grid.spacing_um:g} um")
     if 1 in grid.shape:
         raise ConfigError("physics.cell_radius", value, "the sub-grid closure is for 3-D lattices; set it to null in 2-D")
-    if kind == "coupled":
-        raise ConfigError("physics.cell_radius", value, "is not yet available with solver.kind=coupled")
     return radius
 
 
@@ -586,7 +584,7 @@ def parse(cfg: DictConfig) -> Settings:
     tortuosity = _number("physics.tortuosity", cfg.physics.tortuosity, low=1,
                          unit="D_eff = D / tortuosity^2; ~1.6 in tissue")
     kind = _choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
-    cell_radius = _cell_radius(cfg.physics.cell_radius, grid, kind)
+    cell_radius = _cell_radius(cfg.physics.cell_radius, grid)
     dynamics_cfg = cfg.receptor_dynamics
     feedback = ReceptorFeedback(
         turnover_per_s=_number("receptor_dynamics.turnover", dynamics_cfg.turnover, low=0, low_open=True, unit="1/s"),

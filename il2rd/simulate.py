@@ -301,12 +301,14 @@ def _attributable(settings) -> bool:
     return settings.attribution and settings.solver_kind in ("steady", "coupled")
 
 
-def _finish(writer, scenario, field, last, started: float) -> Result:
+def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion_course=None) -> Result:
+    """il2ra, secretion_course: a coupled run's final IL-2Ra and secretion course factors (scenario
+    then holds the coefficients of that state)."""
     # a resumed run that was already complete writes no snapshot: summarise its last field
-    summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario), scenario)
+    summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, il2ra), scenario)
     shares = None
     if _attributable(scenario.settings):
-        shares = attribute(field, scenario)
+        shares = attribute(field, scenario, il2ra=il2ra, secretion_course=secretion_course)
         writer.write_attribution(shares)
     writer.write_readouts(summary, float(writer.time[writer.n_snapshots - 1]))
     wall = wallclock.perf_counter() - started
@@ -347,6 +349,7 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
             return _reuse(path, scenario)
         writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression, key)
     cells = dynamics.cell_kinetics(scenario, scenario.coefficients.dtype) if settings.solver_kind == "coupled" else None
+    final = {}  # a coupled run's final cell state, for the attribution
     with writer:
         on_snapshot, last = _record(scenario, writer, cells)
         try:
@@ -357,6 +360,8 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
                 # the summary and the attribution of the last, quasi-steady field use its coefficients
                 scenario = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(
                     scenario.coefficients, cells, receptors, settings.end_s))
+                final = dict(il2ra=np.asarray(receptors, np.float64),
+                             secretion_course=np.asarray(dynamics.secretion_course(cells, settings.end_s), np.float64))
                 field = np.asarray(field)
             else:
                 field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
@@ -373,4 +378,4 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
                 writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
             except OSError:
                 pass
-        return _finish(writer, scenario, field, last, started)
+        return _finish(writer, scenario, field, last, started, **final)

@@ -618,7 +618,7 @@ BAD_INPUT = [
     ("blood-il2-nan", ["vessels.blood_il2=nan"], ["vessels.blood_il2", "nan"], "il2rd"),
     ("lymph-drainage-without-room-for-the-node", ["grid.shape=[8,8,4]", "vessels.lymph_drainage=1e-3"], ["node"], "il2rd"),
     ("cell-radius-in-2d", ["grid.shape=[8,8,1]", "physics.cell_radius=5"], ["physics.cell_radius", "3-D"], "il2rd"),
-    ("cell-radius-with-coupled", ["physics.cell_radius=5", "solver.kind=coupled"], ["physics.cell_radius", "coupled"], "il2rd"),
+    ("cell-radius-negative", ["physics.cell_radius=-5"], ["physics.cell_radius", "-5"], "il2rd"),
     ("rtol-nan", ["solver.rtol=nan"], ["solver.rtol", "nan"], "il2rd"),
     ("end-negative-steady", ["time.end=-3600"], ["time.end", "-3600"], "il2rd"),
     ("end-infinite-transient", ["solver.kind=implicit", "time.end=inf"], ["time.end", "inf"], "il2rd"),

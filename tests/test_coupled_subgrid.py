@@ -1,0 +1,230 @@
+"""The sub-grid closure (physics.cell_radius, il2rd/subgrid.py) in coupled runs (solver.kind=coupled,
+il2rd/dynamics.py), where each cell's IL-2Ra, hence its collapsed law and stencil weights, change
+every step and the voxel fields are rebuilt inside the jitted step: the JAX fields against the
+numpy closure, the coupled state against the steady sub-grid field of its receptors, the sphere's
+uptake through the run path, and the attribution of a coupled sub-grid run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from compose import compose_config
+from helpers import coefficients
+
+from il2rd import cells, readouts, subgrid, units
+from il2rd.attribution import attribute
+from il2rd.config import parse
+from il2rd.dynamics import (advance_coupled, cell_kinetics, coefficients_at, initial_state_jit, secretion_course,
+                            secretion_profile, seen)
+from il2rd.grid import Grid
+from il2rd.scenario import Scenario
+from il2rd.simulate import run
+from il2rd.solvers.steady import SolverOptions, steady_field
+
+HOUR = 3600.0
+RADIUS = 5.0  # um
+D = 10.0  # um^2/s
+
+
+# ------------------------------------------------------------------------------------------
+# 1. The JAX fields are the numpy closure's
+
+
+def _cells_at_faces(shape, n, rng):
+    """n distinct voxels, the first ones on faces, edges and corners of the lattice."""
+    corners = [(0, 0, 0), (shape[0] - 1, shape[1] - 1, shape[2] - 1), (0, shape[1] - 1, 2), (3, 0, shape[2] - 1),
+               (shape[0] - 1, 2, 3), (2, 3, 0)]
+    taken = [np.ravel_multi_index(v, shape) for v in corners]
+    rest = rng.permutation([f for f in range(math.prod(shape)) if f not in taken])[: n - len(corners)]
+    flat = np.concatenate([taken, rest])
+    return np.stack(np.unravel_index(flat, shape), axis=-1)
+
+
+@pytest.mark.parametrize("h", [8.0, 10.0, 20.0])
+@pytest.mark.parametrize("periodic", [(False, False, False), (True, False, True)])
+def test_jax_voxel_fields_are_the_numpy_closure(h, periodic):
+    """subgrid.stencil_fields and stencil_cell_uptake under jax.jit (float64), on stencils placed on
+    the host, equal subgrid.voxel_fields and cell_uptake_molecules_per_s (numpy) to 1e-12 for cells
+    of k/S from 1e-3 to 1e3 (and without receptors), some at faces (arms folded or wrapped),
+    overlapping; the fields keep every cell's secretion and maximum."""
+    rng = np.random.default_rng(int(h) + 7 * periodic[0])
+    shape = (7, 6, 5)
+    voxel = _cells_at_faces(shape, 70, rng)
+    n = len(voxel)
+    km = rng.uniform(20.0, 1500.0, n)
+    k = 10 ** rng.uniform(-3, 3, n) * 4 * math.pi * D * RADIUS  # um^3/s, weak to strong
+    k[:4] = 0.0  # cells without receptors (secreting DCs)
+    vmax = k * units.pM_to_molecules_per_um3(km)
+    q = rng.uniform(0.0, 50.0, n)
+    flat, inside = subgrid.folded_stencils(voxel, shape, periodic)
+    assert not inside.all() and (periodic[0] or not inside[0, 2])  # arms left the lattice at the corner cell
+
+    fields = jax.jit(lambda f, i, v, K, s: subgrid.stencil_fields(shape, f, i, h, D, RADIUS, v, K, s))
+    got = fields(jnp.asarray(flat, jnp.int32), jnp.asarray(inside), jnp.asarray(vmax), jnp.asarray(km), jnp.asarray(q))
+    want = subgrid.voxel_fields(shape, voxel, h, D, RADIUS, vmax, km, q, periodic)
+    for name, g, w in zip(("secretion", "vmax", "km"), got, want):
+        assert g.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-12 * np.max(np.abs(w)), err_msg=name)
+    to_molecules = lambda f: units.voxel_rate_to_cell_rate_molecules_per_s(np.sum(np.asarray(f)), h**3)  # noqa: E731
+    assert to_molecules(got[0]) == pytest.approx(q.sum(), rel=1e-12)
+    assert to_molecules(got[1]) == pytest.approx(vmax.sum(), rel=1e-12)
+
+    c = rng.uniform(0.0, 300.0, shape)
+    for law in ("saturating", "linear"):
+        uptake = jax.jit(lambda c_, f, i, v, K: subgrid.stencil_cell_uptake(c_, f, i, h, D, RADIUS, v, K, law))
+        got = uptake(jnp.asarray(c), jnp.asarray(flat, jnp.int32), jnp.asarray(inside), jnp.asarray(vmax), jnp.asarray(km))
+        want = subgrid.cell_uptake_molecules_per_s(c, voxel, h, D, RADIUS, vmax, km, law, periodic)
+        for name, g, w in zip(("uptake", "seen"), got, want):  # seen is inf where a saturating cell's share reaches V
+            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-12 * np.max(np.abs(w[np.isfinite(w)])),
+                                       err_msg=f"{law} {name}")
+
+
+# ------------------------------------------------------------------------------------------
+# The scenario of tests 2, 3, 5: 16^3 T-zone block in tissue, Tregs with IL-2Rb (two receptor
+# classes, so the collapsed law changes its K as CD25 rises), float64
+
+
+def _overrides(*extra):
+    return ["grid.shape=[16,16,16]", "physics.cell_radius=5", "solver.kind=coupled", "solver.dt=1800",
+            "precision=float64", "solver.rtol=1e-10", "physics.volume_fraction=0.3", "physics.tortuosity=1.6",
+            "physics.diffusion=100", "+cell_types.treg.il2rb=3e4", "+cell_types.treg.gc=1e5",
+            "cell_types.il2_producer.secretion=100", "output.progress=false", *extra]
+
+
+def _max_relative(a, b):
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))) / np.max(np.abs(np.asarray(b))))
+
+
+def test_without_feedback_every_snapshot_is_the_steady_subgrid_field(tmp_path):
+    """cd25_gain = 1 and constant secretion: receptors stay basal, so every snapshot of the coupled
+    run is the steady run's field, and its per-cell readouts the steady run's (periodic faces: arms
+    wrap)."""
+    common = _overrides("grid.boundary=periodic", "time.end=7200", "time.snapshot_every=3600", "output.attribution=false")
+    coupled = run(compose_config(*common), tmp_path / "coupled")
+    steady = run(compose_config(*common[:2], "solver.kind=steady", *common[3:]), tmp_path / "steady")
+    with h5py.File(coupled.path) as a, h5py.File(steady.path) as b:
+        assert a.attrs["n_snapshots"] == 3
+        ref = b["fields/il2"][0]
+        for i in range(3):
+            assert _max_relative(a["fields/il2"][i], ref) < 1e-8, i
+            for name in ("il2", "uptake", "pstat5"):
+                np.testing.assert_allclose(a[f"cells/{name}"][i], b[f"cells/{name}"][0], rtol=1e-7,
+                                           atol=1e-9 * np.max(b[f"cells/{name}"][0]), err_msg=f"{name} at {i}")
+
+
+def _coupled_state(*extra, n_steps=8, dt=1800.0):
+    """A coupled sub-grid scenario advanced n_steps through the API: (scenario, CellKinetics, c, IL-2Ra, t)."""
+    sc = Scenario.build(parse(compose_config(*_overrides(*extra))))
+    kin = cell_kinetics(sc, jnp.float64)
+    options = sc.settings.options
+    state, info = initial_state_jit(sc.grid, sc.coefficients, kin, options)
+    (c, r), info = advance_coupled(state, 0.0, dt, sc.grid, sc.coefficients, kin, n_steps, options)
+    assert bool(info.converged)
+    return sc, kin, c, r, n_steps * dt
+
+
+def test_with_feedback_the_coupled_state_is_the_steady_subgrid_field_of_its_receptors():
+    """gain 10 and a secretion course [0, 2, 6] h, after 4 h (f = 0.5): the coefficients the jitted
+    step built equal those the numpy closure (cells.field_coefficients) builds for the cells'
+    current IL-2Ra and secretion, the field is that steady field, and the IL-2 the dynamics sees
+    is the readouts' surface concentration."""
+    sc, kin, c, r, t = _coupled_state("+cell_types.treg.cd25_gain=10", "+cell_types.il2_producer.secretion_course=[0,2,6]")
+    settings, pop = sc.settings, sc.population
+    basal = pop.receptors_per_cell(settings.types)
+    assert np.max(np.asarray(r) / basal) > 1.5  # CD25 rose: the laws and stencil weights changed
+    f = float(secretion_profile(t, 0.0, 2 * HOUR, 6 * HOUR))
+    assert f == pytest.approx(0.5)
+    types = {name: dataclasses.replace(ty, secretion_molecules_per_s=ty.secretion_molecules_per_s * f)
+             for name, ty in settings.types.items()}
+    reference = cells.field_coefficients(
+        sc.grid, dataclasses.replace(pop, receptors=np.asarray(r)), types, settings.diffusion_um2_per_s,
+        settings.decay_per_s, settings.face_values_pM, settings.uptake, jnp.float64,
+        volume_fraction=settings.volume_fraction, tortuosity=settings.tortuosity, cell_radius_um=settings.cell_radius_um)
+    now = coefficients_at(sc.coefficients, kin, r, t)
+    for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"):
+        assert _max_relative(getattr(now, name), getattr(reference, name)) < 1e-12, name
+    c_ref, info = steady_field(sc.grid, reference, options=settings.options)
+    assert bool(info.converged)
+    assert _max_relative(c, c_ref) < 1e-8
+    # what the receptor step sees is what the readouts report for that state
+    columns = readouts.cell_columns(np.asarray(c), dataclasses.replace(sc, coefficients=now), np.asarray(r))
+    np.testing.assert_allclose(np.asarray(seen(c, kin, r)), columns["il2"], rtol=1e-10, atol=1e-12)
+    assert np.any(np.abs(np.asarray(seen(c, kin, r)) - np.asarray(c)[tuple(pop.voxel.T)]) > 1e-2 * np.asarray(c).max())
+
+    # the attribution uses the cells' own final state: its autocrine part scales with the secretion course
+    final = dataclasses.replace(sc, coefficients=now)
+    course = np.asarray(secretion_course(kin, t))
+    a = attribute(np.asarray(c), final, il2ra=np.asarray(r), secretion_course=course)
+    peak = attribute(np.asarray(c), final, il2ra=np.asarray(r))
+    producers = pop.type_index == pop.type_names.index("il2_producer")
+    np.testing.assert_allclose(a.autocrine_molecules_per_s[producers], 0.5 * peak.autocrine_molecules_per_s[producers],
+                               rtol=1e-9)
+    np.testing.assert_allclose(a.by_cell_molecules_per_s.sum(axis=1), columns["uptake"], rtol=1e-6,
+                               atol=1e-8 * columns["uptake"].max())
+
+
+def _box_capacity(n, h, cell):
+    """The sphere's capacity in the box of n^3 voxels with faces at 0 around `cell`: 1/(1/S - rho),
+    rho = (g - G_box(0)) / (D h) the resistance the near faces take away from the infinite lattice's
+    (G_box(0) from a unit point source, linear solve; as tests/test_subgrid.py)."""
+    grid = Grid((n,) * 3, h, ("fixed",) * 6)
+    secretion = np.zeros(grid.shape)
+    secretion[cell] = units.cell_rate_to_voxel_rate_pM_per_s(1.0, h**3)  # 1 molecule/s
+    c, info = steady_field(grid, coefficients(grid.shape, diffusion=D, secretion=secretion, uptake="linear"),
+                           options=SolverOptions(rtol=1e-10))
+    assert bool(info.converged)
+    green_box = float(c[cell]) * units.MOLECULES_PER_UM3_PER_PM * D * h
+    rho = (subgrid.LATTICE_GREEN_ORIGIN - green_box) / (D * h)
+    return 1.0 / (1.0 / (4 * np.pi * D * RADIUS) - rho)
+
+
+@pytest.mark.parametrize("spacing_um", [8.0, 20.0])
+def test_an_isolated_consumer_in_a_coupled_run_reads_out_the_sphere_uptake(tmp_path, spacing_um):
+    """One strong linear consumer (k = 10 x 4 pi D a at first, CD25 feedback raising it) in a box
+    whose faces hold 1 pM: its uptake readout at the end is the sphere's, c k S/(S + k) with k from
+    its final receptors (k/S ~ 24 by then), exact for a linear cell: to 1e-3 here, with S the
+    sphere's capacity in this 16^3 box (its near faces add 7 % to 4 pi D a at 8 um, 3 % at 20 um;
+    tests/test_subgrid.py uses 24^3 and the free sphere, within 5 %)."""
+    n, k_int, km_pM = 16, 1.1e-3, 43.0
+    capacity = _box_capacity(n, spacing_um, (n // 2,) * 3)
+    receptors = 10 * 4 * np.pi * D * RADIUS * units.pM_to_molecules_per_um3(km_pM) / k_int
+    centre = (n // 2 + 0.5) * spacing_um
+    csv = tmp_path / "cell.csv"
+    csv.write_text(f"x,y,z,type\n{centre},{centre},{centre},treg\n")
+    result = run(compose_config(
+        f"grid.shape=[{n},{n},{n}]", f"grid.spacing={spacing_um}", "grid.boundary=fixed", "grid.boundary_value=1.0",
+        "physics.decay=0", "physics.uptake=linear", f"cells.csv={csv}", f"cell_types.treg.receptors={receptors}",
+        f"cell_types.treg.km={km_pM}", f"cell_types.treg.k_int={k_int}", "+cell_types.treg.cd25_gain=10",
+        "solver.kind=coupled", "solver.dt=3600", "time.end=14400", "time.snapshot_every=14400", "precision=float64",
+        "solver.rtol=1e-10", "output.progress=false", "output.attribution=false", f"physics.cell_radius={RADIUS}"),
+        tmp_path / "run")
+    treg = {t.name: t for t in result.summary.types}["treg"]
+    assert treg.mean_receptors > 2 * receptors  # the feedback raised k
+    k = k_int * treg.mean_receptors / units.pM_to_molecules_per_um3(km_pM)
+    exact = units.pM_to_molecules_per_um3(1.0) * k * capacity / (capacity + k)
+    assert treg.total_uptake_molecules_per_s == pytest.approx(exact, rel=1e-3)
+
+
+def test_the_attribution_of_a_coupled_subgrid_run_adds_up_to_its_uptake(tmp_path):
+    """Through the run path (gain 10, producers on a course [0, 2, 6] h, ended at 4 h): each cell's
+    shares add up to its final uptake readout, the producers put in their secretion of that moment
+    (f = 0.5), and the closure is small."""
+    result = run(compose_config(*_overrides("+cell_types.treg.cd25_gain=10", "+cell_types.il2_producer.secretion_course=[0,2,6]",
+                                            "time.end=14400", "time.snapshot_every=7200")), tmp_path / "run")
+    a = result.attribution
+    with h5py.File(result.path) as f:
+        uptake = f["cells/uptake"][-1]
+        types = f["cells/type"][:]
+        producers = int(np.sum(types == list(a.responders).index("il2_producer")))
+    assert a.closure < 1e-6
+    np.testing.assert_allclose(a.by_cell_molecules_per_s.sum(axis=1), uptake, rtol=1e-6, atol=1e-8 * uptake.max())
+    assert a.matrix_molecules_per_s.sum() == pytest.approx(result.summary.uptake_molecules_per_s, rel=1e-6)
+    assert a.output_molecules_per_s[0] == pytest.approx(producers * 100.0 * 0.5, rel=1e-9)
+    own = a.by_cell_molecules_per_s[:, 0]
+    assert np.all(a.autocrine_molecules_per_s >= 0) and np.all(a.autocrine_molecules_per_s <= own * (1 + 1e-9) + 1e-15)
