@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from . import config, readouts
 from . import dynamics
 from .attribution import Attribution, attribute
-from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError
+from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError, checkpoint_slot
 from .io.reader import load
 from .scenario import Scenario
 from .solvers.steady import steady_field, steady_field_batch
@@ -316,14 +316,31 @@ def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion
     return Result(writer.path, field, summary, wall, shares)
 
 
+def _final_state(scenario, cells, il2ra, t_s: float):
+    """A coupled run's scenario with the coefficients of its state at t_s (IL-2Ra per cell), and
+    that state for the attribution (its IL-2Ra and secretion course factors)."""
+    now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, il2ra, t_s))
+    return now, dict(il2ra=np.asarray(il2ra, np.float64),
+                     secretion_course=np.asarray(dynamics.secretion_course(cells, t_s), np.float64))
+
+
 def _reuse(path: Path, scenario) -> Result:
-    """The Result of a finished run, read back from its file."""
+    """The Result of a finished run, read back from its file (a coupled run's from its last
+    checkpointed field and IL-2Ra)."""
     with load(path) as previous:
         field = previous.field_xyz(-1)
         columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
         wall = float(previous.attrs.get("wall_time_s", 0.0))
+        last = len(previous.time) - 1
+        checkpoint = previous.file.get("checkpoint", {})
+        il2ra = checkpoint.get(checkpoint_slot(last, "il2ra"))
+        if il2ra is not None:
+            field, il2ra, t_s = checkpoint[checkpoint_slot(last)][...], il2ra[...], float(previous.time[last])
     log.info("%s already holds this config's finished run: not recomputed", path)
-    shares = attribute(field, scenario) if _attributable(scenario.settings) else None
+    final = {}
+    if il2ra is not None:
+        scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
+    shares = attribute(field, scenario, **final) if _attributable(scenario.settings) else None
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares)
 
 
@@ -358,10 +375,7 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
                 field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
                                          start_state, cells=cells)
                 # the summary and the attribution of the last, quasi-steady field use its coefficients
-                scenario = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(
-                    scenario.coefficients, cells, receptors, settings.end_s))
-                final = dict(il2ra=np.asarray(receptors, np.float64),
-                             secretion_course=np.asarray(dynamics.secretion_course(cells, settings.end_s), np.float64))
+                scenario, final = _final_state(scenario, cells, receptors, settings.end_s)
                 field = np.asarray(field)
             else:
                 field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,

@@ -206,8 +206,8 @@ def test_interrupted_coupled_run_resumes_to_the_same_result(tmp_path):
 
     cfg = compose_config("grid.shape=[12,12,6]", "solver.kind=coupled", "solver.dt=1800", "time.end=14400",
                          "time.snapshot_every=3600", "+cell_types.treg.cd25_gain=10", "+cell_types.treg.il2rb=3e4",
-                         "+cell_types.treg.gc=1e5", "output.progress=false", "output.attribution=false",
-                         "precision=float64")
+                         "+cell_types.treg.gc=1e5", "+cell_types.il2_producer.secretion_course=[0,2,8]",
+                         "output.progress=false", "precision=float64")
     whole = run(cfg, tmp_path / "whole")
     cut = tmp_path / "cut" / "il2rd.h5"
     cut.parent.mkdir()
@@ -225,6 +225,14 @@ def test_interrupted_coupled_run_resumes_to_the_same_result(tmp_path):
             np.testing.assert_allclose(b[name][:], a[name][:], rtol=1e-6, atol=1e-12, err_msg=name)
         np.testing.assert_allclose(b["checkpoint/il2ra_0"][:], a["checkpoint/il2ra_0"][:], rtol=1e-9)
         assert np.any(a["cells/receptors_intermediate"][-1] < a["cells/receptors_intermediate"][0])  # CD25 used IL-2Rb up
+    # running the finished config again reuses the file, and its result is the final state's, not the basal one's
+    again = run(cfg, tmp_path / "whole")
+    assert again.wall_time_s == whole.wall_time_s  # read back, not recomputed
+    for mine, theirs in zip(again.summary.types, whole.summary.types):
+        assert mine.total_uptake_molecules_per_s == pytest.approx(theirs.total_uptake_molecules_per_s, rel=1e-6)
+        assert mine.mean_receptors == pytest.approx(theirs.mean_receptors, rel=1e-9)
+    assert again.summary.secretion_molecules_per_s == pytest.approx(whole.summary.secretion_molecules_per_s, rel=1e-12)
+    np.testing.assert_allclose(again.attribution.matrix_molecules_per_s, whole.attribution.matrix_molecules_per_s, rtol=1e-9)
 
 
 def test_pstat5_of_other_affinities_is_the_high_affinity_curve_at_equal_occupancy():

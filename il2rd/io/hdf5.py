@@ -81,7 +81,7 @@ def estimated_bytes(scenario) -> int:
     return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
 
 
-def _slot(snapshot: int, name: str = "il2") -> str:
+def checkpoint_slot(snapshot: int, name: str = "il2") -> str:
     """The checkpoint dataset holding snapshot `snapshot` (two slots, used in turn)."""
     return f"{name}_{snapshot % 2}"
 
@@ -245,8 +245,8 @@ class Hdf5Writer(HoldsFile):
         for d in (writer.time, writer.field, *writer.cells.values()):
             d.resize(n, axis=0)
         f.flush()
-        receptors = f["checkpoint"].get(_slot(n - 1, "il2ra"))
-        return writer, float(writer.time[n - 1]), f["checkpoint"][_slot(n - 1)][...], None if receptors is None else receptors[...]
+        receptors = f["checkpoint"].get(checkpoint_slot(n - 1, "il2ra"))
+        return writer, float(writer.time[n - 1]), f["checkpoint"][checkpoint_slot(n - 1)][...], None if receptors is None else receptors[...]
 
     @property
     def n_snapshots(self) -> int:
@@ -269,9 +269,9 @@ class Hdf5Writer(HoldsFile):
                 if state is None:
                     continue
                 state = np.asarray(state)
-                if _slot(i, name) not in group:
-                    group.create_dataset(_slot(i, name), data=state)
-                group[_slot(i, name)][...] = state
+                if checkpoint_slot(i, name) not in group:
+                    group.create_dataset(checkpoint_slot(i, name), data=state)
+                group[checkpoint_slot(i, name)][...] = state
         self.file.flush()
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.file.flush()
