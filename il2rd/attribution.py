@@ -7,7 +7,8 @@ With the steady field c known, the field equation is linear in its sources:
 sigma is the uptake per unit IL-2 at the solved field: v_max / (K_M + c) for saturating
 uptake, v_max / K_M for linear uptake; b = D lap(0; faces) is what fixed faces at c_b > 0 feed
 in (the affine part of the Laplacian: IL-2 from blood or a bath, the source 'boundary'), and
-e = k_ex c_target what vessels feed in (IL-2 from blood through HEVs, the source 'blood').
+e = k_ex c_target what vessels feed in (IL-2 from blood through HEVs and capillaries, and from the
+afferent lymph: the source 'circulation').
 Splitting s = sum_k s_k over the source types k (the secretion of the cells of type k),
 
     c_k = A^-1 s_k,   c_boundary = A^-1 b,   sum_k c_k + c_boundary = c,
@@ -61,7 +62,7 @@ from .solvers.multigrid import laplacian_diagonal
 from .solvers.steady import SolverOptions, preconditioner
 
 BOUNDARY = "boundary"  # the source name of IL-2 fed in through fixed faces
-BLOOD = "blood"  # the source name of IL-2 fed in through vessels (vessels.py)
+CIRCULATION = "circulation"  # the source name of IL-2 fed in by exchange with blood and lymph (vessels.py)
 # the local window of the autocrine solve, (2 w + 1)^3 voxels: w = 4 is within 0.1 % of the exact
 # [A^-1]_ii on the default T-zone scenario (w = 2: 1.5 %, 3: 0.45 %, 6: 0.008 %)
 AUTOCRINE_HALF_WIDTH_VOXELS = 4
@@ -157,7 +158,7 @@ def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxel
 class Attribution:
     """Who took up whose IL-2, for one steady field.
 
-    sources: source names (cell types that secrete, then 'boundary' if fixed faces feed IL-2, 'blood' if vessels do);
+    sources: source names (cell types that secrete, then 'boundary' if fixed faces feed IL-2, 'circulation' if vessels or lymph do);
     responders: all cell-type names; by_cell_molecules_per_s: (n_cells, n_sources) uptake of
     each cell from each source; matrix_molecules_per_s: (n_sources, n_responders), the same
     summed over each responder type; output_molecules_per_s: (n_sources,) what each source
@@ -193,7 +194,7 @@ class Attribution:
             shares = self.matrix_molecules_per_s[k] / out if out > 0 else np.full(len(self.responders), np.nan)
             own = self.autocrine_by_source()[k] / out if out > 0 else np.nan
             lines.append(f"{name:<16}{out:>18.4g}" + "".join(f"{s:>{width}.1%}" for s in shares)
-                         + f"{1 - np.sum(shares):>{width}.1%}" + (f"{own:>{width}.1%}" if name not in (BOUNDARY, BLOOD) else f"{'-':>{width}}"))
+                         + f"{1 - np.sum(shares):>{width}.1%}" + (f"{own:>{width}.1%}" if name not in (BOUNDARY, CIRCULATION) else f"{'-':>{width}}"))
         lines.append(f"(autocrine: taken up again by the very cell that secreted it, included in its type's column; "
                      f"closure of the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e})")
         return "\n".join(lines)
@@ -277,7 +278,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                  if settings.types[name].secretion_molecules_per_s > 0 and np.any(pop.type_index == k)]
     with_boundary = any(kind == "fixed" and value > 0 for kind, value in zip(grid.boundary, settings.face_values_pM))
     with_blood = bool(np.any(np.asarray(coef.exchange_per_s) * np.asarray(coef.exchange_target_pM) > 0))
-    sources = tuple(pop.type_names[k] for k in secreting) + ((BOUNDARY,) if with_boundary else ()) + ((BLOOD,) if with_blood else ())
+    sources = tuple(pop.type_names[k] for k in secreting) + ((BOUNDARY,) if with_boundary else ()) + ((CIRCULATION,) if with_blood else ())
     n_cells, n_types = len(pop), len(pop.type_names)
     if not sources:
         return Attribution((), pop.type_names, np.zeros((n_cells, 0)), np.zeros((0, n_types)), np.zeros(0), 0.0,

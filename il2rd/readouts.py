@@ -34,7 +34,7 @@ class Summary:
     boundary_outflux_molecules_per_s: float
     types: tuple[TypeReadout, ...]
     steady: bool  # the field is a steady state, so the balance closes
-    exchange_molecules_per_s: float = 0.0  # net IL-2 in from blood minus out into lymph (vessels.py)
+    exchange_molecules_per_s: float = 0.0  # net IL-2 in from blood and afferent lymph minus out into draining lymph (vessels.py)
 
     def attrs(self) -> dict:
         return {
@@ -48,7 +48,7 @@ class Summary:
         lines = [
             f"IL-2 field: mean {self.mean_il2_pM:.4g} pM, max {self.max_il2_pM:.4g} pM",
             f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g}"
-            + (f" + in from blood, net of lymph {self.exchange_molecules_per_s:.4g}" if self.exchange_molecules_per_s else "")
+            + (f" + in from blood and lymph, net {self.exchange_molecules_per_s:.4g}" if self.exchange_molecules_per_s else "")
             + f" {'=' if self.steady else 'vs'} taken up "
             f"{self.uptake_molecules_per_s:.4g} + decayed {self.decay_molecules_per_s:.4g} "
             f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"

@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 from scipy import ndimage
 
 import il2rd.cli
-from il2rd.attribution import BLOOD
+from il2rd.attribution import CIRCULATION
 from il2rd.config import CellTypeConfig, parse
 from il2rd.receptors import receptor_classes
 from il2rd.scenario import Scenario
@@ -278,7 +278,7 @@ def test_therapy_field_rises_with_the_dose_and_stays_below_the_entry_levels(smal
         assert c[capsule].mean() > c[t_zone].mean()
         assert c[t_zone & (depth <= np.median(depth[t_zone]))].mean() > c[t_zone & (depth > np.median(depth[t_zone]))].mean()
         a = result.attribution
-        assert a.sources == (BLOOD,)  # ... is all the cells take up: the exchange source covers both routes
+        assert a.sources == (CIRCULATION,)  # ... is all the cells take up: the exchange source covers both routes
         assert a.matrix_molecules_per_s.sum() == pytest.approx(s.uptake_molecules_per_s, rel=1e-3)
     assert control.summary.mean_il2_pM == 0.0 < low.summary.mean_il2_pM < high.summary.mean_il2_pM
     for name in ("treg", "cd8_naive", "nk"):

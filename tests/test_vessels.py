@@ -11,7 +11,7 @@ from helpers import PM_IN_MOLECULES_PER_UM3, coefficients
 from test_presets import QUIET, SMALL_NODE
 
 from il2rd import config
-from il2rd.attribution import BLOOD, attribute
+from il2rd.attribution import CIRCULATION, attribute
 from il2rd.grid import Grid
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
@@ -52,7 +52,7 @@ def test_blood_feeds_the_node_with_the_balance_closed_and_never_above_the_plasma
     assert s.exchange_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)
     assert 0 < s.max_il2_pM <= 30.0
     a = result.attribution
-    assert a.sources == (BLOOD,)
+    assert a.sources == (CIRCULATION,)
     assert a.matrix_molecules_per_s.sum() == pytest.approx(s.uptake_molecules_per_s, rel=1e-6)
 
 
@@ -70,7 +70,7 @@ def test_attribution_splits_secreted_and_blood_il2(tmp_path):
     sc = Scenario.build(config.parse(compose_config("scenario=cd4_source", *SMALL_NODE, *QUIET, *VESSELS, *TIGHT)))
     c, _ = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
     a = attribute(c, sc)
-    assert a.sources == ("cd4_activated", BLOOD)
+    assert a.sources == ("cd4_activated", CIRCULATION)
     from il2rd import readouts
 
     columns = readouts.cell_columns(c, sc)
@@ -190,7 +190,7 @@ def test_afferent_lymph_balance_closes_and_never_exceeds_the_lymph_flow_times_it
     assert s.exchange_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)
     assert 0 < s.max_il2_pM <= 24.0
     a = result.attribution
-    assert a.sources == (BLOOD,)
+    assert a.sources == (CIRCULATION,)
     assert a.matrix_molecules_per_s.sum() == pytest.approx(s.uptake_molecules_per_s, rel=1e-6)
 
 
