@@ -56,6 +56,9 @@ def test_pstat5_of_two_classes_is_the_high_affinity_curve_at_equal_occupancy():
     c = np.array([1.0, 10.0, 100.0])
     np.testing.assert_allclose(s.pstat5(c, 0.0, None, 8000.0, 1035.0), s.pstat5(c, 8000.0, 1035.0), rtol=1e-12)
     assert np.all(s.pstat5(c, 0.0, 43.0, 0.0, 1035.0) == 0)
+    # a saturated sub-grid cell reads an infinite surface IL-2: full signal, not NaN (numpy and float32 jax)
+    assert float(s.pstat5(np.inf, 25.0, 43.0, 7975.0, 1035.0)) == 1.0
+    assert float(s.pstat5(jnp.float32(jnp.inf), jnp.float32(25.0), 43.0, jnp.float32(7975.0), 1035.0)) == 1.0
 
 
 def test_a_few_high_affinity_receptors_make_a_cell_respond_to_less_il2():
