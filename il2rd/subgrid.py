@@ -457,9 +457,7 @@ def folded_stencils(voxel, shape, periodic=(False, False, False)):
     stencil voxels, arms outside a non-periodic face replaced by the cell's own voxel, and the
     mask of the arms inside the lattice. Cells do not move, so the coupled step gets these once,
     from the host (dynamics.cell_kinetics)."""
-    voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
-    idx, inside = stencil_voxels(voxel, shape, periodic)
-    idx = np.where(inside[..., None], idx, idx[:, :1, :])
+    idx, inside = _folded_voxels(voxel, shape, periodic)
     flat = np.ravel_multi_index(tuple(idx.reshape(-1, 3).T), tuple(shape)).reshape(-1, 7)
     return flat, inside
 
@@ -479,11 +477,9 @@ def fold_weights(stencil_weights, inside):
 def scatter_stencil(shape, voxel, stencil_weights, per_cell_values, periodic=(False, False, False)):
     """Sum per_cell_values[i] * stencil_weights[i, j] onto the voxels of each cell's stencil
     (a field of `shape`); overlapping stencils add, arms outside the lattice go to the cell's voxel."""
-    idx, w = _folded(voxel, shape, stencil_weights, periodic)
-    contrib = w * np.asarray(per_cell_values, np.float64).reshape(-1, 1)
-    field = np.zeros(tuple(shape))
-    np.add.at(field, tuple(idx.reshape(-1, 3).T), contrib.reshape(-1))
-    return field
+    flat, inside = folded_stencils(voxel, shape, periodic)
+    w = fold_weights(np.asarray(stencil_weights, np.float64).reshape(-1, 7), inside)
+    return _scatter_add(math.prod(tuple(shape)), flat, w * np.asarray(per_cell_values, np.float64).reshape(-1, 1)).reshape(tuple(shape))
 
 
 def _scatter_add(size, flat, values):
@@ -496,12 +492,18 @@ def _scatter_add(size, flat, values):
     return jnp.zeros(size, values.dtype).at[flat.reshape(-1)].add(values.reshape(-1))
 
 
+def _folded_voxels(voxel, shape, periodic):
+    """(idx (n, 7, 3), inside (n, 7)): each cell's stencil voxels, arms outside the lattice
+    replaced by the cell's own voxel, and which arms lie inside."""
+    idx, inside = stencil_voxels(np.asarray(voxel, np.int64).reshape(-1, 3), shape, periodic)
+    return np.where(inside[..., None], idx, idx[:, :1, :]), inside
+
+
 def _folded(voxel, shape, stencil_weights, periodic):
     """(idx, weights) of each cell's stencil with the weight of arms outside the lattice moved to
     its own voxel (the arm's idx becomes the cell's voxel, its weight 0)."""
-    idx, inside = stencil_voxels(voxel, shape, periodic)
-    w = fold_weights(np.asarray(stencil_weights, np.float64).reshape(-1, 7), inside)
-    return np.where(inside[..., None], idx, idx[:, :1, :]), w
+    idx, inside = _folded_voxels(voxel, shape, periodic)
+    return idx, fold_weights(np.asarray(stencil_weights, np.float64).reshape(-1, 7), inside)
 
 
 def _linear_rate_um3_per_s(vmax_molecules_per_s, km_pM):
