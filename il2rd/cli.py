@@ -65,6 +65,7 @@ def main(cfg: DictConfig) -> None:
         print("il2rd: interrupted before any output was written", file=sys.stderr)
         sys.exit(130)
     log.info("\n%s", result.summary.format())
+    log.info(result.accuracy())
     if result.attribution is not None:
         log.info("\n%s", result.attribution.format())
     log.info("wrote %s (%.1f s)", result.path, result.wall_time_s)

@@ -232,11 +232,6 @@ def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: C
     return (c, receptors), info
 
 
-def _worst(a: NewtonInfo, b: NewtonInfo) -> NewtonInfo:
-    return NewtonInfo(jnp.maximum(a.relative_residual, b.relative_residual), a.newton_iterations + b.newton_iterations,
-                      a.krylov_iterations + b.krylov_iterations, a.converged & b.converged)
-
-
 @partial(jax.jit, static_argnames=("grid", "n_steps", "options"))
 def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, n_steps: int,
                     options: SolverOptions):
@@ -245,11 +240,9 @@ def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells
     def body(carry, k):
         state, info = carry
         state, step_info = coupled_step(state, t_s + k * dt_s, dt_s, grid, coef, cells, options)
-        return (state, _worst(info, step_info)), None
+        return (state, info.worst(step_info)), None
 
-    zero = jnp.zeros((), jnp.int32)
-    info0 = NewtonInfo(jnp.zeros((), coef.dtype), zero, zero, jnp.asarray(True))
-    (state, info), _ = jax.lax.scan(body, (state, info0), jnp.arange(n_steps, dtype=coef.dtype))
+    (state, info), _ = jax.lax.scan(body, (state, NewtonInfo.trivial(coef.dtype)), jnp.arange(n_steps, dtype=coef.dtype))
     return state, info
 
 

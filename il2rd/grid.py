@@ -87,6 +87,15 @@ class Grid:
         i = self.voxel_of(x)
         return np.all((i >= 0) & (i < np.asarray(self.shape)), axis=-1)
 
+    def laplacian_norm_inf(self) -> float:
+        """||-lap||_inf, the largest row sum of |entries| (1/um^2): 4/h^2 per axis of 2 or more
+        voxels (2 on the diagonal, 1 to each neighbour or ghost; at most that at a face), and on
+        a one-voxel axis the ghost rule's 2 per fixed face."""
+        total = 0.0
+        for axis, n in enumerate(self.shape):
+            total += 4 if n > 1 else 2 * sum(kind == "fixed" for kind in self.axis_boundary(axis))
+        return total / self.spacing_um**2
+
     def max_diagonal(self) -> float:
         """Largest diagonal entry of -lap (1/um^2), for the explicit stability limit."""
         total = 0.0

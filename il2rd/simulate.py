@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import h5py
+import jax
 import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -31,7 +32,7 @@ from .attribution import Attribution, attribute
 from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError, checkpoint_slot
 from .io.reader import load
 from .scenario import Scenario
-from .solvers.steady import steady_field, steady_field_batch
+from .solvers.steady import NewtonInfo, steady_field, steady_field_batch
 from .solvers.transient import advance_batch, advance_jit, explicit_stable_dt, explicit_substeps, steps_for_interval
 
 log = logging.getLogger("il2rd")
@@ -91,6 +92,15 @@ class Result:
     summary: readouts.Summary
     wall_time_s: float
     attribution: Attribution | None = None  # steady runs: who took up whose IL-2
+    solver: dict | None = None  # the last snapshot's /solver/* values: how accurately it was solved
+
+    def accuracy(self) -> str:
+        """One line on how the last field's solve ended (solvers/steady.py's two measures)."""
+        if not self.solver or not np.isfinite(self.solver.get("backward_error", np.nan)):
+            return "solver: accuracy not recorded"
+        s = self.solver
+        return (f"solver: relative residual {s['relative_residual']:.2e}, backward error {s['backward_error']:.2e} "
+                f"({int(s['newton_iterations'])} Newton steps, {int(s['krylov_iterations'])} CG iterations)")
 
 
 def _check_field(c, when: str, grid) -> None:
@@ -106,20 +116,35 @@ def _check_field(c, when: str, grid) -> None:
     )
 
 
-def _check_solve(info, t: float) -> None:
-    if not bool(jnp.all(info.converged)):
-        worst = int(jnp.argmax(jnp.ravel(info.relative_residual)))
-        pick = lambda v: np.ravel(np.asarray(v))[worst]  # noqa: E731  (one member of a batch)
-        raise SimulationError(
-            f"the nonlinear solve at t = {t:g} s stopped at relative residual {float(pick(info.relative_residual)):.3g} "
-            f"after {int(pick(info.newton_iterations))} Newton steps ({int(pick(info.krylov_iterations))} CG iterations): "
-            "raise solver.max_iter / solver.max_newton, loosen solver.rtol, or use precision=float64"
-        )
+def _check_solve(info, t: float, options) -> None:
+    """Stop on a nonlinear solve that met neither bound (solvers/steady.py), saying why and what helps."""
+    if bool(jnp.all(info.converged)):
+        return
+    worst = int(jnp.argmax(jnp.ravel(jnp.where(info.converged, -jnp.inf, info.backward_error))))
+    pick = lambda v: np.ravel(np.asarray(v))[worst]  # noqa: E731  (one member of a batch)
+    newton = int(pick(info.newton_iterations))
+    if newton >= options.max_newton:
+        advice = f"raise solver.max_newton (now {options.max_newton})"
+    else:  # the residual stopped falling above both bounds
+        advice = (f"the residual stopped falling: raise solver.max_iter (now {options.max_krylov} CG iterations "
+                  "per step), or use precision=float64 if the backward error is near the float32 floor")
+    raise SimulationError(
+        f"the nonlinear solve at t = {t:g} s did not converge: relative residual {float(pick(info.relative_residual)):.3g} "
+        f"(solver.rtol = {options.rtol:g}), backward error {float(pick(info.backward_error)):.3g} "
+        f"after {newton} Newton steps ({int(pick(info.krylov_iterations))} CG iterations): {advice}"
+    )
+
+
+def solver_columns(info) -> dict:
+    """The /solver/* values of a NewtonInfo (io/hdf5.py SOLVER_COLUMNS); a batch's stay arrays."""
+    return {name: np.asarray(getattr(info, name)) for name in ("relative_residual", "backward_error",
+                                                                "newton_iterations", "krylov_iterations")}
 
 
 def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, batched: bool = False, cells=None):
-    """Run the solver of `settings` on the lattice, calling on_snapshot(t_s, field) at each
-    snapshot time; returns the last field.
+    """Run the solver of `settings` on the lattice, calling on_snapshot(t_s, field, info=...) at
+    each snapshot time (info: solver_columns of the worst solve since the previous snapshot);
+    returns the last field.
 
     cells: the dynamics.CellKinetics of solver.kind=coupled, whose on_snapshot also gets the
     cells' receptors, on_snapshot(t_s, field, receptors); it returns (field, receptors).
@@ -132,17 +157,20 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
     if settings.solver_kind == "steady":
         c, info = (steady_field_batch if batched else steady_field)(grid, coef, options=settings.options)
         _check_field(c, "in the steady solve", grid)
-        _check_solve(info, 0.0)
-        on_snapshot(0.0, c)
+        _check_solve(info, 0.0, settings.options)
+        on_snapshot(0.0, c, info=solver_columns(info))
         interrupt.check()
         return c
 
     if settings.solver_kind == "coupled":
         return _solve_coupled(grid, settings, coef, cells, on_snapshot, progress, start)
     times = settings.snapshot_times_s
+    exact = NewtonInfo.trivial(coef.dtype)
+    if batched:
+        exact = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, jnp.shape(coef.decay_per_s)), exact)
     if start is None:
         c = jnp.zeros(coef.secretion_pM_per_s.shape, coef.dtype)
-        on_snapshot(times[0], c)
+        on_snapshot(times[0], c, info=solver_columns(exact))
         interrupt.check()
     else:
         t_start, c = start[0], jnp.asarray(start[1], coef.dtype)
@@ -161,16 +189,16 @@ def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, 
                         "per step, %d in all%s", settings.dt_s, explicit_stable_dt(grid, coef), sub, total,
                         "; solver.kind=implicit has no such limit" if total > 10**6 else "")
                 n_steps, dt = n_steps * sub, dt / sub
-            t, done = t0, 0
+            t, done, interval = t0, 0, exact
             while done < n_steps:
                 n = min(CHUNK_STEPS, n_steps - done)
                 c, info = advance(c, grid, coef, jnp.asarray(dt, coef.dtype), n, settings.solver_kind, settings.options)
                 _check_field(c, f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
-                _check_solve(info, t)
-                t, done = t + n * dt, done + n
+                _check_solve(info, t, settings.options)
+                t, done, interval = t + n * dt, done + n, interval.worst(info)
                 bar.update(n * dt)
                 interrupt.check()
-            on_snapshot(t1, c)
+            on_snapshot(t1, c, info=solver_columns(interval))
             interrupt.check()
     finally:
         bar.close()
@@ -189,8 +217,8 @@ def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool, sta
     if start is None:
         state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0])
         _check_field(state[0], "in the steady solve at t = 0 s", grid)
-        _check_solve(info, times[0])
-        on_snapshot(times[0], *state)
+        _check_solve(info, times[0], settings.options)
+        on_snapshot(times[0], *state, info=solver_columns(info))
         interrupt.check()
     else:
         t_start, field, il2ra = start
@@ -200,17 +228,17 @@ def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool, sta
     try:
         for t0, t1 in zip(times[:-1], times[1:]):
             n_steps, dt = steps_for_interval(t1 - t0, settings.dt_s)
-            t, done = t0, 0
+            t, done, interval = t0, 0, NewtonInfo.trivial(coef.dtype)
             while done < n_steps:
                 n = min(CHUNK_STEPS, n_steps - done)
                 state, info = dynamics.advance_coupled(state, jnp.asarray(t, coef.dtype), jnp.asarray(dt, coef.dtype), grid, coef,
                                                        cells, n, settings.options)
                 _check_field(state[0], f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
-                _check_solve(info, t)
-                t, done = t + n * dt, done + n
+                _check_solve(info, t, settings.options)
+                t, done, interval = t + n * dt, done + n, interval.worst(info)
                 bar.update(n * dt)
                 interrupt.check()
-            on_snapshot(t1, *state)
+            on_snapshot(t1, *state, info=solver_columns(interval))
             interrupt.check()
     finally:
         bar.close()
@@ -282,13 +310,13 @@ def _record(scenario, writer, cells=None):
     dynamics.CellKinetics of a coupled run, whose snapshots come with the cells' receptors."""
     last = {}
 
-    def on_snapshot(t, c, receptors=None):
+    def on_snapshot(t, c, receptors=None, info=None):
         now = scenario
         if receptors is not None:  # uptake from the receptors and secretion of this moment
             now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, receptors, t))
             receptors = np.asarray(receptors, np.float64)
         columns = readouts.cell_columns(c, now, receptors)
-        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady", il2ra=receptors)
+        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady", il2ra=receptors, solver_info=info)
         last.update(columns)
 
     return on_snapshot, last
@@ -299,6 +327,14 @@ def _attributable(settings) -> bool:
     cells or the sub-grid closure's stencils (physics.cell_radius; attribution.py shares each
     stencil voxel's uptake among the cells reaching it)."""
     return settings.attribution and settings.solver_kind in ("steady", "coupled")
+
+
+def last_solver_columns(f) -> dict | None:
+    """The /solver/* values of a file's last complete snapshot (None in files before schema 3)."""
+    n = int(f.attrs.get("n_snapshots", 0))
+    if "solver" not in f or n == 0:
+        return None
+    return {name: f["solver"][name][n - 1].item() for name in f["solver"]}
 
 
 def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion_course=None) -> Result:
@@ -313,7 +349,7 @@ def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion
     writer.write_readouts(summary, float(writer.time[writer.n_snapshots - 1]))
     wall = wallclock.perf_counter() - started
     writer.set_attrs(**summary.attrs(), wall_time_s=wall, complete=True)
-    return Result(writer.path, field, summary, wall, shares)
+    return Result(writer.path, field, summary, wall, shares, last_solver_columns(writer.file))
 
 
 def _final_state(scenario, cells, il2ra, t_s: float):
@@ -331,6 +367,7 @@ def _reuse(path: Path, scenario) -> Result:
         field = previous.field_xyz(-1)
         columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
         wall = float(previous.attrs.get("wall_time_s", 0.0))
+        solver = last_solver_columns(previous.file)
         last = len(previous.time) - 1
         checkpoint = previous.file.get("checkpoint", {})
         il2ra = checkpoint.get(checkpoint_slot(last, "il2ra"))
@@ -341,7 +378,7 @@ def _reuse(path: Path, scenario) -> Result:
     if il2ra is not None:
         scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
     shares = attribute(field, scenario, **final) if _attributable(scenario.settings) else None
-    return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares)
+    return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares, solver)
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:

@@ -116,9 +116,9 @@ def _run_chunk(chunk: list[_Point]) -> None:
     try:
         recorders = [_record(p.scenario, w) for p, w in zip(chunk, writers)]
 
-        def on_snapshot(t, c_batch):
+        def on_snapshot(t, c_batch, info=None):
             for i, (record, _) in enumerate(recorders):
-                record(t, c_batch[i])
+                record(t, c_batch[i], info=None if info is None else {k: v[i] for k, v in info.items()})
 
         first = chunk[0]
         coef = _stack([p.scenario.coefficients for p in chunk])

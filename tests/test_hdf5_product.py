@@ -162,7 +162,7 @@ def test_schema_round_trip(transient):
 
         # versions, device and wall time
         a = r.attrs
-        assert a["schema_version"] == hdf5.SCHEMA_VERSION == 2
+        assert a["schema_version"] == hdf5.SCHEMA_VERSION == 3
         assert a["il2rd_version"] == il2rd.__version__
         assert a["jax_version"] == jax.__version__
         assert a["numpy_version"] == np.__version__

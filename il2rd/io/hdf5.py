@@ -1,6 +1,6 @@
 """HDF5 output: one file per run, snapshots appended and flushed as the run goes.
 
-Schema version 2 (README.md, "Output: the HDF5 file"). Lengths in um, times in s,
+Schema version 3 (README.md, "Output: the HDF5 file"). Lengths in um, times in s,
 concentrations in pM:
 
     /                 attrs: schema_version, il2rd_version, jax_version, numpy_version, h5py_version,
@@ -20,6 +20,8 @@ concentrations in pM:
     /cells/receptors  (time, cell) high-affinity (IL-2Ra/b/gc) receptors per cell
     /cells/receptors_intermediate  (time, cell) intermediate-affinity (IL-2Rb/gc) receptors per cell
     /cells/pstat5     (time, cell) pSTAT5 level, 0..1
+    /solver/relative_residual, backward_error, newton_iterations, krylov_iterations
+                      (time,) how the solve behind each snapshot ended (SOLVER_COLUMNS; schema 3)
     /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc
                       (inf: not limiting), km_pM, km_intermediate_pM, k_int_per_s)
     /attribution/     steady runs (attribution.py): who took up whose IL-2 at the steady field
@@ -65,7 +67,7 @@ from ..cells import type_table
 from . import xdmf
 from ._holder import HoldsFile
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: /solver/*; readers accept 2
 CHUNK_BYTES = 4 * 2**20
 CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell",
                 "receptors_intermediate": "receptors per cell", "pstat5": "1"}
@@ -79,6 +81,17 @@ def estimated_bytes(scenario) -> int:
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
     static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
     return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
+
+
+# /solver/*, one value per snapshot: how the nonlinear solve(s) behind it ended (the worst since
+# the previous snapshot; a snapshot that needed no solve, such as t = 0 of a transient run, holds
+# 0); solvers/steady.py defines the two accuracy measures
+SOLVER_COLUMNS = {
+    "relative_residual": ("f8", "1"),  # ||F(c)|| / ||F(0)||
+    "backward_error": ("f8", "1"),  # ||F(c)|| / (||J|| ||c|| + ||F(0)||)
+    "newton_iterations": ("i4", "1"),
+    "krylov_iterations": ("i4", "1"),
+}
 
 
 def checkpoint_slot(snapshot: int, name: str = "il2") -> str:
@@ -215,6 +228,12 @@ class Hdf5Writer(HoldsFile):
             d.dims[0].attach_scale(time)
             d.dims[1].attach_scale(cell)
 
+        solver = f.require_group("solver")  # how accurately each snapshot's field was solved
+        for name, (dtype, units) in SOLVER_COLUMNS.items():
+            d = solver.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+            d.attrs["units"] = units
+            d.dims[0].attach_scale(time)
+
         t = f.require_group("cell_types")
         t.create_dataset("name", data=names)
         for key, values in type_table(settings.types, pop.type_names).items():
@@ -252,13 +271,19 @@ class Hdf5Writer(HoldsFile):
     def n_snapshots(self) -> int:
         return int(self.file.attrs["n_snapshots"])
 
-    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False, il2ra=None):
-        """Write one snapshot: the field (nx, ny, nz), the per-cell columns, and, for runs that
-        can be resumed, the field (and a coupled run's IL-2Ra per cell) at full precision as the
-        checkpoint."""
+    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False, il2ra=None,
+               solver_info: dict | None = None):
+        """Write one snapshot: the field (nx, ny, nz), the per-cell columns, how accurately the
+        field was solved (solver_info: SOLVER_COLUMNS' values, the worst since the last snapshot)
+        and, for runs that can be resumed, the field (and a coupled run's IL-2Ra per cell) at full
+        precision as the checkpoint."""
         i = self.n_snapshots
-        for d in (self.time, self.field, *self.cells.values()):
+        solver = self.file.get("solver")  # absent in files written before schema 3
+        accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
+        for d in (self.time, self.field, *self.cells.values(), *accuracy):
             d.resize(i + 1, axis=0)
+        for d in accuracy:
+            d[i] = (solver_info or {}).get(d.name.rsplit("/", 1)[-1], np.nan if d.dtype.kind == "f" else -1)
         self.field[i] = np.transpose(np.asarray(field_xyz, np.float32), (2, 1, 0))
         for name, d in self.cells.items():
             d[i] = columns[name]

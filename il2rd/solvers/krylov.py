@@ -23,14 +23,30 @@ def _dot(a, b):
     return jnp.vdot(a, b).real
 
 
+def norm(x):
+    """||x||_2 computed as m ||x / m||_2, m = max|x|: no square overflows (float32 holds fields
+    up to 3e38 pM, but their squares only up to 1.8e19) or underflows."""
+    m = jnp.max(jnp.abs(x))
+    safe = jnp.where(m > 0, m, 1.0)
+    return m * jnp.sqrt(_dot(x / safe, x / safe))
+
+
 def pcg(matvec: Callable, b, precond: Callable, x0, tol_abs, maxiter: int):
     """Solve A x = b for symmetric positive definite A, stopping at ||b - A x|| <= tol_abs.
 
     precond(r) applies an SPD approximation of A^-1. Each iteration applies it once, at the top
     of the loop body (the first direction is z0 = precond(r0) itself): one copy of the
     preconditioner in the compiled program, not two, which halves the compile time of a
-    multigrid V-cycle.
+    multigrid V-cycle. The system is solved for b / ||b|| (the operator is linear), so that the
+    inner products of large fields cannot overflow.
     """
+    beta = norm(b)
+    beta = jnp.where(beta > 0, beta, 1.0)
+    x, info = _pcg(matvec, b / beta, precond, x0 / beta, tol_abs / beta, maxiter)
+    return x * beta, SolveInfo(info.residual_norm * beta, info.iterations)
+
+
+def _pcg(matvec: Callable, b, precond: Callable, x0, tol_abs, maxiter: int):
     r0 = b - matvec(x0)
     state0 = (x0, r0, jnp.zeros_like(r0), jnp.ones((), r0.dtype), jnp.sqrt(_dot(r0, r0)), jnp.asarray(0))
 
@@ -60,6 +76,6 @@ def linear_solve(matvec: Callable, b, precond: Callable, rtol, maxiter: int):
     """
 
     def solve(mv, rhs):
-        return pcg(mv, rhs, precond, jnp.zeros_like(rhs), rtol * jnp.sqrt(_dot(rhs, rhs)), maxiter)
+        return pcg(mv, rhs, precond, jnp.zeros_like(rhs), rtol * norm(rhs), maxiter)
 
     return jax.lax.custom_linear_solve(matvec, b, solve, symmetric=True, has_aux=True)

@@ -8,11 +8,22 @@ new iterate at c >= 0. Saturating uptake is concave in c, so from c = 0 the Newt
 approach the solution from below (up to the tolerance of each linear solve): no overshoot,
 no negative field.
 
-Stopping rule: ||F(c)||_2 <= rtol ||F(0)||_2, the relative residual (F(0) = -(s + boundary
-terms) is the right-hand side). If that is not reached in max_newton steps, or Newton stops
-making progress (STALL_STEPS round-off-sized steps in a row that do not lower the best
-residual by 10 %: the round-off floor, e.g. of a large field stored in float32), the returned
-info says so, and the caller must not use the field silently.
+Stopping rule: the relative residual ||F(c)||_2 <= rtol ||F(0)||_2 (F(0) = -(s + boundary and
+exchange terms) is the right-hand side), or the normwise backward error
+
+    eta = ||F(c)||_2 / (||J||_inf ||c||_2 + ||F(0)||_2) <= ROUNDOFF_ULPS eps
+
+at the working precision's round-off floor (Rigal & Gaches 1967; Higham, Accuracy and Stability
+of Numerical Algorithms, ch. 7): c is then the exact solution of a problem whose operator and
+right-hand side differ from the given ones by a few units of round-off, and no field stored in
+that precision does better. The floor matters in float32: rounding a large, smooth field to float32
+alone leaves ||F|| ~ eps ||J|| ||c||, far above 1e-6 ||F(0)|| when sources are few and consumers
+weak, so the relative residual alone rejected the easiest problems while their fields agreed with
+float64 to 1e-7. ||J||_inf = D max row sum of -lap + max(k_d + du/dc + k_ex) bounds the 2-norm of
+the symmetric J from above and is tight on large lattices. Norms are taken of x / max|x|, so no
+square overflows float32. If neither is reached in max_newton steps, or Newton stops making
+progress above the floor (STALL_STEPS round-off-sized steps in a row that do not lower the best
+residual by 10 %), the returned info says so, and the caller must not use the field silently.
 
 Derivatives with respect to any coefficient (D, k_d, secretion, receptors, ...) come from the
 implicit function theorem through `jax.lax.custom_root`: dc = -J^-1 dF, one extra CG solve,
@@ -32,7 +43,7 @@ from .. import grid as grid_mod
 from .. import kinetics
 from ..grid import Grid
 from ..kinetics import FieldCoefficients
-from .krylov import linear_solve, pcg
+from .krylov import linear_solve, norm, pcg
 from .multigrid import Multigrid
 from .precond import MeanOperatorInverse
 
@@ -54,17 +65,36 @@ class SolverOptions:
 
 
 STALL_STEPS = 3  # consecutive Newton steps without progress before giving up
+# The round-off floor of the backward error, in units of the precision's eps. Measured: rounding a
+# converged field to float32 alone leaves eta ~ 0.3 eps (the 7-point stencil in 3-D), evaluating F
+# in float32 about 1-3 eps more; 16 eps leaves room for both and is still 1e-6 in float32.
+ROUNDOFF_ULPS = 1.0
 
 
 class NewtonInfo(NamedTuple):
+    """How a nonlinear solve ended. relative_residual: ||F(c)|| / ||F(0)||; backward_error:
+    ||F(c)|| / (||J|| ||c|| + ||F(0)||) (module docstring); converged: either met its bound."""
+
     relative_residual: jax.Array
+    backward_error: jax.Array
     newton_iterations: jax.Array
     krylov_iterations: jax.Array
     converged: jax.Array
 
+    @classmethod
+    def trivial(cls, dtype) -> "NewtonInfo":
+        """The info of a step that solved nothing (an explicit step): exact, no iterations."""
+        zero, none = jnp.zeros((), dtype), jnp.asarray(0, jnp.int32)
+        return cls(zero, zero, none, none, jnp.asarray(True))
 
-def _norm(x):
-    return jnp.sqrt(jnp.vdot(x, x).real)
+    def worst(self, other: "NewtonInfo") -> "NewtonInfo":
+        """The combined info of two solves: worst accuracy, most Newton steps of either, CG
+        iterations added up, converged only if both did."""
+        return NewtonInfo(jnp.maximum(self.relative_residual, other.relative_residual),
+                          jnp.maximum(self.backward_error, other.backward_error),
+                          jnp.maximum(self.newton_iterations, other.newton_iterations),
+                          self.krylov_iterations + other.krylov_iterations,
+                          self.converged & other.converged)
 
 
 def preconditioner(grid: Grid, options: SolverOptions, diffusion_um2_per_s, absorption_per_s):
@@ -79,42 +109,50 @@ def preconditioner(grid: Grid, options: SolverOptions, diffusion_um2_per_s, abso
 
 def _newton(c_init, grid: Grid, coef: FieldCoefficients, options: SolverOptions):
     F = lambda c: kinetics.residual(c, grid, coef)  # noqa: E731
-    norm0 = _norm(F(jnp.zeros_like(c_init)))
-    target = options.rtol * norm0
-    f_init = F(c_init)
+    norm0 = norm(F(jnp.zeros_like(c_init)))
+    floor = ROUNDOFF_ULPS * jnp.finfo(c_init.dtype).eps
+    laplacian_norm = coef.diffusion_um2_per_s * grid.laplacian_norm_inf()
+
+    def scale(c):  # ||J(c)||_inf ||c|| + ||F(0)||, the backward error's denominator
+        return (laplacian_norm + jnp.max(kinetics.jacobian_diagonal(c, coef))) * norm(c) + norm0
+
+    def target(c):  # the residual that counts as converged at c
+        return jnp.maximum(options.rtol * norm0, floor * scale(c))
 
     def cond(state):
-        _, _, norm, _, it, _, stalls = state
-        return (norm > target) & (it < options.max_newton) & (stalls < STALL_STEPS) & jnp.isfinite(norm)
+        c, _, res, _, it, _, stalls = state
+        return (res > target(c)) & (it < options.max_newton) & (stalls < STALL_STEPS) & jnp.isfinite(res)
 
     def body(state):
-        c, f, norm, best, it, krylov_its, stalls = state
+        c, f, res, best, it, krylov_its, stalls = state
         absorption = kinetics.jacobian_diagonal(c, coef)
         delta, info = pcg(
             lambda v: kinetics.apply_jacobian(v, c, grid, coef),
             -f,
             preconditioner(grid, options, coef.diffusion_um2_per_s, absorption),
             jnp.zeros_like(c),
-            jnp.maximum(options.forcing * norm, 0.5 * target),
+            jnp.maximum(options.forcing * res, 0.5 * target(c)),
             options.max_krylov,
         )
         c_new = jnp.maximum(c + delta, 0.0)
         f_new = F(c_new)
-        norm_new = _norm(f_new)
+        res_new = norm(f_new)
         # Newton's residual need not fall every step on this concave problem, so a step counts
         # as stalled only when it is also tiny (round-off level): several of those in a row
-        # mean the residual sits at its round-off floor (e.g. a large field in float32)
-        tiny_step = _norm(c_new - c) <= jnp.sqrt(jnp.finfo(c.dtype).eps) * _norm(c_new)
-        improved = (norm_new < 0.9 * best) | ~tiny_step
+        # mean the residual sits at its round-off floor
+        tiny_step = norm(c_new - c) <= jnp.sqrt(jnp.finfo(c.dtype).eps) * norm(c_new)
+        improved = (res_new < 0.9 * best) | ~tiny_step
         stalls = jnp.where(improved, 0, stalls + 1)
-        best = jnp.minimum(best, norm_new)
-        return c_new, f_new, norm_new, best, it + 1, krylov_its + info.iterations, stalls
+        best = jnp.minimum(best, res_new)
+        return c_new, f_new, res_new, best, it + 1, krylov_its + info.iterations, stalls
 
-    norm_init = _norm(f_init)
-    state = (c_init, f_init, norm_init, norm_init, jnp.asarray(0), jnp.asarray(0), jnp.asarray(0))
-    c, _, norm, _, it, krylov_its, _ = jax.lax.while_loop(cond, body, state)
-    relative = norm / jnp.maximum(norm0, jnp.finfo(norm0.dtype).tiny)
-    return c, NewtonInfo(relative, it, krylov_its, norm <= target)
+    f_init = F(c_init)
+    res_init = norm(f_init)
+    state = (c_init, f_init, res_init, res_init, jnp.asarray(0), jnp.asarray(0), jnp.asarray(0))
+    c, _, res, _, it, krylov_its, _ = jax.lax.while_loop(cond, body, state)
+    tiny = jnp.finfo(norm0.dtype).tiny
+    relative, backward = res / jnp.maximum(norm0, tiny), res / jnp.maximum(scale(c), tiny)
+    return c, NewtonInfo(relative, backward, it, krylov_its, res <= target(c))
 
 
 def _tangent_solve(g, y, options: SolverOptions, grid: Grid, diffusion):
@@ -144,8 +182,8 @@ def solve_steady(grid: Grid, coef: FieldCoefficients, c0=None, options: SolverOp
         lambda g, y: _tangent_solve(g, y, options, grid, jax.lax.stop_gradient(coef.diffusion_um2_per_s)),
         has_aux=True,
     )
-    residual, newton_its, krylov_its, converged = aux
-    return c, NewtonInfo(residual, newton_its.astype(jnp.int32), krylov_its.astype(jnp.int32), converged > 0.5)
+    residual, backward, newton_its, krylov_its, converged = aux
+    return c, NewtonInfo(residual, backward, newton_its.astype(jnp.int32), krylov_its.astype(jnp.int32), converged > 0.5)
 
 
 steady_field = jax.jit(solve_steady, static_argnames=("grid", "options"))

@@ -56,29 +56,19 @@ def explicit_step(c, grid: Grid, coef: FieldCoefficients, dt):
     return c + dt * kinetics.tendency(c, grid, coef)
 
 
-def _worst(a: NewtonInfo, b: NewtonInfo) -> NewtonInfo:
-    return NewtonInfo(
-        jnp.maximum(a.relative_residual, b.relative_residual),
-        jnp.maximum(a.newton_iterations, b.newton_iterations),
-        a.krylov_iterations + b.krylov_iterations,
-        a.converged & b.converged,
-    )
-
-
 def advance(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str, options: SolverOptions):
     """n_steps steps of dt seconds by `kind` ('implicit' | 'explicit'), as one lax.scan.
 
     For 'explicit', dt must already be a stable sub-step (see explicit_substeps). Returns the
     field and the worst NewtonInfo over the steps (explicit steps always report converged).
     """
-    zero = jnp.zeros((), c.dtype)
-    ok = NewtonInfo(zero, jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32), jnp.asarray(True))
+    ok = NewtonInfo.trivial(c.dtype)
 
     def step(carry, _):
         c, info = carry
         if kind == "implicit":
             c, step_info = implicit_step(c, grid, coef, dt, options)
-            info = _worst(info, step_info)
+            info = info.worst(step_info)
         else:
             c = explicit_step(c, grid, coef, dt)
         return (c, info), None
