@@ -1,0 +1,276 @@
+"""Resolved reference for il2rd's uptake in packed tissue (issue 12, item 4).
+
+What it measures
+----------------
+il2rd puts each cell into one 10 um voxel: a point sink (``physics.cell_radius=null``) or the
+sub-grid closure of il2rd/subgrid.py (``physics.cell_radius=a``), calibrated on an isolated cell.
+Here the same tissue is solved with the cells resolved as spheres and compared cell by cell.
+
+The resolved model (fine voxels of edge h, 1 um down to 0.25 um): IL-2 lives in the fluid outside
+the spheres (radius a = 4 um, centred on the 10 um lattice positions il2rd uses); the sphere
+surfaces are zero-flux except for their receptors and secretion,
+
+    0 = D lap c - k_d c                         in the fluid
+    -D dc/dn = (k / A) c - q / A                on a cell's surface (area A = 4 pi a^2, n out of the fluid)
+
+with k = k_int R / K_M (um^3/s, linear uptake) and q (molecules/s) spread evenly over the surface.
+The discretisation is a cut-cell finite volume: the flux through the face between two fine
+voxels is D h alpha_f (c_i - c_j), alpha_f the open (fluid) fraction of that face; a fine voxel
+crossed by a sphere's surface takes up (k A_v / A) c_v, A_v the part of the surface inside it,
+and secretes q A_v / A; decay acts on its fluid volume. Voxels entirely inside a sphere drop out.
+Apertures and fluid fractions are sampled on sub-grids of each cut face / voxel, A_v by binning
+a Fibonacci point set of the sphere. The symmetric positive definite system is solved by Jacobi-
+preconditioned CG (il2rd.solvers.krylov.pcg, float64, to 1e-10 relative residual).
+
+Validation (exact): a sphere of radius a inside a concentric Dirichlet sphere c = c_inf at radius
+R (applied at its true crossing of each grid link, Shortley-Weller) takes up
+
+    U = c_inf k S_R / (S_R + k),     S_R = 4 pi D a R / (R - a)
+
+(S_R -> 4 pi D a as R -> oo: the isolated sphere of Berg & Purcell). Checked for a weak
+(k/S = 0.1) and a diffusion-limited (k/S = 100) consumer at h = 1, 0.5, 0.25 um, with the
+observed order of convergence; the tissue comparison then extrapolates h -> 0 from the two
+finest tissue solutions with that order (Richardson), and reports how far the finest one is.
+
+The tissue: an n^3 block of 10 um positions, periodic, a fraction (5 %, 30 %, 70 %) of them
+holding a cell, at random (seeded): IL-2 producers (secrete q, take up with R = 1500), Tregs
+(R = 2e4, k/S = 1.7 at a = 4 um) and naive T cells (R = 100), the default T zone's laws
+(configs/scenario/t_zone.yaml) with linear uptake. il2rd runs the same tissue through its own API
+(config composed as the CLI does, a cells CSV, config.parse, Scenario.build, steady_field,
+readouts.cell_columns) with point sinks and with the closure at a = 4 um, in float64 so that
+only the model's error is measured; per cell type the error of its total uptake, and per cell the
+RMS over cells of the relative error of each cell's uptake.
+
+Homogenisation check: consumers on a regular sub-lattice (every voxel, or every 2nd voxel along
+each axis), a fixed face c = 1 at x = 0, periodic sides, zero flux at the far end; the decay
+length of the plane-averaged field through the population, measured over one period far from
+both ends, against the homogenised sqrt(D / (n k_eff)), k_eff = k S / (S + k), S = 4 pi D a
+(n cells per um^3), and against the same target on the lattice (the decay of a lattice with
+per-voxel rate n h^3 k_eff, 2 (cosh(h P/lambda) - 1) ... see :func:`lattice_decay_length_um`).
+
+Run:  python benchmarks/resolved_reference.py [--quick]   (writes benchmarks/results/resolved_reference.{json,md})
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # the reference is float64; il2rd runs ask for their precision
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from il2rd import units  # noqa: E402
+from il2rd.solvers.krylov import pcg  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+PITCH_UM = 10.0  # cell positions: il2rd's voxel centres at h = 10 um
+RADIUS_UM = 4.0
+DIFFUSION = 10.0  # um^2/s
+DECAY = 2.8e-5  # 1/s, il2rd's default
+K_INT = 1.1e-3  # 1/s
+KM_PM = 43.0
+SECRETION = 10.0  # molecules/s per producer
+
+# name: (fraction of the cells, receptors, secretion molecules/s): the default T zone's laws
+TYPES = {"il2_producer": (0.1, 1500.0, SECRETION), "treg": (0.2, 2.0e4, 0.0), "naive_t": (0.7, 100.0, 0.0)}
+
+CG_RTOL = 1e-10
+
+
+def linear_rate_um3_per_s(receptors, k_int_per_s=K_INT, km_pM=KM_PM):
+    """k = k_int R / K_M (um^3/s), K_M converted to molecules/um^3."""
+    return k_int_per_s * np.asarray(receptors, np.float64) / units.pM_to_molecules_per_um3(km_pM)
+
+
+def capacity_um3_per_s(radius_um=RADIUS_UM, diffusion=DIFFUSION):
+    """S = 4 pi D a (um^3/s)."""
+    return 4.0 * math.pi * diffusion * radius_um
+
+
+# ------------------------------------------------------------------------------ geometry
+def _fibonacci_sphere(n_points: int) -> np.ndarray:
+    """n_points nearly uniform unit vectors (golden-angle spiral), each standing for 1/n of the area."""
+    i = np.arange(n_points) + 0.5
+    z = 1.0 - 2.0 * i / n_points
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    r = np.sqrt(1.0 - z * z)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _sub_points(samples: int) -> np.ndarray:
+    return (np.arange(samples) + 0.5) / samples
+
+
+@dataclass(frozen=True)
+class SphereBlock:
+    """Cut-cell geometry of one sphere in a block of fine voxels (shape (nx, ny, nz), edge h).
+
+    aperture[a]: open fraction of the face between voxel i and i + 1 along axis a (the last one
+    lies on the block's face); fluid: fluid volume fraction; surface: fraction of the sphere's
+    area inside each voxel (sums to 1 over the voxels that stay in the system)."""
+
+    aperture: np.ndarray  # (3, nx, ny, nz)
+    fluid: np.ndarray  # (nx, ny, nz)
+    surface: np.ndarray  # (nx, ny, nz)
+
+
+def _span(coord, h):
+    """Nearest and farthest squared distance from 0 of the intervals [coord, coord + h)."""
+    near = np.where(coord > 0, coord, np.where(coord + h < 0, coord + h, 0.0))
+    return near**2, np.maximum(np.abs(coord), np.abs(coord + h)) ** 2
+
+
+def _outer_sum(parts, order=(0, 1, 2)):
+    """x_i + y_j + z_k of three 1-d arrays, axes put back in `order`."""
+    x, y, z = parts
+    return (x[:, None, None] + y[None, :, None] + z[None, None, :]).transpose(np.argsort(order))
+
+
+def sphere_block(shape, spacing_um: float, centre_um, radius_um: float, face_samples: int = 16,
+                 volume_samples: int = 8) -> SphereBlock:
+    """Apertures, fluid fractions and surface shares of a sphere (centre, radius in um) in a
+    block of fine voxels [0, n h)^3; only the faces and voxels its surface crosses are sampled
+    (face_samples^2 points per face, volume_samples^3 per voxel)."""
+    shape = tuple(int(s) for s in shape)
+    h, r2 = float(spacing_um), float(radius_um) ** 2
+    centre = np.asarray(centre_um, np.float64)
+    lo = [np.arange(n) * h - c for n, c in zip(shape, centre)]  # voxel low corners relative to the centre
+    aperture = np.ones((3,) + shape)
+    sub = _sub_points(face_samples) * h
+    for a in range(3):
+        b, c = [x for x in range(3) if x != a]
+        plane = lo[a] + h  # the face between voxel i and i + 1
+        (nb, fb), (nc, fc) = _span(lo[b], h), _span(lo[c], h)
+        near = _outer_sum((plane**2, nb, nc), (a, b, c))
+        far = _outer_sum((plane**2, fb, fc), (a, b, c))
+        aperture[a] = np.where(far <= r2, 0.0, 1.0)
+        cut = np.argwhere((near < r2) & (far > r2))
+        if len(cut):
+            pa = plane[cut[:, a]][:, None, None]
+            pb = lo[b][cut[:, b]][:, None, None] + sub[None, :, None]
+            pc = lo[c][cut[:, c]][:, None, None] + sub[None, None, :]
+            aperture[a][tuple(cut.T)] = ((pa**2 + pb**2 + pc**2) > r2).mean(axis=(1, 2))
+    spans = [_span(x, h) for x in lo]
+    near, far = _outer_sum([s[0] for s in spans]), _outer_sum([s[1] for s in spans])
+    fluid = np.where(far <= r2, 0.0, 1.0)
+    cut = np.argwhere((near < r2) & (far > r2))
+    vs = _sub_points(volume_samples) * h
+    for chunk in np.array_split(cut, max(1, len(cut) // 4096)):
+        if len(chunk):
+            p = [lo[a][chunk[:, a]][:, None] + vs[None, :] for a in range(3)]
+            d2 = p[0][:, :, None, None] ** 2 + p[1][:, None, :, None] ** 2 + p[2][:, None, None, :] ** 2
+            fluid[tuple(chunk.T)] = (d2 > r2).mean(axis=(1, 2, 3))
+    # surface shares: a Fibonacci point set of the sphere binned into the voxels
+    n_points = int(max(2e5, 400 * 4 * math.pi * r2 / h**2))
+    pts = centre + radius_um * _fibonacci_sphere(n_points)
+    idx = np.clip(np.floor(pts / h).astype(np.int64), 0, np.asarray(shape) - 1)
+    surface = np.zeros(shape)
+    np.add.at(surface, tuple(idx.T), 1.0)
+    # a surface voxel whose faces all sampled closed would drop out: give its share to the rest
+    surface[~_open(aperture)] = 0.0
+    return SphereBlock(aperture, fluid, surface / surface.sum())
+
+
+def _open(aperture) -> np.ndarray:
+    """Voxels with at least one open face (the others lie inside a sphere and drop out)."""
+    return (aperture.sum(axis=0) + sum(np.roll(aperture[a], 1, a) for a in range(3))) > 0
+
+
+# ----------------------------------------------------------------------------- the system
+@dataclass(frozen=True)
+class FineSystem:
+    """A x = b on fine voxels: A = sum over faces of conductance (c_i - c_j) + diag; periodic
+    wrap through the last face of each axis (set its conductance 0 for a closed box).
+
+    conductance: (3, ...) D h alpha_f (um^3/s); diagonal: sink + decay + Dirichlet links (um^3/s),
+    1 on voxels that drop out; rhs: secretion + Dirichlet inflow (pM um^3/s); active: voxels in
+    the system."""
+
+    conductance: np.ndarray
+    diagonal: np.ndarray
+    rhs: np.ndarray
+    active: np.ndarray
+
+
+@jax.jit
+def _solve(conductance, diagonal, rhs):
+    def matvec(c):
+        out = diagonal * c
+        for a in range(3):
+            flux = conductance[a] * (c - jnp.roll(c, -1, a))  # from i to i + 1
+            out = out + flux - jnp.roll(flux, 1, a)
+        return out
+
+    jacobi = diagonal + sum(conductance[a] + jnp.roll(conductance[a], 1, a) for a in range(3))
+    x, info = pcg(matvec, rhs, lambda r: r / jacobi, jnp.zeros_like(rhs), CG_RTOL * jnp.linalg.norm(rhs), 200000)
+    residual = jnp.linalg.norm(rhs - matvec(x)) / jnp.linalg.norm(rhs)
+    return x, info.iterations, residual
+
+
+def solve(system: FineSystem):
+    """(field pM, CG iterations, relative residual) of a FineSystem."""
+    x, it, res = _solve(jnp.asarray(system.conductance), jnp.asarray(system.diagonal), jnp.asarray(system.rhs))
+    if not float(res) <= 10 * CG_RTOL:
+        raise RuntimeError(f"resolved CG stopped at relative residual {float(res):.3g} after {int(it)} iterations")
+    return np.asarray(x), int(it), float(res)
+
+
+# ------------------------------------------------------------------------ isolated sphere
+def isolated_sphere_exact(rate_um3_per_s, radius_um, outer_um, diffusion=DIFFUSION, c_inf=1.0):
+    """U / c_inf (um^3/s) of a linear sphere inside a concentric Dirichlet sphere of radius R."""
+    s_r = 4.0 * math.pi * diffusion * radius_um * outer_um / (outer_um - radius_um)
+    return c_inf * rate_um3_per_s * s_r / (s_r + rate_um3_per_s)
+
+
+def isolated_sphere(spacing_um: float, rate_um3_per_s: float, radius_um: float = RADIUS_UM, outer_um: float | None = None,
+                    diffusion: float = DIFFUSION) -> dict:
+    """The resolved solver on one sphere inside a Dirichlet sphere c = 1 at R (3 a by default):
+    its uptake (um^3/s per unit c_inf) against :func:`isolated_sphere_exact`."""
+    outer = 3.0 * radius_um if outer_um is None else outer_um
+    h = spacing_um
+    n = 2 * int(math.ceil((outer + 2 * h) / h))  # even: the centre is a voxel corner, as in the tissue
+    centre = np.full(3, n * h / 2)
+    block = sphere_block((n,) * 3, h, centre, radius_um)
+    x = (np.arange(n) + 0.5) * h - centre[0]
+    r = np.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
+    inside = r < outer  # voxel centres inside R are unknowns; outside: c = 1
+    active = inside & _open(block.aperture)
+    g = diffusion * h * block.aperture
+    diag = rate_um3_per_s * block.surface
+    rhs = np.zeros_like(diag)
+    coord = np.meshgrid(x, x, x, indexing="ij")
+    for a in range(3):
+        reach = np.sqrt(np.maximum(outer**2 - sum(coord[b] ** 2 for b in range(3) if b != a), 0.0))
+        g[a][tuple(slice(-1, None) if b == a else slice(None) for b in range(3))] = 0.0  # a closed box
+        for sign in (+1, -1):
+            # links from an unknown to a voxel outside R end on the Dirichlet sphere, at the fraction
+            # theta of the link where |p + t e_a| = R
+            neighbour_inside = np.roll(inside, -sign, a)
+            link = g[a] if sign > 0 else np.roll(g[a], 1, a)
+            theta = np.clip((reach - sign * coord[a]) / h, 1e-3, 1.0)
+            extra = np.where(active & ~neighbour_inside, link / theta, 0.0)
+            diag, rhs = diag + extra, rhs + extra  # c = 1 on the sphere R
+        g[a] = np.where(active & np.roll(active, -1, a), g[a], 0.0)
+    diag, rhs = np.where(active, diag, 1.0), np.where(active, rhs, 0.0)
+    t0 = time.perf_counter()
+    c, iterations, residual = solve(FineSystem(g, diag, rhs, active))
+    uptake = float(np.sum(rate_um3_per_s * block.surface * c))
+    exact = isolated_sphere_exact(rate_um3_per_s, radius_um, outer, diffusion)
+    return dict(spacing_um=h, k_over_s=rate_um3_per_s / capacity_um3_per_s(radius_um, diffusion), voxels=n**3,
+                uptake=uptake, exact=exact, error=uptake / exact - 1.0, cg_iterations=iterations,
+                residual=residual, solve_s=time.perf_counter() - t0)
+
+
+def observed_order(rows: list[dict]) -> float:
+    """Order p from the errors at the two finest spacings, |e(h)| ~ h^p."""
+    (h1, e1), (h2, e2) = [(r["spacing_um"], abs(r["error"])) for r in rows[-2:]]
+    return math.log(e1 / e2) / math.log(h1 / h2)
