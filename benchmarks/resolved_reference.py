@@ -274,3 +274,127 @@ def observed_order(rows: list[dict]) -> float:
     """Order p from the errors at the two finest spacings, |e(h)| ~ h^p."""
     (h1, e1), (h2, e2) = [(r["spacing_um"], abs(r["error"])) for r in rows[-2:]]
     return math.log(e1 / e2) / math.log(h1 / h2)
+
+
+# --------------------------------------------------------------------------------- tissue
+@dataclass(frozen=True)
+class Tissue:
+    """Cells on an n^3 block of PITCH_UM positions (periodic): voxel (n_cells, 3) indices of the
+    positions, type_name (n_cells,), receptors and secretion (molecules/s) per cell."""
+
+    n: int
+    voxel: np.ndarray
+    type_name: np.ndarray
+    receptors: np.ndarray
+    secretion_molecules_per_s: np.ndarray
+
+    @property
+    def occupancy(self) -> float:
+        return len(self.voxel) / self.n**3
+
+
+def random_tissue(n: int, occupancy: float, seed: int = 0) -> Tissue:
+    """round(occupancy n^3) cells at random positions, the TYPES in their fractions (at least one
+    producer and one of each other type)."""
+    rng = np.random.default_rng(seed)
+    n_cells = max(len(TYPES), int(round(occupancy * n**3)))
+    flat = rng.choice(n**3, n_cells, replace=False)
+    counts = {name: max(1, int(round(f * n_cells))) for name, (f, _, _) in TYPES.items()}
+    counts["naive_t"] = n_cells - sum(v for k, v in counts.items() if k != "naive_t")
+    names = np.concatenate([[name] * counts[name] for name in TYPES])
+    rng.shuffle(names)
+    receptors = np.array([TYPES[t][1] for t in names])
+    secretion = np.array([TYPES[t][2] for t in names])
+    return Tissue(n, np.stack(np.unravel_index(flat, (n,) * 3), axis=1), names, receptors, secretion)
+
+
+def _tile(occupied, block, empty, m):
+    """A field of n^3 blocks of m^3 fine voxels: `block` where occupied (n, n, n), `empty` elsewhere."""
+    n = occupied.shape[0]
+    out = np.where(occupied[:, None, :, None, :, None], block[None, :, None, :, None, :], empty)
+    return out.reshape(n * m, n * m, n * m)
+
+
+def _per_block(field, n, m):
+    """Sum of a fine field over each of the n^3 blocks of m^3 voxels."""
+    return field.reshape(n, m, n, m, n, m).sum(axis=(1, 3, 5))
+
+
+def resolved_tissue(tissue: Tissue, spacing_um: float, radius_um: float = RADIUS_UM, diffusion: float = DIFFUSION,
+                    decay_per_s: float = DECAY) -> dict:
+    """Solve the tissue with the cells resolved at fine spacing h: each cell's uptake (molecules/s)."""
+    m = int(round(PITCH_UM / spacing_um))
+    if abs(m * spacing_um - PITCH_UM) > 1e-9:
+        raise ValueError(f"spacing_um = {spacing_um} must divide the cell pitch {PITCH_UM} um")
+    n, h = tissue.n, spacing_um
+    block = sphere_block((m,) * 3, h, np.full(3, PITCH_UM / 2), radius_um)
+    occupied = np.zeros((n,) * 3, bool)
+    occupied[tuple(tissue.voxel.T)] = True
+    rate_cell, secretion_cell = np.zeros((n,) * 3), np.zeros((n,) * 3)
+    rate_cell[tuple(tissue.voxel.T)] = linear_rate_um3_per_s(tissue.receptors)
+    secretion_cell[tuple(tissue.voxel.T)] = tissue.secretion_molecules_per_s / units.MOLECULES_PER_UM3_PER_PM
+    aperture = np.stack([_tile(occupied, block.aperture[a], 1.0, m) for a in range(3)])
+    surface = _tile(occupied, block.surface, 0.0, m)
+    fluid = _tile(occupied, block.fluid, 1.0, m)
+    spread = lambda per_cell: np.repeat(np.repeat(np.repeat(per_cell, m, 0), m, 1), m, 2) * surface  # noqa: E731
+    rate_v, secretion_v = spread(rate_cell), spread(secretion_cell)
+    active = _open(aperture)
+    diag = np.where(active, rate_v + decay_per_s * fluid * h**3, 1.0)
+    rhs = np.where(active, secretion_v, 0.0)
+    t0 = time.perf_counter()
+    c, iterations, residual = solve(FineSystem(diffusion * h * aperture, diag, rhs, active))
+    solve_s = time.perf_counter() - t0
+    uptake = _per_block(rate_v * c, n, m)[tuple(tissue.voxel.T)] * units.MOLECULES_PER_UM3_PER_PM
+    secreted = float(tissue.secretion_molecules_per_s.sum())
+    decayed = float(np.sum(decay_per_s * fluid * h**3 * c) * units.MOLECULES_PER_UM3_PER_PM)
+    return dict(spacing_um=h, voxels=(n * m) ** 3, uptake=uptake, cg_iterations=iterations, residual=residual,
+                solve_s=solve_s, balance=(float(uptake.sum()) + decayed) / secreted - 1.0)
+
+
+# ------------------------------------------------------------------------------- il2rd runs
+def il2rd_overrides(tissue: Tissue, csv_path: Path, cell_radius_um, precision: str = "float64", extra=()) -> list[str]:
+    """The il2rd command-line overrides for the tissue (periodic block of 10 um voxels, linear
+    uptake, the cells from a CSV written to csv_path)."""
+    centres = (tissue.voxel + 0.5) * PITCH_UM
+    csv_path.write_text("x,y,z,type,receptors\n" + "".join(
+        f"{x:g},{y:g},{z:g},{t},{r:g}\n" for (x, y, z), t, r in zip(centres, tissue.type_name, tissue.receptors)))
+    n = tissue.n
+    return [f"grid.shape=[{n},{n},{n}]", f"grid.spacing={PITCH_UM:g}", "grid.boundary=periodic", "physics.uptake=linear",
+            f"physics.diffusion={DIFFUSION:g}", f"physics.decay={DECAY:g}", f"cells.csv={csv_path}",
+            f"cell_types.il2_producer.secretion={SECRETION:g}", f"precision={precision}", "solver.rtol=1e-10",
+            "physics.cell_radius=" + ("null" if cell_radius_um is None else f"{cell_radius_um:g}"), *extra]
+
+
+def il2rd_uptake(tissue: Tissue, cell_radius_um, precision: str = "float64", extra=()) -> np.ndarray:
+    """Each cell's uptake (molecules/s) from il2rd itself: the config composed as the il2rd
+    command composes it, parsed, the scenario built, the steady field solved, the per-cell
+    readouts taken (il2rd.readouts.cell_columns)."""
+    from hydra import compose, initialize_config_dir
+
+    from il2rd import cli, config, readouts
+    from il2rd.scenario import Scenario
+    from il2rd.solvers.steady import steady_field
+
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = il2rd_overrides(tissue, Path(tmp) / "cells.csv", cell_radius_um, precision, extra)
+        config.register_configs()
+        with initialize_config_dir(config_dir=str(cli.config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        scenario = Scenario.build(config.parse(cfg))
+    field, info = steady_field(scenario.grid, scenario.coefficients, options=scenario.settings.options)
+    if not bool(info.converged):
+        raise RuntimeError(f"il2rd's steady solve did not converge: relative residual {float(info.relative_residual):.3g}")
+    return np.asarray(readouts.cell_columns(field, scenario)["uptake"], np.float64)
+
+
+def uptake_errors(tissue: Tissue, model: np.ndarray, reference: np.ndarray) -> dict:
+    """Per cell type: the error of its total uptake and the RMS of its cells' relative errors;
+    'all': the RMS over every cell."""
+    rel = model / reference - 1.0
+    out = {"all": dict(cells=len(rel), rms=float(np.sqrt(np.mean(rel**2))), max=float(np.max(np.abs(rel))))}
+    for name in TYPES:
+        mask = tissue.type_name == name
+        if mask.any():
+            out[name] = dict(cells=int(mask.sum()), total=float(model[mask].sum() / reference[mask].sum() - 1.0),
+                             rms=float(np.sqrt(np.mean(rel[mask] ** 2))), max=float(np.max(np.abs(rel[mask]))))
+    return out
