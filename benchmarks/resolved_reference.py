@@ -279,10 +279,11 @@ def observed_order(rows: list[dict]) -> float:
 # --------------------------------------------------------------------------------- tissue
 @dataclass(frozen=True)
 class Tissue:
-    """Cells on an n^3 block of PITCH_UM positions (periodic): voxel (n_cells, 3) indices of the
-    positions, type_name (n_cells,), receptors and secretion (molecules/s) per cell."""
+    """Cells on a block of PITCH_UM positions (shape (nx, ny, nz), periodic unless said): voxel
+    (n_cells, 3) indices of the positions, type_name (n_cells,), receptors and secretion
+    (molecules/s) per cell."""
 
-    n: int
+    shape: tuple
     voxel: np.ndarray
     type_name: np.ndarray
     receptors: np.ndarray
@@ -290,7 +291,7 @@ class Tissue:
 
     @property
     def occupancy(self) -> float:
-        return len(self.voxel) / self.n**3
+        return len(self.voxel) / math.prod(self.shape)
 
 
 def random_tissue(n: int, occupancy: float, seed: int = 0) -> Tissue:
@@ -305,32 +306,36 @@ def random_tissue(n: int, occupancy: float, seed: int = 0) -> Tissue:
     rng.shuffle(names)
     receptors = np.array([TYPES[t][1] for t in names])
     secretion = np.array([TYPES[t][2] for t in names])
-    return Tissue(n, np.stack(np.unravel_index(flat, (n,) * 3), axis=1), names, receptors, secretion)
+    return Tissue((n,) * 3, np.stack(np.unravel_index(flat, (n,) * 3), axis=1), names, receptors, secretion)
 
 
 def _tile(occupied, block, empty, m):
-    """A field of n^3 blocks of m^3 fine voxels: `block` where occupied (n, n, n), `empty` elsewhere."""
-    n = occupied.shape[0]
+    """A fine field of blocks of m^3 voxels, one per position of `occupied` (nx, ny, nz): `block`
+    where occupied, `empty` elsewhere."""
+    nx, ny, nz = occupied.shape
     out = np.where(occupied[:, None, :, None, :, None], block[None, :, None, :, None, :], empty)
-    return out.reshape(n * m, n * m, n * m)
+    return out.reshape(nx * m, ny * m, nz * m)
 
 
-def _per_block(field, n, m):
-    """Sum of a fine field over each of the n^3 blocks of m^3 voxels."""
-    return field.reshape(n, m, n, m, n, m).sum(axis=(1, 3, 5))
+def _per_block(field, shape, m):
+    """Sum of a fine field over each block of m^3 voxels (a field of the positions' shape)."""
+    nx, ny, nz = shape
+    return field.reshape(nx, m, ny, m, nz, m).sum(axis=(1, 3, 5))
 
 
 def resolved_tissue(tissue: Tissue, spacing_um: float, radius_um: float = RADIUS_UM, diffusion: float = DIFFUSION,
-                    decay_per_s: float = DECAY) -> dict:
-    """Solve the tissue with the cells resolved at fine spacing h: each cell's uptake (molecules/s)."""
+                    decay_per_s: float = DECAY, x_lo_fixed_pM: float | None = None) -> dict:
+    """Solve the tissue with the cells resolved at fine spacing h: each cell's uptake (molecules/s),
+    and the fluid-volume mean of the field over each plane of positions along x (pM).
+    x_lo_fixed_pM: c fixed on the x_lo face and zero flux at x_hi instead of periodic along x."""
     m = int(round(PITCH_UM / spacing_um))
     if abs(m * spacing_um - PITCH_UM) > 1e-9:
         raise ValueError(f"spacing_um = {spacing_um} must divide the cell pitch {PITCH_UM} um")
-    n, h = tissue.n, spacing_um
+    shape, h = tuple(tissue.shape), spacing_um
     block = sphere_block((m,) * 3, h, np.full(3, PITCH_UM / 2), radius_um)
-    occupied = np.zeros((n,) * 3, bool)
+    occupied = np.zeros(shape, bool)
     occupied[tuple(tissue.voxel.T)] = True
-    rate_cell, secretion_cell = np.zeros((n,) * 3), np.zeros((n,) * 3)
+    rate_cell, secretion_cell = np.zeros(shape), np.zeros(shape)
     rate_cell[tuple(tissue.voxel.T)] = linear_rate_um3_per_s(tissue.receptors)
     secretion_cell[tuple(tissue.voxel.T)] = tissue.secretion_molecules_per_s / units.MOLECULES_PER_UM3_PER_PM
     aperture = np.stack([_tile(occupied, block.aperture[a], 1.0, m) for a in range(3)])
@@ -339,16 +344,24 @@ def resolved_tissue(tissue: Tissue, spacing_um: float, radius_um: float = RADIUS
     spread = lambda per_cell: np.repeat(np.repeat(np.repeat(per_cell, m, 0), m, 1), m, 2) * surface  # noqa: E731
     rate_v, secretion_v = spread(rate_cell), spread(secretion_cell)
     active = _open(aperture)
-    diag = np.where(active, rate_v + decay_per_s * fluid * h**3, 1.0)
-    rhs = np.where(active, secretion_v, 0.0)
+    conductance = diffusion * h * aperture
+    diag = rate_v + decay_per_s * fluid * h**3
+    rhs = secretion_v.copy()
+    if x_lo_fixed_pM is not None:
+        conductance[0, -1] = 0.0  # zero flux at x_hi
+        diag[0] += 2.0 * diffusion * h  # half a voxel to the fixed x_lo face (no cell crosses it)
+        rhs[0] += 2.0 * diffusion * h * x_lo_fixed_pM
+    diag, rhs = np.where(active, diag, 1.0), np.where(active, rhs, 0.0)
     t0 = time.perf_counter()
-    c, iterations, residual = solve(FineSystem(diffusion * h * aperture, diag, rhs, active))
+    c, iterations, residual = solve(FineSystem(conductance, diag, rhs, active))
     solve_s = time.perf_counter() - t0
-    uptake = _per_block(rate_v * c, n, m)[tuple(tissue.voxel.T)] * units.MOLECULES_PER_UM3_PER_PM
+    uptake = _per_block(rate_v * c, shape, m)[tuple(tissue.voxel.T)] * units.MOLECULES_PER_UM3_PER_PM
+    plane = _per_block(fluid * c, shape, m).sum(axis=(1, 2)) / _per_block(fluid, shape, m).sum(axis=(1, 2))
     secreted = float(tissue.secretion_molecules_per_s.sum())
     decayed = float(np.sum(decay_per_s * fluid * h**3 * c) * units.MOLECULES_PER_UM3_PER_PM)
-    return dict(spacing_um=h, voxels=(n * m) ** 3, uptake=uptake, cg_iterations=iterations, residual=residual,
-                solve_s=solve_s, balance=(float(uptake.sum()) + decayed) / secreted - 1.0)
+    return dict(spacing_um=h, voxels=math.prod(shape) * m**3, uptake=uptake, plane_mean_pM=plane, cg_iterations=iterations,
+                residual=residual, solve_s=solve_s,
+                balance=(float(uptake.sum()) + decayed) / secreted - 1.0 if secreted > 0 else None)
 
 
 # ------------------------------------------------------------------------------- il2rd runs
@@ -358,8 +371,8 @@ def il2rd_overrides(tissue: Tissue, csv_path: Path, cell_radius_um, precision: s
     centres = (tissue.voxel + 0.5) * PITCH_UM
     csv_path.write_text("x,y,z,type,receptors\n" + "".join(
         f"{x:g},{y:g},{z:g},{t},{r:g}\n" for (x, y, z), t, r in zip(centres, tissue.type_name, tissue.receptors)))
-    n = tissue.n
-    return [f"grid.shape=[{n},{n},{n}]", f"grid.spacing={PITCH_UM:g}", "grid.boundary=periodic", "physics.uptake=linear",
+    nx, ny, nz = tissue.shape
+    return [f"grid.shape=[{nx},{ny},{nz}]", f"grid.spacing={PITCH_UM:g}", "grid.boundary=periodic", "physics.uptake=linear",
             f"physics.diffusion={DIFFUSION:g}", f"physics.decay={DECAY:g}", f"cells.csv={csv_path}",
             f"cell_types.il2_producer.secretion={SECRETION:g}", f"precision={precision}", "solver.rtol=1e-10",
             "physics.cell_radius=" + ("null" if cell_radius_um is None else f"{cell_radius_um:g}"), *extra]
@@ -398,3 +411,89 @@ def uptake_errors(tissue: Tissue, model: np.ndarray, reference: np.ndarray) -> d
             out[name] = dict(cells=int(mask.sum()), total=float(model[mask].sum() / reference[mask].sum() - 1.0),
                              rms=float(np.sqrt(np.mean(rel[mask] ** 2))), max=float(np.max(np.abs(rel[mask]))))
     return out
+
+
+# -------------------------------------------------------------------------- homogenisation
+def lattice_decay_length_um(rate_um3_per_s, spacing_um=PITCH_UM, diffusion=DIFFUSION):
+    """Decay length of a lattice with a sink of rate kappa in every voxel: the root of
+    2 (cosh(h / lambda) - 1) = kappa / (D h) (the 1-d dispersion of the 7-point Laplacian)."""
+    return spacing_um / math.acosh(1.0 + rate_um3_per_s / (2.0 * diffusion * spacing_um))
+
+
+def homogenised_decay_length_um(rate_um3_per_s, cells_per_um3, radius_um=RADIUS_UM, diffusion=DIFFUSION):
+    """sqrt(D / (n k_eff)), k_eff = k S / (S + k), S = 4 pi D a (um)."""
+    s = capacity_um3_per_s(radius_um, diffusion)
+    return math.sqrt(diffusion / (cells_per_um3 * rate_um3_per_s * s / (s + rate_um3_per_s)))
+
+
+def sublattice_slab(k_over_s: float, period: int, n_x: int) -> Tissue:
+    """Consumers (k = k_over_s 4 pi D a, type treg) on every `period`-th position along each axis
+    of an (n_x, side, side) block, side = the multiple of the period nearest 4 from above."""
+    side = period * math.ceil(4 / period)
+    receptors = k_over_s * capacity_um3_per_s() * units.pM_to_molecules_per_um3(KM_PM) / K_INT
+    idx = np.arange(0, n_x, period), np.arange(0, side, period), np.arange(0, side, period)
+    voxel = np.stack(np.meshgrid(*idx, indexing="ij"), axis=-1).reshape(-1, 3)
+    return Tissue((n_x, side, side), voxel, np.array(["treg"] * len(voxel)), np.full(len(voxel), receptors), np.zeros(len(voxel)))
+
+
+def bloch_decay_length_um(plane_mean, period: int, target_um: float) -> float:
+    """The decay length from plane means one period apart (their ratio is exp(P h / lambda) for
+    a periodic population), starting 2 + 2 lambda/h planes from the fixed face."""
+    start = period * math.ceil((2 + 2 * target_um / PITCH_UM) / period)
+    if start + period >= len(plane_mean) // 2:
+        raise ValueError(f"{len(plane_mean)} planes are too few for a decay length of {target_um:.3g} um")
+    return period * PITCH_UM / math.log(plane_mean[start] / plane_mean[start + period])
+
+
+def slab_length(k_over_s: float, period: int) -> int:
+    """Planes of the slab: the measurement starts near 2 + 2 lambda/h and must stay in the first half."""
+    target = homogenised_decay_length_um(k_over_s * capacity_um3_per_s(), 1.0 / (period * PITCH_UM) ** 3)
+    return 2 * period * (math.ceil((4 + 2 * target / PITCH_UM) / period) + 1)
+
+
+def il2rd_decay_length_um(tissue: Tissue, period: int, target_um: float, cell_radius_um, precision: str = "float64") -> float:
+    """il2rd's decay length through the slab: c = 1 pM on the x_lo face, periodic sides, zero flux
+    at x_hi, no bulk decay (:func:`bloch_decay_length_um`)."""
+    from hydra import compose, initialize_config_dir
+
+    from il2rd import cli, config
+    from il2rd.scenario import Scenario
+    from il2rd.solvers.steady import steady_field
+
+    boundary = "{x_lo: fixed, y_lo: periodic, y_hi: periodic, z_lo: periodic, z_hi: periodic}"
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = il2rd_overrides(tissue, Path(tmp) / "cells.csv", cell_radius_um, precision)
+        overrides = [o for o in overrides if not o.startswith(("grid.boundary", "physics.decay"))]
+        overrides += [f"grid.boundary={boundary}", "grid.boundary_value=1.0", "physics.decay=0"]
+        config.register_configs()
+        with initialize_config_dir(config_dir=str(cli.config_dir()), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        scenario = Scenario.build(config.parse(cfg))
+    field, info = steady_field(scenario.grid, scenario.coefficients, options=scenario.settings.options)
+    if not bool(info.converged):
+        raise RuntimeError(f"il2rd's steady solve did not converge: relative residual {float(info.relative_residual):.3g}")
+    return bloch_decay_length_um(np.asarray(field, np.float64).mean(axis=(1, 2)), period, target_um)
+
+
+def homogenisation_rows(k_over_s_values=(0.1, 1.0, 1.4), periods=(1, 2, 3), radius_um=RADIUS_UM,
+                        spacings_um=(1.0,)) -> list[dict]:
+    """Decay lengths through sub-lattice populations: homogenised target, resolved, il2rd."""
+    rows = []
+    s = capacity_um3_per_s(radius_um)
+    for period in periods:
+        n = 1.0 / (period * PITCH_UM) ** 3
+        for ks in k_over_s_values:
+            k = ks * s
+            target = homogenised_decay_length_um(k, n, radius_um)
+            slab = sublattice_slab(ks, period, slab_length(ks, period))
+            resolved = {h: bloch_decay_length_um(resolved_tissue(slab, h, radius_um, decay_per_s=0.0, x_lo_fixed_pM=1.0)
+                                                 ["plane_mean_pM"], period, target) for h in spacings_um}
+            best = resolved[min(spacings_um)]
+            point = il2rd_decay_length_um(slab, period, target, None)
+            closure = il2rd_decay_length_um(slab, period, target, radius_um)
+            rows.append(dict(
+                period=period, occupancy=1.0 / period**3, k_over_s=ks, target_um=target,
+                resolved_um={f"{h:g}": v for h, v in resolved.items()}, point_um=point, closure_um=closure,
+                resolved_vs_target=best / target - 1.0, point_vs_resolved=point / best - 1.0,
+                closure_vs_resolved=closure / best - 1.0, closure_vs_target=closure / target - 1.0))
+    return rows
