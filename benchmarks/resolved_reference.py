@@ -497,3 +497,148 @@ def homogenisation_rows(k_over_s_values=(0.1, 1.0, 1.4), periods=(1, 2, 3), radi
                 resolved_vs_target=best / target - 1.0, point_vs_resolved=point / best - 1.0,
                 closure_vs_resolved=closure / best - 1.0, closure_vs_target=closure / target - 1.0))
     return rows
+
+
+# ------------------------------------------------------------------------------------ main
+def maxwell_tortuosity(occupancy: float, radius_um: float = RADIUS_UM) -> float:
+    """lambda with D_eff / D = 1 / lambda^2 = 2 (1 - phi) / (2 + phi) (Maxwell: insulating spheres
+    at volume fraction phi = occupancy (4/3) pi a^3 / h^3)."""
+    phi = occupancy * 4.0 / 3.0 * math.pi * radius_um**3 / PITCH_UM**3
+    return math.sqrt((2.0 + phi) / (2.0 * (1.0 - phi)))
+
+
+def validation_rows(spacings_um, k_over_s_values=(0.1, 100.0)) -> list[dict]:
+    rows = []
+    for ks in k_over_s_values:
+        series = [isolated_sphere(h, ks * capacity_um3_per_s()) for h in spacings_um]
+        if len(series) > 1:
+            series[-1]["order"] = observed_order(series)
+        rows += series
+    return rows
+
+
+def tissue_rows(n: int, occupancies, spacings_um, seed: int = 0, radius_um: float = RADIUS_UM) -> list[dict]:
+    rows = []
+    for occupancy in occupancies:
+        tissue = random_tissue(n, occupancy, seed)
+        solves = [resolved_tissue(tissue, h, radius_um) for h in spacings_um]
+        reference = solves[-1]["uptake"]
+        row = dict(occupancy=occupancy, positions=n**3, cells={t: int((tissue.type_name == t).sum()) for t in TYPES},
+                   reference=[{k: v for k, v in s.items() if k not in ("uptake", "plane_mean_pM")} for s in solves])
+        if len(solves) > 1:  # how far the finest reference is from the next coarser: its own error, about
+            row["reference_change_rms"] = float(np.sqrt(np.mean((solves[-2]["uptake"] / reference - 1.0) ** 2)))
+        tortuosity = maxwell_tortuosity(occupancy, radius_um)
+        runs = {"point": (None, ()), "closure": (radius_um, ()),
+                "closure_maxwell": (radius_um, (f"physics.tortuosity={tortuosity:.6f}",))}
+        row["il2rd"] = {name: uptake_errors(tissue, il2rd_uptake(tissue, a, extra=extra), reference)
+                        for name, (a, extra) in runs.items()}
+        row["maxwell_tortuosity"] = tortuosity
+        rows.append(row)
+    return rows
+
+
+def _pct(x, digits=1):
+    return "-" if x is None else f"{100 * x:+.{digits}f}%"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Resolved reference: il2rd's per-cell uptake in packed tissue (issue 12, item 4)",
+        "",
+        f"- command: `{result['command']}`; wall time {result['wall_s']:.0f} s; "
+        f"date {result['date']}; JAX backend {result['backend']}",
+        f"- cells: spheres of radius {RADIUS_UM:g} um on {PITCH_UM:g} um positions; D = {DIFFUSION:g} um^2/s, "
+        f"linear uptake k = k_int R / K_M (k_int = {K_INT:g} /s, K_M = {KM_PM:g} pM), S = 4 pi D a = "
+        f"{capacity_um3_per_s():.1f} um^3/s; producers secrete {SECRETION:g} molecules/s",
+        "- resolved model: cut-cell finite volume on fine voxels (apertures, surface shares), Jacobi-PCG "
+        f"to {CG_RTOL:g}; il2rd: 10 um voxels, its own API, float64, `physics.uptake=linear`",
+        "",
+        "## Validation: one sphere inside a Dirichlet sphere R = 3a, U = k S_R/(S_R + k), S_R = 4 pi D a R/(R - a)",
+        "",
+        "| k/S | h (um) | fine voxels | U (um^3/s) | exact | error | order | CG its |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["validation"]:
+        order = f"{r['order']:.2f}" if "order" in r else ""
+        lines.append(f"| {r['k_over_s']:g} | {r['spacing_um']:g} | {r['voxels']} | {r['uptake']:.4g} | {r['exact']:.4g} | "
+                     f"{_pct(r['error'], 2)} | {order} | {r['cg_iterations']} |")
+    lines += [
+        "",
+        "## Tissue: il2rd at 10 um against the resolved cells, per-cell uptake",
+        "",
+        f"Periodic block of {result['tissue_n']}^3 positions, cells at random (seed 0): 10 % producers "
+        f"(R = {TYPES['il2_producer'][1]:g}, k/S = {linear_rate_um3_per_s(TYPES['il2_producer'][1]) / capacity_um3_per_s():.2f}), "
+        f"20 % Tregs (R = {TYPES['treg'][1]:g}, k/S = {linear_rate_um3_per_s(TYPES['treg'][1]) / capacity_um3_per_s():.2f}), "
+        f"70 % naive (R = {TYPES['naive_t'][1]:g}, k/S = {linear_rate_um3_per_s(TYPES['naive_t'][1]) / capacity_um3_per_s():.3f}); "
+        f"default decay {DECAY:g} /s. Reference: the finest spacing "
+        f"({min(result['spacings_um']):g} um); 'ref change' is the RMS per-cell change from the next coarser one "
+        "(an estimate of the reference's own error). Errors: RMS over cells of U_il2rd/U_ref - 1; per type "
+        "'total' is the error of the type's summed uptake. closure + Maxwell: the closure with "
+        "`physics.tortuosity` from Maxwell's D_eff/D = 2(1 - phi)/(2 + phi) for the block's sphere volume fraction phi.",
+        "",
+        "| occupancy | cells (prod/treg/naive) | ref change | model | all cells RMS | producer total / RMS | treg total / RMS | naive total / RMS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["tissue"]:
+        cells = "/".join(str(r["cells"][t]) for t in TYPES)
+        for name, label in (("point", "point sinks (`cell_radius=null`)"), ("closure", f"closure (`cell_radius={RADIUS_UM:g}`)"),
+                            ("closure_maxwell", f"closure + Maxwell (tortuosity {r['maxwell_tortuosity']:.3f})")):
+            e = r["il2rd"][name]
+            per_type = " | ".join(f"{_pct(e[t]['total'])} / {100 * e[t]['rms']:.1f}%" if t in e else "-" for t in TYPES)
+            head = (f"{100 * r['occupancy']:g} %", cells, _pct(r.get("reference_change_rms"), 2)) if name == "point" else ("",) * 3
+            lines.append(f"| {' | '.join(head)} | {label} | {100 * e['all']['rms']:.1f}% | {per_type} |")
+    lines += [
+        "",
+        "## Homogenisation: decay length through a population of consumers",
+        "",
+        "Consumers on every P-th position along each axis (occupancy 1/P^3), c fixed on one face, periodic "
+        "sides, no bulk decay; decay length from plane means one period apart. Target: the dilute "
+        "homogenised sqrt(D/(n k_eff)), k_eff = k S/(S + k).",
+        "",
+        "| P | occupancy | k/S | target (um) | resolved (um) | resolved vs target | il2rd point (um) | il2rd closure (um) | point vs resolved | closure vs resolved | closure vs target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["homogenisation"]:
+        resolved = " / ".join(f"{v:.3f}" for v in r["resolved_um"].values())
+        lines.append(f"| {r['period']} | {100 * r['occupancy']:.1f} % | {r['k_over_s']:g} | {r['target_um']:.3f} | {resolved} | "
+                     f"{_pct(r['resolved_vs_target'])} | {r['point_um']:.3f} | {r['closure_um']:.3f} | "
+                     f"{_pct(r['point_vs_resolved'])} | {_pct(r['closure_vs_resolved'])} | {_pct(r['closure_vs_target'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    import datetime
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run (~30 s): coarse reference, small block")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for resolved_reference.{json,md}")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    if args.quick:
+        spacings, n, validation_spacings, homogenisation = (1.0,), 4, (1.0, 0.5), dict(k_over_s_values=(1.4,), periods=(1,))
+    else:
+        spacings, n, validation_spacings = (1.0, 0.5), 6, (1.0, 0.5, 0.25)
+        homogenisation = dict(k_over_s_values=(0.1, 1.0, 1.4), periods=(1, 2))
+    result = dict(command="python benchmarks/resolved_reference.py" + (" --quick" if args.quick else ""),
+                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  backend=jax.default_backend(), spacings_um=list(spacings), tissue_n=n)
+    result["validation"] = validation_rows(validation_spacings)
+    print(f"validation done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    result["tissue"] = tissue_rows(n, (0.05, 0.3, 0.7), spacings)
+    print(f"tissue done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    result["homogenisation"] = homogenisation_rows(spacings_um=(min(1.0, *spacings),), **homogenisation)
+    if not args.quick:  # one dilute case, the strong consumer only (the costliest resolved solve)
+        result["homogenisation"] += homogenisation_rows(k_over_s_values=(1.4,), periods=(3,), spacings_um=(1.0,))
+    result["wall_s"] = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "resolved_reference_quick" if args.quick else "resolved_reference"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
