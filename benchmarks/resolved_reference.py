@@ -378,26 +378,84 @@ def il2rd_overrides(tissue: Tissue, csv_path: Path, cell_radius_um, precision: s
             "physics.cell_radius=" + ("null" if cell_radius_um is None else f"{cell_radius_um:g}"), *extra]
 
 
-def il2rd_uptake(tissue: Tissue, cell_radius_um, precision: str = "float64", extra=()) -> np.ndarray:
-    """Each cell's uptake (molecules/s) from il2rd itself: the config composed as the il2rd
-    command composes it, parsed, the scenario built, the steady field solved, the per-cell
-    readouts taken (il2rd.readouts.cell_columns)."""
+def il2rd_scenario(overrides):
+    """il2rd's Scenario for command-line overrides, composed as the il2rd command composes them."""
     from hydra import compose, initialize_config_dir
 
-    from il2rd import cli, config, readouts
+    from il2rd import cli, config
     from il2rd.scenario import Scenario
+
+    config.register_configs()
+    with initialize_config_dir(config_dir=str(cli.config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return Scenario.build(config.parse(cfg))
+
+
+def il2rd_steady(scenario):
+    """il2rd's steady field of a scenario (raises if it did not converge)."""
     from il2rd.solvers.steady import steady_field
 
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = il2rd_overrides(tissue, Path(tmp) / "cells.csv", cell_radius_um, precision, extra)
-        config.register_configs()
-        with initialize_config_dir(config_dir=str(cli.config_dir()), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        scenario = Scenario.build(config.parse(cfg))
     field, info = steady_field(scenario.grid, scenario.coefficients, options=scenario.settings.options)
     if not bool(info.converged):
         raise RuntimeError(f"il2rd's steady solve did not converge: relative residual {float(info.relative_residual):.3g}")
+    return field
+
+
+def il2rd_uptake(tissue: Tissue, cell_radius_um, precision: str = "float64", extra=(), face_factors: bool = False) -> np.ndarray:
+    """Each cell's uptake (molecules/s) from il2rd itself: the config composed as the il2rd
+    command composes it, parsed, the scenario built, the steady field solved, the per-cell
+    readouts taken (il2rd.readouts.cell_columns). face_factors: the same coefficients on a
+    lattice whose faces between two cells conduct less (:func:`packed_face_factors`, :func:`lattice_field`)."""
+    from il2rd import readouts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = il2rd_scenario(il2rd_overrides(tissue, Path(tmp) / "cells.csv", cell_radius_um, precision, extra))
+    field = lattice_field(scenario, _packing_factors(tissue)) if face_factors else il2rd_steady(scenario)
     return np.asarray(readouts.cell_columns(field, scenario)["uptake"], np.float64)
+
+
+def maxwell_factor(volume_fraction: float) -> float:
+    """D_eff / D = 2 (1 - phi) / (2 + phi) of insulating spheres at volume fraction phi (Maxwell)."""
+    return 2.0 * (1.0 - volume_fraction) / (2.0 + volume_fraction)
+
+
+def sphere_volume_fraction(radius_um: float = RADIUS_UM, spacing_um: float = PITCH_UM) -> float:
+    """phi = (4/3) pi a^3 / h^3: the part of one voxel that one cell fills."""
+    return 4.0 / 3.0 * math.pi * radius_um**3 / spacing_um**3
+
+
+def packed_face_factors(occupied, radius_um: float = RADIUS_UM, spacing_um: float = PITCH_UM) -> np.ndarray:
+    """A tried correction (issue 12 item 4's suggestion): (3, nx, ny, nz) conductance factors of the
+    face between voxel i and i + 1 along each axis (the last wraps to voxel 0): Maxwell's
+    f(phi) where both voxels hold a cell (IL-2 must pass between two spheres), 1 where at most one
+    does (that cell's own body is already in its closure, so an isolated cell stays exact)."""
+    occupied = np.asarray(occupied, bool)
+    f = maxwell_factor(sphere_volume_fraction(radius_um, spacing_um))
+    return np.stack([np.where(occupied & np.roll(occupied, -1, axis), f, 1.0) for axis in range(3)])
+
+
+def _packing_factors(tissue: Tissue):
+    occupied = np.zeros(tissue.shape, bool)
+    occupied[tuple(tissue.voxel.T)] = True
+    return packed_face_factors(occupied)
+
+
+def lattice_field(scenario, factors, x_lo_fixed_pM: float | None = None):
+    """il2rd's field equation for a scenario's coefficients (linear uptake, periodic, or fixed
+    x_lo / zero-flux x_hi), with the conductance of each face multiplied by factors (3, ...), solved
+    by this module's CG: with factors 1 it is il2rd's own discrete problem."""
+    coef, h = scenario.coefficients, scenario.grid.spacing_um
+    volume = h**3
+    d = float(coef.diffusion_um2_per_s)
+    rate = np.asarray(coef.vmax_pM_per_s, np.float64) / np.asarray(coef.km_pM, np.float64) * volume  # um^3/s per voxel
+    diag = rate + float(coef.decay_per_s) * volume
+    rhs = np.asarray(coef.secretion_pM_per_s, np.float64) * volume
+    conductance = d * h * np.asarray(factors, np.float64)
+    if x_lo_fixed_pM is not None:
+        conductance[0, -1] = 0.0
+        diag[0] += 2.0 * d * h
+        rhs[0] += 2.0 * d * h * x_lo_fixed_pM
+    return solve(FineSystem(conductance, diag, rhs, np.ones(diag.shape, bool)))[0]
 
 
 def uptake_errors(tissue: Tissue, model: np.ndarray, reference: np.ndarray) -> dict:
@@ -451,27 +509,17 @@ def slab_length(k_over_s: float, period: int) -> int:
     return 2 * period * (math.ceil((4 + 2 * target / PITCH_UM) / period) + 1)
 
 
-def il2rd_decay_length_um(tissue: Tissue, period: int, target_um: float, cell_radius_um, precision: str = "float64") -> float:
+def il2rd_decay_length_um(tissue: Tissue, period: int, target_um: float, cell_radius_um, precision: str = "float64",
+                          face_factors: bool = False) -> float:
     """il2rd's decay length through the slab: c = 1 pM on the x_lo face, periodic sides, zero flux
-    at x_hi, no bulk decay (:func:`bloch_decay_length_um`)."""
-    from hydra import compose, initialize_config_dir
-
-    from il2rd import cli, config
-    from il2rd.scenario import Scenario
-    from il2rd.solvers.steady import steady_field
-
+    at x_hi, no bulk decay (:func:`bloch_decay_length_um`); face_factors as in :func:`il2rd_uptake`."""
     boundary = "{x_lo: fixed, y_lo: periodic, y_hi: periodic, z_lo: periodic, z_hi: periodic}"
     with tempfile.TemporaryDirectory() as tmp:
         overrides = il2rd_overrides(tissue, Path(tmp) / "cells.csv", cell_radius_um, precision)
         overrides = [o for o in overrides if not o.startswith(("grid.boundary", "physics.decay"))]
         overrides += [f"grid.boundary={boundary}", "grid.boundary_value=1.0", "physics.decay=0"]
-        config.register_configs()
-        with initialize_config_dir(config_dir=str(cli.config_dir()), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        scenario = Scenario.build(config.parse(cfg))
-    field, info = steady_field(scenario.grid, scenario.coefficients, options=scenario.settings.options)
-    if not bool(info.converged):
-        raise RuntimeError(f"il2rd's steady solve did not converge: relative residual {float(info.relative_residual):.3g}")
+        scenario = il2rd_scenario(overrides)
+    field = lattice_field(scenario, _packing_factors(tissue), 1.0) if face_factors else il2rd_steady(scenario)
     return bloch_decay_length_um(np.asarray(field, np.float64).mean(axis=(1, 2)), period, target_um)
 
 
@@ -491,20 +539,20 @@ def homogenisation_rows(k_over_s_values=(0.1, 1.0, 1.4), periods=(1, 2, 3), radi
             best = resolved[min(spacings_um)]
             point = il2rd_decay_length_um(slab, period, target, None)
             closure = il2rd_decay_length_um(slab, period, target, radius_um)
+            faces = il2rd_decay_length_um(slab, period, target, radius_um, face_factors=True)
             rows.append(dict(
                 period=period, occupancy=1.0 / period**3, k_over_s=ks, target_um=target,
                 resolved_um={f"{h:g}": v for h, v in resolved.items()}, point_um=point, closure_um=closure,
                 resolved_vs_target=best / target - 1.0, point_vs_resolved=point / best - 1.0,
-                closure_vs_resolved=closure / best - 1.0, closure_vs_target=closure / target - 1.0))
+                closure_vs_resolved=closure / best - 1.0, closure_vs_target=closure / target - 1.0,
+                closure_faces_um=faces, closure_faces_vs_resolved=faces / best - 1.0))
     return rows
 
 
 # ------------------------------------------------------------------------------------ main
 def maxwell_tortuosity(occupancy: float, radius_um: float = RADIUS_UM) -> float:
-    """lambda with D_eff / D = 1 / lambda^2 = 2 (1 - phi) / (2 + phi) (Maxwell: insulating spheres
-    at volume fraction phi = occupancy (4/3) pi a^3 / h^3)."""
-    phi = occupancy * 4.0 / 3.0 * math.pi * radius_um**3 / PITCH_UM**3
-    return math.sqrt((2.0 + phi) / (2.0 * (1.0 - phi)))
+    """lambda with D_eff / D = 1 / lambda^2 = maxwell_factor(phi), phi = occupancy (4/3) pi a^3 / h^3."""
+    return 1.0 / math.sqrt(maxwell_factor(occupancy * sphere_volume_fraction(radius_um)))
 
 
 def validation_rows(spacings_um, k_over_s_values=(0.1, 100.0)) -> list[dict]:
@@ -528,10 +576,11 @@ def tissue_rows(n: int, occupancies, spacings_um, seed: int = 0, radius_um: floa
         if len(solves) > 1:  # how far the finest reference is from the next coarser: its own error, about
             row["reference_change_rms"] = float(np.sqrt(np.mean((solves[-2]["uptake"] / reference - 1.0) ** 2)))
         tortuosity = maxwell_tortuosity(occupancy, radius_um)
-        runs = {"point": (None, ()), "closure": (radius_um, ()),
-                "closure_maxwell": (radius_um, (f"physics.tortuosity={tortuosity:.6f}",))}
-        row["il2rd"] = {name: uptake_errors(tissue, il2rd_uptake(tissue, a, extra=extra), reference)
-                        for name, (a, extra) in runs.items()}
+        runs = {"point": (None, (), False), "closure": (radius_um, (), False),
+                "closure_maxwell": (radius_um, (f"physics.tortuosity={tortuosity:.6f}",), False),
+                "closure_faces": (radius_um, (), True)}
+        row["il2rd"] = {name: uptake_errors(tissue, il2rd_uptake(tissue, a, extra=extra, face_factors=faces), reference)
+                        for name, (a, extra, faces) in runs.items()}
         row["maxwell_tortuosity"] = tortuosity
         rows.append(row)
     return rows
@@ -574,7 +623,9 @@ def markdown(result: dict) -> str:
         f"({min(result['spacings_um']):g} um); 'ref change' is the RMS per-cell change from the next coarser one "
         "(an estimate of the reference's own error). Errors: RMS over cells of U_il2rd/U_ref - 1; per type "
         "'total' is the error of the type's summed uptake. closure + Maxwell: the closure with "
-        "`physics.tortuosity` from Maxwell's D_eff/D = 2(1 - phi)/(2 + phi) for the block's sphere volume fraction phi.",
+        "`physics.tortuosity` from Maxwell's D_eff/D = 2(1 - phi)/(2 + phi) for the block's sphere volume fraction phi. "
+        "closure + packed faces: the closure's coefficients on a lattice whose faces between two occupied voxels "
+        "conduct 2(1 - phi)/(2 + phi) D, phi = (4/3) pi a^3/h^3 (a tried correction, `packed_face_factors`, solved by this benchmark's CG).",
         "",
         "| occupancy | cells (prod/treg/naive) | ref change | model | all cells RMS | producer total / RMS | treg total / RMS | naive total / RMS |",
         "|---|---|---|---|---|---|---|---|",
@@ -582,7 +633,10 @@ def markdown(result: dict) -> str:
     for r in result["tissue"]:
         cells = "/".join(str(r["cells"][t]) for t in TYPES)
         for name, label in (("point", "point sinks (`cell_radius=null`)"), ("closure", f"closure (`cell_radius={RADIUS_UM:g}`)"),
-                            ("closure_maxwell", f"closure + Maxwell (tortuosity {r['maxwell_tortuosity']:.3f})")):
+                            ("closure_maxwell", f"closure + Maxwell (tortuosity {r['maxwell_tortuosity']:.3f})"),
+                            ("closure_faces", "closure + packed faces (tried)")):
+            if name not in r["il2rd"]:
+                continue
             e = r["il2rd"][name]
             per_type = " | ".join(f"{_pct(e[t]['total'])} / {100 * e[t]['rms']:.1f}%" if t in e else "-" for t in TYPES)
             head = (f"{100 * r['occupancy']:g} %", cells, _pct(r.get("reference_change_rms"), 2)) if name == "point" else ("",) * 3
@@ -595,14 +649,15 @@ def markdown(result: dict) -> str:
         "sides, no bulk decay; decay length from plane means one period apart. Target: the dilute "
         "homogenised sqrt(D/(n k_eff)), k_eff = k S/(S + k).",
         "",
-        "| P | occupancy | k/S | target (um) | resolved (um) | resolved vs target | il2rd point (um) | il2rd closure (um) | point vs resolved | closure vs resolved | closure vs target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| P | occupancy | k/S | target (um) | resolved (um) | resolved vs target | il2rd point (um) | il2rd closure (um) | point vs resolved | closure vs resolved | closure vs target | closure + packed faces vs resolved |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["homogenisation"]:
         resolved = " / ".join(f"{v:.3f}" for v in r["resolved_um"].values())
         lines.append(f"| {r['period']} | {100 * r['occupancy']:.1f} % | {r['k_over_s']:g} | {r['target_um']:.3f} | {resolved} | "
                      f"{_pct(r['resolved_vs_target'])} | {r['point_um']:.3f} | {r['closure_um']:.3f} | "
-                     f"{_pct(r['point_vs_resolved'])} | {_pct(r['closure_vs_resolved'])} | {_pct(r['closure_vs_target'])} |")
+                     f"{_pct(r['point_vs_resolved'])} | {_pct(r['closure_vs_resolved'])} | {_pct(r['closure_vs_target'])} | "
+                     f"{_pct(r.get('closure_faces_vs_resolved'))} |")
     return "\n".join(lines) + "\n"
 
 
