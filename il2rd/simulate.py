@@ -183,11 +183,11 @@ def _progress_bar(settings, progress: bool, initial: float = 0.0):
 
 
 def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool, start=None):
-    """solver.kind=coupled (dynamics.py): quasi-steady field, receptor and secretion dynamics.
+    """solver.kind=coupled (dynamics.py): backward-Euler field, receptor and secretion dynamics.
     start: (t_s, field, il2ra) of a snapshot already written (resume)."""
     times = settings.snapshot_times_s
     if start is None:
-        state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0])
+        state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0], settings.initial_field)
         _check_field(state[0], "in the steady solve at t = 0 s", grid)
         _check_solve(info, times[0])
         on_snapshot(times[0], *state)
