@@ -236,3 +236,10 @@ def test_without_consumers_a_subgrid_run_relaxes_as_backward_euler_in_float32(tm
     exact = np.concatenate([[0.0], _relaxation(8, 1800.0)[1::2]])
     np.testing.assert_allclose(fields / steady, np.broadcast_to(exact[:, None, None, None], fields.shape), rtol=2e-6,
                                atol=2e-6)
+
+
+def test_an_unknown_initial_field_is_refused_naming_the_key():
+    from il2rd.config import ConfigError, parse
+
+    with pytest.raises(ConfigError, match=r"solver\.initial_field.*warm.*steady.*zero"):
+        parse(compose_config("solver.kind=coupled", "solver.initial_field=warm"))
