@@ -295,9 +295,10 @@ def _record(scenario, writer, cells=None):
 
 
 def _attributable(settings) -> bool:
-    """Whether a run gets a source attribution: asked for and a (quasi-)steady field, with point-sink
-    cells or the sub-grid closure's stencils (physics.cell_radius; attribution.py shares each
-    stencil voxel's uptake among the cells reaching it)."""
+    """Whether a run gets a source attribution: asked for and a steady field or a coupled run's last
+    field (a backward-Euler step: its shares add up to the uptake up to what the field still
+    changes, which the closure reports), with point-sink cells or the sub-grid closure's stencils
+    (physics.cell_radius; attribution.py shares each stencil voxel's uptake among the cells reaching it)."""
     return settings.attribution and settings.solver_kind in ("steady", "coupled")
 
 
@@ -374,7 +375,7 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
             if cells is not None:
                 field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
                                          start_state, cells=cells)
-                # the summary and the attribution of the last, quasi-steady field use its coefficients
+                # the summary and the attribution of the last field use the coefficients of its state
                 scenario, final = _final_state(scenario, cells, receptors, settings.end_s)
                 field = np.asarray(field)
             else:
