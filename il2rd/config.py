@@ -24,11 +24,11 @@ from .grid import BOUNDARY_KINDS, FACES, Grid
 from .kinetics import UPTAKE_LAWS
 from .solvers.steady import PRECONDITIONERS, SolverOptions
 from . import subgrid
-from .dynamics import ReceptorFeedback
+from .dynamics import INITIAL_FIELDS, ReceptorFeedback
 from .vessels import Vessels
 from .solvers.transient import KINDS as TRANSIENT_KINDS
 
-SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled")  # coupled: quasi-steady field with receptor dynamics (dynamics.py)
+SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled")  # coupled: backward-Euler field with receptor dynamics (dynamics.py)
 
 PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
@@ -91,6 +91,7 @@ class SolverConfig:
     max_iter: int = 2000  # conjugate-gradient iterations per linear solve
     max_newton: int = 50  # Newton steps per nonlinear solve
     preconditioner: str = "multigrid"  # multigrid | mean_operator
+    initial_field: str = "steady"  # solver.kind=coupled: steady (field of the basal receptors) | zero
 
 
 @dataclass
@@ -257,6 +258,7 @@ class Settings:
     vessels: Vessels = Vessels()  # exchange with blood and lymph
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
+    initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
 
     @property
     def snapshot_times_s(self) -> list[float]:
@@ -668,6 +670,7 @@ def parse(cfg: DictConfig) -> Settings:
         csv=csv,
         signalling=signalling,
         feedback=feedback,
+        initial_field=_choice("solver.initial_field", cfg.solver.initial_field, INITIAL_FIELDS),
         shard=shard,
         output_dir=None if output_dir is None else Path(str(output_dir)),
         progress=bool(cfg.output.progress),

@@ -1,9 +1,26 @@
-"""Receptor dynamics and secretion time courses, coupled to the quasi-steady IL-2 field.
+"""Receptor dynamics and secretion time courses, coupled to the IL-2 field by backward Euler.
 
-IL-2 diffuses and is taken up in seconds to minutes; receptors and secretion change over hours.
-So the field is solved to steady state between receptor updates (solver.kind=coupled, step
-solver.dt, typically minutes), the quasi-steady approximation of Busse et al. 2010 (PNAS
-107:3058) and the Thurley-lab models.
+IL-2 diffuses and is taken up in seconds to minutes where consumers are dense, but where they are
+sparse the field relaxes only by decay, over 1/k_d ~ 30 h. Receptors and secretion change over
+hours. So each receptor step (solver.kind=coupled, step solver.dt, typically 30 min) takes the
+field one backward-Euler step of the same length dt from the previous field, with the receptors
+and secretion of the step's end (solvers/transient.py implicit_step):
+
+    (c(t + dt) - c(t)) / dt = D lap c(t + dt) - k_d c(t + dt) + s(t + dt) - u(c(t + dt); R(t + dt))
+
+i.e. the steady problem with decay k_d + 1/dt and secretion s + c(t)/dt, Newton-Krylov warm-started
+from c(t). A field mode relaxing at rate lambda (k_d + uptake + diffusion) is damped by
+1/(1 + lambda dt) per step: where lambda dt >> 1 (dense consumers) that is the quasi-steady field
+of Busse et al. 2010 (PNAS 107:3058) and the Thurley-lab models, up to the O(1/(lambda dt)) lag of
+the true field; where lambda dt << 1 (sparse consumers, decay-dominated) it follows the slow
+relaxation as the transient solvers do, which the quasi-steady field would skip. First order in dt
+throughout, unconditionally stable, never negative (tests/test_coupled_transient.py: against a
+fine-step explicit reference with receptors in lockstep, sparse and dense consumers; no consumers:
+exactly c_ss (1 - (1 + k_d dt)^-n)).
+
+Initial field (solver.initial_field): 'steady', the steady field of the basal receptors and the
+secretion at the start (tissue at rest before t = 0, as the quasi-steady solver always started), or
+'zero', no IL-2 at the start (as the transient solvers start).
 
 Receptors (CD25-driven positive feedback, Busse 2010), per cell i, for its IL-2Ra (CD25) R_i:
 
@@ -20,12 +37,11 @@ Secretion: q_i(t) = q_i f_i(t), f = 0 before the onset, rising linearly to 1 at 
 falling linearly to 0 at the shut-off (Sojka et al. 2008: on at 1-2 h after activation, peak at
 6-8 h, off by 20-24 h); types without a time course secrete q_i throughout.
 
-Coupling, one step of dt from time t, with the field c(t) already steady for R(t) and q(t):
+Coupling, one step of dt from time t, from the state (c(t), R(t)):
   1. p_i = pSTAT5(c_i(t), R_i(t));
   2. R_i(t + dt) = R*_i + (R_i(t) - R*_i) exp(-eta dt), R*_i = k_i(p_i)/eta: exact for production
      frozen over the step, so stable at any dt and never negative (first order in dt);
-  3. c(t + dt) = the steady field for R(t + dt) and q(t + dt), by Newton-Krylov warm-started
-     from c(t).
+  3. c(t + dt) = the backward-Euler step above from c(t), for R(t + dt) and q(t + dt).
 
 With the sub-grid closure (physics.cell_radius, subgrid.py) a cell's uptake and secretion are
 spread over its 7-voxel stencil with weights that depend on its linear rate k = V/K, V and K its
@@ -52,6 +68,9 @@ from .grid import Grid
 from .kinetics import FieldCoefficients
 from .receptors import Signalling, receptor_classes
 from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
+from .solvers.transient import implicit_step
+
+INITIAL_FIELDS = ("steady", "zero")  # solver.initial_field of a coupled run
 
 
 @dataclass(frozen=True)
@@ -213,22 +232,29 @@ def seen(c, cells: CellKinetics, receptors=None):
     vmax, km = collapsed_law(cells, cells.basal_receptors if receptors is None else receptors)
     _, surface = subgrid.stencil_cell_uptake(c, st.flat, st.inside, st.spacing_um, st.diffusion_um2_per_s, st.radius_um,
                                              vmax, km, st.uptake)
-    return surface
+    return surface.astype(c.dtype)  # its xp.ones(n) is float64 where x64 is on: keep the run's precision
 
 
-def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions, t_s=0.0):
-    """(field, receptors) at t: the steady field for the basal receptors, and its NewtonInfo."""
+def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions, t_s=0.0,
+                  initial_field: str = "steady"):
+    """(field, receptors) at t, and the NewtonInfo of the field: the basal receptors, and the steady
+    field for them and the secretion at t ('steady') or no IL-2 ('zero'; INITIAL_FIELDS)."""
     receptors = cells.basal_receptors
+    if initial_field == "zero":
+        return (jnp.zeros(grid.shape, coef.dtype), receptors), NewtonInfo.trivial(coef.dtype)
+    if initial_field != "steady":
+        raise ValueError(f"initial_field {initial_field!r}; allowed: {INITIAL_FIELDS}")
     c, info = solve_steady(grid, coefficients_at(coef, cells, receptors, t_s), None, options)
     return (c, receptors), info
 
 
 def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions):
-    """One step of the coupling (module docstring): (c(t), R(t)) -> (c(t+dt), R(t+dt))."""
+    """One step of the coupling (module docstring): (c(t), R(t)) -> (c(t+dt), R(t+dt)), the field a
+    backward-Euler step of dt from c(t) with the receptors and secretion of t + dt."""
     c, receptors = state
     pstat5 = pstat5_of(c, receptors, cells)
     receptors = advance_receptors(receptors, pstat5, cells, dt_s)
-    c, info = solve_steady(grid, coefficients_at(coef, cells, receptors, t_s + dt_s), c, options)
+    c, info = implicit_step(c, grid, coefficients_at(coef, cells, receptors, t_s + dt_s), dt_s, options)
     return (c, receptors), info
 
 
@@ -246,7 +272,7 @@ def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells
     return state, info
 
 
-initial_state_jit = jax.jit(initial_state, static_argnames=("grid", "options"))
+initial_state_jit = jax.jit(initial_state, static_argnames=("grid", "options", "initial_field"))
 
 
 def cell_kinetics(scenario, dtype) -> CellKinetics:

@@ -113,7 +113,7 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
         boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.volume_fraction),
         types=tuple(types),
-        steady=scenario.settings.solver_kind in ("steady", "coupled"),  # coupled: quasi-steady
+        steady=scenario.settings.solver_kind == "steady",  # coupled: a backward-Euler step, the field may still change
         exchange_molecules_per_s=to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64) * (
             np.asarray(coef.exchange_target_pM, np.float64) - field64))) * volume),
     )

@@ -211,11 +211,11 @@ def _progress_bar(settings, progress: bool, initial: float = 0.0):
 
 
 def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool, start=None):
-    """solver.kind=coupled (dynamics.py): quasi-steady field, receptor and secretion dynamics.
+    """solver.kind=coupled (dynamics.py): backward-Euler field, receptor and secretion dynamics.
     start: (t_s, field, il2ra) of a snapshot already written (resume)."""
     times = settings.snapshot_times_s
     if start is None:
-        state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0])
+        state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0], settings.initial_field)
         _check_field(state[0], "in the steady solve at t = 0 s", grid)
         _check_solve(info, times[0], settings.options)
         on_snapshot(times[0], *state, info=solver_columns(info))
@@ -323,9 +323,10 @@ def _record(scenario, writer, cells=None):
 
 
 def _attributable(settings) -> bool:
-    """Whether a run gets a source attribution: asked for and a (quasi-)steady field, with point-sink
-    cells or the sub-grid closure's stencils (physics.cell_radius; attribution.py shares each
-    stencil voxel's uptake among the cells reaching it)."""
+    """Whether a run gets a source attribution: asked for and a steady field or a coupled run's last
+    field (a backward-Euler step: its shares add up to the uptake up to what the field still
+    changes, which the closure reports), with point-sink cells or the sub-grid closure's stencils
+    (physics.cell_radius; attribution.py shares each stencil voxel's uptake among the cells reaching it)."""
     return settings.attribution and settings.solver_kind in ("steady", "coupled")
 
 
@@ -411,7 +412,7 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
             if cells is not None:
                 field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
                                          start_state, cells=cells)
-                # the summary and the attribution of the last, quasi-steady field use its coefficients
+                # the summary and the attribution of the last field use the coefficients of its state
                 scenario, final = _final_state(scenario, cells, receptors, settings.end_s)
                 field = np.asarray(field)
             else:

@@ -45,6 +45,10 @@ def explicit_substeps(grid: Grid, coef: FieldCoefficients, dt: float) -> int:
 
 
 def implicit_step(c, grid: Grid, coef: FieldCoefficients, dt, options: SolverOptions):
+    """One backward-Euler step of dt seconds from c (pM): the root c' of
+    -D lap c' + (k_d + 1/dt) c' + u(c') + k_ex (c' - c_target) = s + c/dt, warm-started from c, and
+    its NewtonInfo (relative residual against ||s + c/dt + boundary terms||). Also the coupled
+    solver's field step (dynamics.py), with that step's coefficients."""
     shifted = coef.replace(
         decay_per_s=coef.decay_per_s + 1.0 / dt,
         secretion_pM_per_s=coef.secretion_pM_per_s + c / dt,
