@@ -4,6 +4,8 @@ its distance to the nearest secreting cell)."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import k0
@@ -103,6 +105,7 @@ def figure_radial_profile(run, index: int):
     ax.semilogy(r[ok], mean[ok], "o-", color="k", label=f"il2rd, mean over {n_sources} sources")
     bottom, top = np.min(mean[ok]) / 5, np.max(mean[ok]) * 3
     rr = np.linspace(r[0], r[-1], 200)
+    spacing = _mean_source_spacing_um(run)
     notes = []
     for k, offset, style, name in (
         (float(physics["decay"]), 0.0, "--", "isolated, decay only"),
@@ -110,22 +113,21 @@ def figure_radial_profile(run, index: int):
     ):
         if k <= 0 or q <= 0:
             continue
-        curve = offset + point_source_profile_pM(rr, q, d, k, alpha, sheet)
         lam = np.sqrt(d / k)
-        label = f"exact one source {geometry}, {name} (lambda = {lam:.3g} um)"
-        if curve.max() < bottom or curve.min() > top:  # say so rather than draw a curve off the axes
-            notes.append(f"{name}: {curve[0]:.2g} pM at {rr[0]:g} um, off this scale")
+        if lam > spacing:  # the sources' fields overlap within a decay length: the profile is their sum
+            notes.append(f"no curve {name}: its decay length {lam:.3g} um exceeds the sources' mean spacing "
+                         f"{spacing:.3g} um, so one source's solution does not apply")
             continue
-        ax.semilogy(rr, curve, style, label=label)
+        curve = offset + point_source_profile_pM(rr, q, d, k, alpha, sheet)
+        if curve.max() < bottom or curve.min() > top:  # say so rather than draw a curve off the axes
+            notes.append(f"no curve {name}: {curve[0]:.2g} pM at {rr[0]:g} um, off this scale")
+            continue
+        ax.semilogy(rr, curve, style, label=f"exact one source {geometry}, {name} (lambda = {lam:.3g} um)")
     ax.axhline(background, color="grey", lw=0.8, label=f"mean field {background:.3g} pM")
     ax.set_ylim(bottom, top)
-    spacing = _mean_source_spacing_um(run)
-    if spacing < r[-1]:
-        notes.append(f"sources {spacing:.3g} um apart on average: their fields overlap, so the single-source curves "
-                     "are a guide only")
     ax.set(xlabel="distance from the secreting cell (um)", ylabel="IL-2 (pM)",
            title=f"IL-2 around the sources (mean q = {q:g} molecules/s), {time_label(run, index)}")
-    legend_below(ax, ncol=1, title="\n".join(notes) if notes else None, title_fontsize=8)
+    legend_below(ax, ncol=1, title="\n".join(textwrap.fill(n, 100) for n in notes) if notes else None, title_fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return fig
 

@@ -9,8 +9,8 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.colors import BoundaryNorm, ListedColormap
 
-from .style import (DPI, LIGHT_GREYS, cell_voxels, extent_um, legend_below, log_norm, mid_plane, plane_image, plane_label, plt,
-                    time_label, type_styles)
+from .style import (DPI, LIGHT_GREYS, FigureSkipped, cell_voxels, extent_um, legend_below, log_norm, mid_plane, plane_image, plane_label, plt,
+                    responder_types, time_label, type_styles)
 
 
 def _field_image(ax, run, image, norm, cmap):
@@ -56,14 +56,16 @@ def figure_slice(run, index: int):
 
 
 def figure_pstat5_slice(run, index: int):
-    """One panel per cell type present in the mid plane: its cells coloured by pSTAT5 (0..1, all
+    """One panel per responder type (with receptors) in the mid plane: its cells coloured by pSTAT5 (0..1, all
     drawn the same size, so that silent cells show as well as responding ones) over the IL-2
     of the plane (light = little, colour bar in pM)."""
     field = np.asarray(run.field[index], np.float64)
     k = mid_plane(run)
     norm = log_norm(field[k])
     in_plane = cell_voxels(run)[:, 2] == k
-    types = [i for i in range(len(run.type_names)) if np.any(in_plane & (run.cells["type"] == i))]
+    types = [i for i in responder_types(run) if np.any(in_plane & (run.cells["type"] == i))]
+    if not types:
+        raise FigureSkipped(f"no cell with IL-2 receptors in {plane_label(run, k)}")
     ncols = min(len(types), 3) or 1
     nrows = max(1, -(-len(types) // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols + 1.6, 4.2 * nrows + 0.6), constrained_layout=True,
@@ -83,8 +85,9 @@ def figure_pstat5_slice(run, index: int):
     for ax in list(axes.flat)[len(types):]:
         ax.axis("off")
     if points is not None:
-        fig.colorbar(points, ax=axes, label="pSTAT5 of each cell (fraction of maximal)", shrink=0.8)
-        fig.colorbar(background, ax=axes, label="IL-2 in the plane (pM)", shrink=0.8)
+        shrink = 0.8 if nrows == 1 else 0.45
+        fig.colorbar(points, ax=axes, label="pSTAT5 of each cell (fraction of maximal)", shrink=shrink)
+        fig.colorbar(background, ax=axes, label="IL-2 in the plane (pM, light = low)", shrink=shrink)
     fig.suptitle(f"pSTAT5 per cell over the IL-2 it sits in, {plane_label(run, k)}, {time_label(run, index)}")
     return fig
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 
-from .style import (LOST_COLOUR, OKABE_ITO, FigureSkipped, extent_um, legend_below, mid_plane, plane_image,
+from .style import (LOST_COLOUR, FigureSkipped, extent_um, legend_below, mid_plane, plane_image,
                     plane_label, plt, type_styles)
 
 AUTOCRINE = "autocrine"
+AUTOCRINE_COLOUR = "#000000"
+EXTERNAL_COLOUR = "#882255"  # IL-2 from outside the lattice (boundary, circulation): Tol's wine, no type's colour
 NO_UPTAKE = "no uptake"
 
 
@@ -108,10 +110,9 @@ def figure_main_source(run, index: int):
     _attribution(run)
     names, which, fraction = main_source(run)
     k = mid_plane(run)
-    colours = [*OKABE_ITO[:len(names) - 2], "#000000", LOST_COLOUR]
     styles = type_styles(run.type_names)
-    colours[:len(names) - 2] = [styles[s][0] if s in styles else OKABE_ITO[(len(run.type_names) + i) % 8]
-                                for i, s in enumerate(names[:-2])]
+    # a source is coloured as its cell type; the boundary and the circulation are not types
+    colours = [styles[s][0] if s in styles else EXTERNAL_COLOUR for s in names[:-2]] + [AUTOCRINE_COLOUR, LOST_COLOUR]
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), constrained_layout=True)
     image = plane_image(run, k, which)
     axes[0].imshow(np.ma.masked_invalid(image), origin="lower", extent=extent_um(run), cmap=ListedColormap(colours),

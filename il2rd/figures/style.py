@@ -16,7 +16,7 @@ DYNAMIC_RANGE = 1e4  # log colour scales span at most this many-fold below the m
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies; black last (reserved for sources)
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#999999", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-LOST_COLOUR = "#BBBBBB"  # decayed or left the lattice
+LOST_COLOUR = "#C8C8C8"  # decayed or left the lattice; a cell taking up none
 # light = little IL-2: a grey ramp that stops at mid grey, so that cells drawn over it stay visible
 LIGHT_GREYS = LinearSegmentedColormap.from_list("light_greys", ["#FFFFFF", "#707070"])
 
@@ -36,9 +36,21 @@ def log_norm(values) -> LogNorm:
     return LogNorm(vmin=min(bottom, top / 10), vmax=top)
 
 
-def type_styles(names) -> dict[str, tuple[str, str]]:
+def palette(n: int) -> list:
+    """n distinct colours, none grey (grey means 'none' or 'lost'): Okabe-Ito's 7 colours, tab10's 9
+    beyond that, tab20's 18 beyond those (repeating past 18)."""
+    if n <= 7:
+        return list(OKABE_ITO[:n])
+    cmap = plt.get_cmap("tab10" if n <= 9 else "tab20")
+    greys = {7} if cmap.N == 10 else {14, 15}
+    colours = [cmap(i) for i in range(cmap.N) if i not in greys]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def type_styles(names) -> dict[str, tuple]:
     """(colour, marker) per cell-type (or source) name, by position: the same in every figure of a run."""
-    return {name: (OKABE_ITO[i % (len(OKABE_ITO) - 1)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
+    names = list(names)
+    return {name: (colour, MARKERS[i % len(MARKERS)]) for i, (name, colour) in enumerate(zip(names, palette(len(names))))}
 
 
 def extent_um(run) -> list[float]:
@@ -100,6 +112,6 @@ def responder_types(run) -> list[int]:
     return [i for i in range(len(run.type_names)) if np.any(types == i) and np.any(r[types == i] > 0)]
 
 
-__all__ = ["DPI", "OKABE_ITO", "MARKERS", "LOST_COLOUR", "LIGHT_GREYS", "FigureSkipped", "log_norm", "type_styles",
+__all__ = ["DPI", "OKABE_ITO", "MARKERS", "LOST_COLOUR", "LIGHT_GREYS", "FigureSkipped", "log_norm", "palette", "type_styles",
            "extent_um", "mid_plane", "cell_voxels", "plane_image", "plane_label", "time_label", "legend_outside", "legend_below",
            "responder_types", "plt"]
