@@ -175,7 +175,7 @@ def plot_command() -> str:
 
 
 def run_plot(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([plot_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+    return subprocess.run([plot_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=400,
                           env=dict(os.environ))
 
 
@@ -190,6 +190,12 @@ def test_command_writes_and_lists_the_figures_for_the_requested_time(tmp_path, t
     assert proc.stderr.count("il2rd-plot: skipped ") == 2  # attribution.png, main_source.png, each with why
     assert all(p.is_file() and p.stat().st_size > 0 and p.parent == out for p in listed)
     assert sorted(p.name for p in out.iterdir()) == expected
+
+    # the first snapshot's field is zero: its radial profile is skipped, saying why, the rest drawn
+    skipped = []
+    first = plot.make_figures(transient_file, tmp_path / "at_0", time_s=0.0, gif=False, report=skipped.append)
+    assert "skipped radial_profile.png: no IL-2 around the sources at this snapshot (t = 0 s)" in skipped
+    assert len(first) == len(FIGURES) - 1
 
     # --time 12 draws the snapshot nearest 12 s (t = 10 s): the same image as asking for 10 s
     # here, and not the last snapshot's (the default)
@@ -237,6 +243,21 @@ H_UM = 10.0
 MAX_RADIUS = 12  # voxels
 
 
+def run_one_source(tmp_path, shape, source_voxel, *extra):
+    """One secreting cell without receptors at the centre of `source_voxel`, decay only, faces
+    fixed at 0, steady, float64."""
+    x, y, z = (np.asarray(source_voxel) + 0.5) * H_UM
+    csv = tmp_path / "one_source.csv"
+    csv.write_text(f"x,y,z,type\n{x},{y},{z},il2_producer\n")
+    decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
+    cfg = compose_config("grid.shape=[{},{},{}]".format(*shape), f"grid.spacing={H_UM}", "grid.boundary=fixed",
+                         "grid.boundary_value=0", f"physics.diffusion={D_UM2_PER_S}", f"physics.decay={decay}",
+                         f"cells.csv={csv}", f"cell_types.il2_producer.secretion={Q_MOLECULES_PER_S}",
+                         "cell_types.il2_producer.receptors=0", "precision=float64", "solver.rtol=1e-10",
+                         "output.progress=false", *extra)
+    return run(cfg, output_dir=tmp_path / "out")
+
+
 def test_radial_profile_of_a_single_source_is_the_point_source_solution(tmp_path):
     """One secreting cell (no receptors), decay only, steady, faces fixed at 0 on a 41 x 39 x 43
     lattice with the source off-centre at voxel (20, 18, 22): the nearest face is 18.5 voxels =
@@ -253,18 +274,7 @@ def test_radial_profile_of_a_single_source_is_the_point_source_solution(tmp_path
        that bin-averaging offset, computed from the formula over the bin's voxels, plus 1.5 %;
        every bin beyond 3 voxels is within 6 % in any case.
     """
-    nx, ny, nz = 41, 39, 43
-    source_voxel = np.array([20, 18, 22])
-    x, y, z = (source_voxel + 0.5) * H_UM
-    csv = tmp_path / "one_source.csv"
-    csv.write_text(f"x,y,z,type\n{x},{y},{z},il2_producer\n")
-    decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
-    cfg = compose_config(f"grid.shape=[{nx},{ny},{nz}]", f"grid.spacing={H_UM}", "grid.boundary=fixed",
-                         "grid.boundary_value=0", f"physics.diffusion={D_UM2_PER_S}", f"physics.decay={decay}",
-                         f"cells.csv={csv}", f"cell_types.il2_producer.secretion={Q_MOLECULES_PER_S}",
-                         "cell_types.il2_producer.receptors=0", "precision=float64", "solver.rtol=1e-10",
-                         "output.progress=false")
-    result = run(cfg, output_dir=tmp_path / "out")
+    result = run_one_source(tmp_path, (41, 39, 43), (20, 18, 22))
 
     with il2rd.io.load(result.path) as r:
         assert len(r.cells["x"]) == 1
@@ -295,17 +305,8 @@ def test_radial_profile_on_a_2d_lattice_is_the_sheet_solution(tmp_path):
     """On a 2-D lattice (nz = 1, zero-flux z faces) one source q in a sheet of thickness h has
     c(r) = q K0(r/lambda)/(2 pi D h), not the 3-D exp(-r/lambda)/(4 pi D r) (which is 3-6x lower here):
     the profile the figure compares with. 61 x 59 lattice, faces fixed at 0 about 7 lambda away."""
-    nx, ny = 61, 59
-    x, y = (30 + 0.5) * H_UM, (29 + 0.5) * H_UM
-    csv = tmp_path / "one_source.csv"
-    csv.write_text(f"x,y,z,type\n{x},{y},{0.5 * H_UM},il2_producer\n")
     decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
-    cfg = compose_config(f"grid.shape=[{nx},{ny},1]", f"grid.spacing={H_UM}", "grid.boundary=fixed",
-                         "grid.boundary_value=0", f"physics.diffusion={D_UM2_PER_S}", f"physics.decay={decay}",
-                         f"cells.csv={csv}", f"cell_types.il2_producer.secretion={Q_MOLECULES_PER_S}",
-                         "cell_types.il2_producer.receptors=0", "precision=float64", "solver.rtol=1e-10",
-                         "output.progress=false", "output.attribution=false")
-    result = run(cfg, output_dir=tmp_path / "out")
+    result = run_one_source(tmp_path, (61, 59, 1), (30, 29, 0), "output.attribution=false")
     with il2rd.io.load(result.path) as r:
         r_um, mean, n_sources, q = plot.radial_profile(r, 0, max_radius_voxels=MAX_RADIUS)
     assert n_sources == 1
@@ -379,3 +380,20 @@ def test_a_run_without_secreting_cells_skips_the_source_figures(tmp_path):
         assert r.attribution.sources == ("boundary",)
         names, which, _ = plot.main_source(r)
         assert {names[w] for w in which} <= {"boundary", "no uptake"}
+
+
+def test_a_file_without_a_complete_snapshot_is_refused_leaving_no_folder(tmp_path, steady_file):
+    """The file of a run killed before its first snapshot completed (n_snapshots = 0): refused in
+    one line, and no empty figures/ folder is left beside it."""
+    import h5py
+
+    path = tmp_path / "killed" / "il2rd.h5"
+    path.parent.mkdir()
+    shutil.copy(steady_file, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["n_snapshots"] = 0
+    proc = run_plot(tmp_path, str(path))
+    assert proc.returncode == 2 and proc.stdout.strip() == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds no complete snapshot" in lines[0], proc.stderr
+    assert not (path.parent / "figures").exists()

@@ -100,8 +100,10 @@ def figure_radial_profile(run, index: int):
     sheet = run.spacing_um if run.shape[2] == 1 else None
     geometry = f"in a {sheet:g} um sheet (2-D lattice), K0(r/lambda)" if sheet else "3-D, exp(-r/lambda)/r"
     background = float(np.mean(run.field[index]))
-    fig, ax = plt.subplots(figsize=(8.5, 6.5), constrained_layout=True)
     ok = np.isfinite(mean) & (mean > 0)
+    if not ok.any():
+        raise FigureSkipped(f"no IL-2 around the sources at this snapshot ({time_label(run, index)})")
+    fig, ax = plt.subplots(figsize=(8.5, 6.5), constrained_layout=True)
     ax.semilogy(r[ok], mean[ok], "o-", color="k", label=f"il2rd, mean over {n_sources} sources")
     bottom, top = np.min(mean[ok]) / 5, np.max(mean[ok]) * 3
     rr = np.linspace(r[0], r[-1], 200)
@@ -198,7 +200,8 @@ def figure_distance(run, index: int):
             ok = counts > 0
             ax.plot(centres[ok], mean[ok], marker=marker, color=colour, ms=4, label=f"{name} ({int(sel.sum())})")
             ax.fill_between(centres[ok], low[ok], high[ok], color=colour, alpha=0.15, lw=0)
-    axes[0].set(yscale="log", xlabel="distance to the nearest secreting cell (um)", ylabel="uptake per cell (molecules/s)",
+    axes[0].set(yscale="log" if np.any(uptake > 0) else "linear",  # a zero field (t = 0) has nothing to log
+                xlabel="distance to the nearest secreting cell (um)", ylabel="uptake per cell (molecules/s)",
                 title="uptake (mean, interquartile range shaded)")
     axes[1].set(xlabel="distance to the nearest secreting cell (um)", ylabel="pSTAT5 (fraction of maximal)",
                 ylim=(-0.02, 1.02), title="pSTAT5 (mean, interquartile range shaded)")

@@ -8,7 +8,7 @@ import numpy as np
 from ..receptors import Signalling
 from .style import FigureSkipped, legend_outside, log_norm, plt, responder_types, time_label, type_styles
 
-MAX_POINTS_PER_TYPE = 4000  # cells drawn per type in a scatter (an even subsample beyond)
+MAX_POINTS_PER_TYPE = 2500  # cells drawn per type in a scatter (an even subsample beyond)
 
 
 def _threshold(run) -> float:
@@ -105,7 +105,7 @@ def figure_pstat5_vs_il2(run, index: int):
         ax.set(xscale="log", xlim=(lo_pM, max(1e3, float(il2.max()) * 3)), ylim=(-0.03, 1.03), xlabel="IL-2 seen (pM)",
                ylabel="pSTAT5 (fraction of maximal)", title=f"{name}: {np.mean(pstat5[sel] >= _threshold(run)):.0%} pSTAT5+")
         ax.legend(loc="upper left", fontsize=7, frameon=True, framealpha=0.9)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
     for ax in list(axes.flat)[len(types):]:
         ax.axis("off")
     fig.suptitle(f"pSTAT5 against IL-2 seen, per type, with its dose-response curve (dashed: pSTAT5+ threshold), "
