@@ -21,8 +21,9 @@ concentrations in pM:
     /cells/receptors  (time, cell) high-affinity (IL-2Ra/b/gc) receptors per cell
     /cells/receptors_intermediate  (time, cell) intermediate-affinity (IL-2Rb/gc) receptors per cell
     /cells/pstat5     (time, cell) pSTAT5 level, 0..1
-    /cell_types/*     per-type parameters, along the dimension scale cell_type (the type names): (name, secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc
-                      (inf: not limiting), km_pM, km_intermediate_pM, k_int_per_s)
+    /cell_types/*     per-type parameters along the dimension scale cell_type (the type names): name,
+                      secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc (inf: not limiting), km_pM,
+                      km_intermediate_pM, k_int_per_s
     /attribution/     steady runs (attribution.py): who took up whose IL-2 at the steady field
         source, responder            names (dimension scales); a source is a secreting cell type or 'boundary'
         cell                         the same dataset as /cells/cell (a hard link, so that the group opens alone)
