@@ -103,17 +103,30 @@ def collect(sweep_dir: Path) -> list[dict]:
     return rows
 
 
+def swept_keys(rows: list[dict]) -> list[str]:
+    """The `param:` keys that take more than one value across the runs, in command-line order
+    (overrides.yaml keeps it); the seed is its own column, and keys fixed for every run (such as
+    grid.shape) are not swept."""
+    keys = dict.fromkeys(k for r in rows for k in r if k.startswith("param:") and k != "param:seed")
+    return [k for k in keys if len({repr(r.get(k)) for r in rows}) > 1]
+
+
+def fixed_overrides(rows: list[dict]) -> dict:
+    """The overrides every run shares ({key: value}), e.g. grid.shape: not swept."""
+    keys = dict.fromkeys(k for r in rows for k in r if k.startswith("param:") and k != "param:seed")
+    return {k.removeprefix("param:"): rows[0].get(k) for k in keys if k not in swept_keys(rows)}
+
+
 def _columns(rows: list[dict]) -> list[str]:
     first = ["run", "status", "message"]
-    params = sorted({k for r in rows for k in r if k.startswith("param:")})
     rest = ["seed", "cell_type", *READOUTS]
-    return first + params + rest
+    return first + swept_keys(rows) + rest
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     tmp = path.with_suffix(".csv.tmp")  # written whole, then renamed: never a half table
     with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_columns(rows), restval="")
+        writer = csv.DictWriter(handle, fieldnames=_columns(rows), restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
@@ -142,63 +155,14 @@ def write_hdf5(rows: list[dict], path: Path) -> Path:
 
 def _numeric_params(rows: list[dict]) -> list[str]:
     done = [r for r in rows if r["status"] == "complete"]
-    keys = [k for k in _columns(rows) if k.startswith("param:") and k != "param:seed"]
-    return [k for k in keys if all(isinstance(r.get(k), (int, float)) for r in done) and len({r.get(k) for r in done}) > 1]
+    return [k for k in swept_keys(rows) if all(isinstance(r.get(k), (int, float)) for r in done) and len({r.get(k) for r in done}) > 1]
 
 
 def plot(rows: list[dict], out_dir: Path, readout: str = PLOTTED) -> list[Path]:
-    """A readout against one parameter (mean and spread over seeds), per cell type; and a heatmap
-    over the first two swept parameters, per cell type."""
-    import matplotlib
+    """The sweep figures (il2rd/figures/sweep.py) over the numeric swept parameters, in command-line order."""
+    from .figures.sweep import plot as plot_sweep
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = [r for r in rows if r["status"] == "complete"]
-    params = _numeric_params(rows)
-    types = sorted({r["cell_type"] for r in done})
-    written = []
-    if params:  # per cell type, the readout against the first parameter, a line per setting of the others
-        p, others = params[0], params[1:]
-        fig, axes = plt.subplots(1, len(types), figsize=(4.8 * len(types), 4.2), constrained_layout=True, squeeze=False)
-        for ax, t in zip(axes[0], types):
-            mine = [r for r in done if r["cell_type"] == t]
-            for setting in sorted({tuple(r[o] for o in others) for r in mine}):
-                line_rows = [r for r in mine if tuple(r[o] for o in others) == setting]
-                xs = sorted({r[p] for r in line_rows})
-                values = [[r[readout] for r in line_rows if r[p] == x] for x in xs]  # replicates: seeds
-                mean, spread = np.array([np.mean(v) for v in values]), np.array([np.std(v) for v in values])
-                label = ", ".join(f"{o.removeprefix('param:')}={v:g}" for o, v in zip(others, setting)) or "all"
-                line, = ax.plot(xs, mean, "o-", label=f"{label} (n={min(len(v) for v in values)})")
-                ax.fill_between(xs, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
-            ax.set(xlabel=p.removeprefix("param:"), ylabel=readout, title=t)
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{readout}: mean and standard deviation over replicate seeds")
-        path = out_dir / f"{readout}_vs_{p.removeprefix('param:')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    if len(params) >= 2:
-        p, q = params[:2]
-        xs, ys = sorted({r[p] for r in done}), sorted({r[q] for r in done})
-        fig, axes = plt.subplots(1, len(types), figsize=(4.5 * len(types), 4), constrained_layout=True, squeeze=False)
-        for ax, t in zip(axes[0], types):
-            grid = np.full((len(ys), len(xs)), np.nan)
-            for i, y in enumerate(ys):
-                for j, x in enumerate(xs):
-                    v = [r[readout] for r in done if r["cell_type"] == t and r[p] == x and r[q] == y]
-                    grid[i, j] = np.mean(v) if v else np.nan
-            im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-            ax.set(xticks=range(len(xs)), xticklabels=[f"{x:g}" for x in xs], yticks=range(len(ys)),
-                   yticklabels=[f"{y:g}" for y in ys], xlabel=p.removeprefix("param:"), ylabel=q.removeprefix("param:"),
-                   title=t)
-            fig.colorbar(im, ax=ax, label=readout)
-        path = out_dir / f"{readout}_heatmap.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
-    return written
+    return plot_sweep(rows, _numeric_params(rows), out_dir, readout)
 
 
 def main(argv=None) -> int:
@@ -217,6 +181,9 @@ def main(argv=None) -> int:
     written = [write_csv(rows, args.sweep_dir / "sweep.csv"), write_hdf5(rows, args.sweep_dir / "sweep.h5")]
     if not args.no_plots:
         written += plot(rows, args.sweep_dir / "sweep_figures", args.readout)
+    fixed = fixed_overrides(rows)
+    if fixed:
+        print("the same in every run (not swept): " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     runs = {r["run"]: r["status"] for r in rows}
     counts = {s: list(runs.values()).count(s) for s in sorted(set(runs.values()))}
     print(f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -7,8 +7,9 @@ on the same lymph-node population, and writes
     <out>/compare_sources.csv   one row per scenario and responder type: cells, mean IL-2 seen (pM),
                                 pSTAT5+ fraction, mean receptors, uptake (molecules/s) and its share
                                 of all uptake in that scenario
-    <out>/compare_sources.png   heatmaps, scenarios x responder types: pSTAT5+ fraction, and the
-                                share of the IL-2 taken up that each responder type received
+    <out>/compare_sources.png   heatmaps, scenarios x responder types (those with receptors): pSTAT5+
+                                fraction, and the share of the scenario's IL-2 input each responder type
+                                took up, with what decayed or left and the autocrine part (log scale)
     <out>/<scenario>/il2rd.h5   each run's file (with its /attribution table)
 
     il2rd-compare-sources [--scenarios NAME ...] [--out DIR] [HYDRA_OVERRIDE ...]
@@ -66,17 +67,32 @@ def compare(scenarios: list[str], out: Path, overrides: list[str], progress: boo
         if settings.solver_kind != "steady":
             raise config.ConfigError("solver.kind", settings.solver_kind, f"scenario {name}: the comparison needs steady runs")
         cfgs[name] = cfg
-    rows = []
+    rows, fates = [], {}
     for i, (name, cfg) in enumerate(cfgs.items()):
         print(f"[{i + 1}/{len(cfgs)}] {name}", file=sys.stderr, flush=True)
-        rows += rows_of(name, run(cfg, out / name))
+        result = run(cfg, out / name)
+        rows += rows_of(name, result)
+        fates[name] = fates_of(result)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "compare_sources.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, out / "compare_sources.png")
+    plot(rows, out / "compare_sources.png", fates)
     return rows
+
+
+def fates_of(result) -> dict:
+    """Where a scenario's IL-2 went, as shares of all it put in (secretion and net inflow, from the
+    attribution): {"input_molecules_per_s", "decay_or_left", "autocrine"}; nan without attribution
+    or input."""
+    shares = result.attribution
+    total = float(np.sum(shares.output_molecules_per_s)) if shares is not None else 0.0
+    if total <= 0:
+        return {"input_molecules_per_s": total, "decay_or_left": np.nan, "autocrine": np.nan}
+    return {"input_molecules_per_s": total,
+            "decay_or_left": 1.0 - float(np.sum(shares.matrix_molecules_per_s)) / total,
+            "autocrine": float(np.sum(shares.autocrine_by_source())) / total}
 
 
 def _grid(rows: list[dict], column: str):
@@ -88,27 +104,58 @@ def _grid(rows: list[dict], column: str):
     return scenarios, responders, values
 
 
-def plot(rows: list[dict], path: Path) -> None:
+DECAY_OR_LEFT, AUTOCRINE = "decayed or left", "autocrine (in its type)"
+SHARE_FLOOR = 1e-4  # the log colour scale of the shares starts here; smaller shares are drawn at it
+
+
+def _percent(v: float) -> str:
+    return "-" if not np.isfinite(v) else "0" if v == 0 else f"{v:.0%}" if v >= 0.095 else f"{v:.1%}" if v >= 0.001 else "<0.1%"
+
+
+def plot(rows: list[dict], path: Path, fates: dict | None = None) -> None:
+    """Left: the pSTAT5+ fraction of each responder type per scenario (linear, 0..1). Right: the
+    share of each scenario's IL-2 input each responder type took up, then what decayed or left
+    and the autocrine part (already in its type's column), on a log colour scale (shares span
+    decades: Tregs take most, others fractions of a percent). Types without receptors in any
+    scenario take up nothing and get no column."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
-    panels = (("pstat5_positive_fraction", "pSTAT5+ fraction of each responder type"),
-              ("uptake_share", "share of all IL-2 uptake by responder type"))
-    scenarios, responders, _ = _grid(rows, panels[0][0])
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 1.1 * len(responders) * 2, 1.5 + 0.45 * len(scenarios)), constrained_layout=True)
-    for ax, (column, title) in zip(axes, panels):
-        _, _, values = _grid(rows, column)
-        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(responders)), responders, rotation=45, ha="right")
+    scenarios, responders, pstat5 = _grid(rows, "pstat5_positive_fraction")
+    _, _, receptors = _grid(rows, "mean_receptors")
+    _, _, intermediate = _grid(rows, "mean_receptors_intermediate")
+    _, _, uptake = _grid(rows, "uptake_molecules_per_s")
+    keep = np.nansum(receptors + intermediate, axis=0) > 0
+    takers = [r for r, k in zip(responders, keep) if k]
+    fates = fates or {}
+    total = np.array([fates.get(s, {}).get("input_molecules_per_s", np.nan) for s in scenarios])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(total[:, None] > 0, uptake[:, keep] / total[:, None], np.nan)
+    extra = np.array([[fates.get(s, {}).get(k, np.nan) for k in ("decay_or_left", "autocrine")] for s in scenarios])
+    shares = np.concatenate([shares, extra.reshape(len(scenarios), 2)], axis=1)
+    columns = [*takers, DECAY_OR_LEFT, AUTOCRINE]
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 0.75 * (2 * len(takers) + 2), 2.2 + 0.45 * len(scenarios)),
+                             constrained_layout=True, gridspec_kw=dict(width_ratios=(len(takers), len(columns))))
+    panels = ((axes[0], pstat5[:, keep], takers, dict(vmin=0, vmax=1), "pSTAT5+ fraction of each responder type",
+               "fraction pSTAT5+"),
+              (axes[1], np.clip(shares, SHARE_FLOOR, None), columns, dict(norm=LogNorm(SHARE_FLOOR, 1)),
+               "share of the scenario's IL-2 input: taken up by each type, decayed or left, autocrine",
+               "share of the IL-2 input (log)"))
+    for (ax, values, names, scale, title, label), raw in zip(panels, (pstat5[:, keep], shares)):
+        image = ax.imshow(np.where(np.isfinite(raw), values, np.nan), cmap="viridis", aspect="auto", **scale)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
         ax.set_yticks(range(len(scenarios)), scenarios)
-        ax.set_title(title)
-        for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
-        fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle("IL-2 source experiment in silico: who receives and responds")
+        ax.set_title(title, fontsize=9)
+        for (i, j), v in np.ndenumerate(raw):
+            shade = image.norm(max(v, SHARE_FLOOR)) if np.isfinite(v) else 1.0
+            ax.text(j, i, _percent(v), ha="center", va="center", fontsize=7, color="white" if shade < 0.6 else "black")
+        fig.colorbar(image, ax=ax, shrink=0.8, label=label)
+    if len(columns) > 2:
+        axes[1].axvline(len(takers) - 0.5, color="white", lw=2)
+    fig.suptitle("IL-2 source experiment in silico: who receives and responds (blank: no IL-2 input)")
     fig.savefig(path, dpi=150)
     plt.close(fig)
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import config, readouts
 from . import dynamics
 from .attribution import Attribution, attribute
-from .io.hdf5 import CELL_COLUMNS, Hdf5Writer, OutputError, checkpoint_slot
+from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, Hdf5Writer, OutputError, checkpoint_slot
 from .io.reader import load
 from .scenario import Scenario
 from .solvers.steady import NewtonInfo, steady_field, steady_field_batch
@@ -335,7 +335,7 @@ def last_solver_columns(f) -> dict | None:
     n = int(f.attrs.get("n_snapshots", 0))
     if "solver" not in f or n == 0:
         return None
-    return {name: f["solver"][name][n - 1].item() for name in f["solver"]}
+    return {name: f["solver"][name][n - 1].item() for name in SOLVER_COLUMNS if name in f["solver"]}
 
 
 def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion_course=None) -> Result:

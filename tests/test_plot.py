@@ -28,11 +28,12 @@ from helpers import point_source_pM
 SMALL = ["grid.shape=[16,12,8]", "precision=float64", "output.progress=false"]
 TRANSIENT = [*SMALL, "solver.kind=implicit", "time.end=30", "time.snapshot_every=10"]
 TRANSIENT_TIMES = [0.0, 10.0, 20.0, 30.0]
-FIGURES = ("slice", "pstat5_slice", "radial_profile", "histograms", "timeseries")
+COMMON = ("slice", "pstat5_slice", "radial_profile", "distance", "histograms", "pstat5_vs_il2")
+FIGURES = (*COMMON, "timeseries")  # a transient run: no attribution
+STEADY_FIGURES = (*COMMON, "attribution", "main_source")  # a steady run: one snapshot, no time series
 # the function of il2rd.plot that makes each file's figure
-MAKER = {"figure_slice": "slice.png", "figure_pstat5_slice": "pstat5_slice.png",
-         "figure_radial_profile": "radial_profile.png", "figure_histograms": "histograms.png",
-         "figure_timeseries": "timeseries.png", "animate_slice": "slice.gif"}
+MAKER = {f"figure_{name}": f"{name}.png" for name in (*COMMON, "attribution", "main_source", "timeseries")}
+MAKER["animate_slice"] = "slice.gif"
 
 
 
@@ -94,7 +95,11 @@ def pdf_page_size_points(path: Path) -> tuple[float, float]:
 
 def test_figure_set_of_a_transient_run(tmp_path, transient_file, figure_sizes):
     out = tmp_path / "figs"
-    written = plot.make_figures(transient_file, out, pdf=True)
+    skipped = []
+    written = plot.make_figures(transient_file, out, pdf=True, report=skipped.append)
+    # a transient run has no attribution: those two figures are skipped, each with its reason
+    assert sorted(skipped) == [f"skipped {name}.png: the file holds no /attribution (a transient run, or "
+                               "output.attribution=false)" for name in ("attribution", "main_source")]
 
     expected = {f"{name}.{suffix}" for name in FIGURES for suffix in ("png", "pdf")} | {"slice.gif"}
     assert {p.name for p in written} == expected and len(written) == len(expected)
@@ -124,10 +129,12 @@ def test_figure_set_of_a_transient_run(tmp_path, transient_file, figure_sizes):
 
 def test_figure_set_of_a_steady_run(tmp_path, steady_file, figure_sizes):
     out = tmp_path / "figs"
-    written = plot.make_figures(steady_file, out)
-    assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in FIGURES)  # one snapshot: no GIF
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.png" for name in FIGURES)
-    for name in FIGURES:
+    skipped = []
+    written = plot.make_figures(steady_file, out, report=skipped.append)
+    assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in STEADY_FIGURES)  # one snapshot: no GIF
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.png" for name in STEADY_FIGURES)
+    assert skipped == ["skipped timeseries.png: the run has one snapshot (t = 0 s, steady): nothing to plot against time"]
+    for name in STEADY_FIGURES:
         check_png(out / f"{name}.png", figure_sizes[f"{name}.png"])
 
 
@@ -140,13 +147,20 @@ def test_default_output_folder_is_figures_beside_the_file(tmp_path, steady_file)
     assert all(p.is_file() for p in written)
 
 
-def test_snapshot_nearest_the_requested_time(transient_file):
+def test_snapshot_nearest_the_requested_time(transient_file, steady_file):
     with il2rd.io.load(transient_file) as r:
         assert r.snapshot_index(None) == len(TRANSIENT_TIMES) - 1
         assert r.snapshot_index(12.0) == 1
         assert r.snapshot_index(16.0) == 2
-        assert r.snapshot_index(-5.0) == 0
-        assert r.snapshot_index(1e9) == len(TRANSIENT_TIMES) - 1
+        assert r.snapshot_index(-4.0) == 0  # within half a snapshot interval (5 s) of the first
+        assert r.snapshot_index(34.0) == len(TRANSIENT_TIMES) - 1
+        for outside in (-6.0, 36.0, 1e9, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=r"outside the snapshots this file holds, 0 \.\. 30 s \(4 snapshots\)"):
+                r.snapshot_index(outside)
+    with il2rd.io.load(steady_file) as r:
+        assert r.snapshot_index(0.0) == 0
+        with pytest.raises(ValueError, match="time = 100 s: outside the snapshots this file holds, 0 s"):
+            r.snapshot_index(100.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +175,7 @@ def plot_command() -> str:
 
 
 def run_plot(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([plot_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+    return subprocess.run([plot_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=400,
                           env=dict(os.environ))
 
 
@@ -173,8 +187,15 @@ def test_command_writes_and_lists_the_figures_for_the_requested_time(tmp_path, t
     listed = [Path(line) for line in proc.stdout.splitlines() if line.strip()]
     expected = sorted([f"{name}.png" for name in FIGURES] + ["slice.gif"])
     assert sorted(p.name for p in listed) == expected
+    assert proc.stderr.count("il2rd-plot: skipped ") == 2  # attribution.png, main_source.png, each with why
     assert all(p.is_file() and p.stat().st_size > 0 and p.parent == out for p in listed)
     assert sorted(p.name for p in out.iterdir()) == expected
+
+    # the first snapshot's field is zero: its radial profile is skipped, saying why, the rest drawn
+    skipped = []
+    first = plot.make_figures(transient_file, tmp_path / "at_0", time_s=0.0, gif=False, report=skipped.append)
+    assert "skipped radial_profile.png: no IL-2 around the sources at this snapshot (t = 0 s)" in skipped
+    assert len(first) == len(FIGURES) - 1
 
     # --time 12 draws the snapshot nearest 12 s (t = 10 s): the same image as asking for 10 s
     # here, and not the last snapshot's (the default)
@@ -185,6 +206,21 @@ def test_command_writes_and_lists_the_figures_for_the_requested_time(tmp_path, t
         assert np.array_equal(cli_pixels, rgb(tmp_path / "at_10" / name)), name
         assert not np.array_equal(cli_pixels, rgb(tmp_path / "last" / name)), name
     assert len(at_10) == len(last) == len(FIGURES)
+
+
+@pytest.mark.parametrize("when", ["100", "nan", "-20"])
+def test_command_refuses_a_time_the_run_does_not_hold_before_drawing(tmp_path, steady_file, when):
+    """A steady run holds t = 0 only: --time 100 (or NaN) is refused in one line naming --time and
+    the file's times, and no figures/ folder is left behind."""
+    path = tmp_path / "run" / "il2rd.h5"
+    path.parent.mkdir()
+    shutil.copy(steady_file, path)
+    proc = run_plot(tmp_path, str(path), "--time", when)
+    assert proc.returncode == 2 and proc.stdout.strip() == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"il2rd-plot: error: --time = {float(when):g}: outside the snapshots this file holds, 0 s")
+    assert not (path.parent / "figures").exists()
 
 
 def test_command_refuses_a_missing_file_in_one_line(tmp_path):
@@ -207,6 +243,21 @@ H_UM = 10.0
 MAX_RADIUS = 12  # voxels
 
 
+def run_one_source(tmp_path, shape, source_voxel, *extra):
+    """One secreting cell without receptors at the centre of `source_voxel`, decay only, faces
+    fixed at 0, steady, float64."""
+    x, y, z = (np.asarray(source_voxel) + 0.5) * H_UM
+    csv = tmp_path / "one_source.csv"
+    csv.write_text(f"x,y,z,type\n{x},{y},{z},il2_producer\n")
+    decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
+    cfg = compose_config("grid.shape=[{},{},{}]".format(*shape), f"grid.spacing={H_UM}", "grid.boundary=fixed",
+                         "grid.boundary_value=0", f"physics.diffusion={D_UM2_PER_S}", f"physics.decay={decay}",
+                         f"cells.csv={csv}", f"cell_types.il2_producer.secretion={Q_MOLECULES_PER_S}",
+                         "cell_types.il2_producer.receptors=0", "precision=float64", "solver.rtol=1e-10",
+                         "output.progress=false", *extra)
+    return run(cfg, output_dir=tmp_path / "out")
+
+
 def test_radial_profile_of_a_single_source_is_the_point_source_solution(tmp_path):
     """One secreting cell (no receptors), decay only, steady, faces fixed at 0 on a 41 x 39 x 43
     lattice with the source off-centre at voxel (20, 18, 22): the nearest face is 18.5 voxels =
@@ -223,18 +274,7 @@ def test_radial_profile_of_a_single_source_is_the_point_source_solution(tmp_path
        that bin-averaging offset, computed from the formula over the bin's voxels, plus 1.5 %;
        every bin beyond 3 voxels is within 6 % in any case.
     """
-    nx, ny, nz = 41, 39, 43
-    source_voxel = np.array([20, 18, 22])
-    x, y, z = (source_voxel + 0.5) * H_UM
-    csv = tmp_path / "one_source.csv"
-    csv.write_text(f"x,y,z,type\n{x},{y},{z},il2_producer\n")
-    decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
-    cfg = compose_config(f"grid.shape=[{nx},{ny},{nz}]", f"grid.spacing={H_UM}", "grid.boundary=fixed",
-                         "grid.boundary_value=0", f"physics.diffusion={D_UM2_PER_S}", f"physics.decay={decay}",
-                         f"cells.csv={csv}", f"cell_types.il2_producer.secretion={Q_MOLECULES_PER_S}",
-                         "cell_types.il2_producer.receptors=0", "precision=float64", "solver.rtol=1e-10",
-                         "output.progress=false")
-    result = run(cfg, output_dir=tmp_path / "out")
+    result = run_one_source(tmp_path, (41, 39, 43), (20, 18, 22))
 
     with il2rd.io.load(result.path) as r:
         assert len(r.cells["x"]) == 1
@@ -259,3 +299,101 @@ def test_radial_profile_of_a_single_source_is_the_point_source_solution(tmp_path
     # and the profile falls off as the solution does: exp(-r/lambda)/r over 4..12 voxels spans 40x
     assert np.all(np.diff(mean) < 0)
     assert mean[3] / mean[-1] == pytest.approx(at_centre[3] / at_centre[-1], rel=0.03)
+
+
+def test_radial_profile_on_a_2d_lattice_is_the_sheet_solution(tmp_path):
+    """On a 2-D lattice (nz = 1, zero-flux z faces) one source q in a sheet of thickness h has
+    c(r) = q K0(r/lambda)/(2 pi D h), not the 3-D exp(-r/lambda)/(4 pi D r) (which is 3-6x lower here):
+    the profile the figure compares with. 61 x 59 lattice, faces fixed at 0 about 7 lambda away."""
+    decay = D_UM2_PER_S / DECAY_LENGTH_UM**2
+    result = run_one_source(tmp_path, (61, 59, 1), (30, 29, 0), "output.attribution=false")
+    with il2rd.io.load(result.path) as r:
+        r_um, mean, n_sources, q = plot.radial_profile(r, 0, max_radius_voxels=MAX_RADIUS)
+    assert n_sources == 1
+    # the exact solution averaged over the voxels of each ring (an independent binning, as in the 3-D test)
+    offsets = np.stack(np.meshgrid(*[np.arange(-MAX_RADIUS, MAX_RADIUS + 1)] * 2, indexing="ij"), -1).reshape(-1, 2)
+    distance = np.sqrt(np.sum(offsets.astype(float) ** 2, axis=1)) * H_UM
+    which = np.rint(distance / H_UM).astype(int)
+    sheet = np.array([plot.point_source_profile_pM(distance[which == b], q, D_UM2_PER_S, decay, sheet_um=H_UM).mean()
+                      for b in range(1, MAX_RADIUS + 1)])
+    beyond = r_um > 3 * H_UM
+    np.testing.assert_allclose(mean[beyond], sheet[beyond], rtol=0.015)
+    three_d = plot.point_source_profile_pM(r_um, q, D_UM2_PER_S, decay)
+    assert np.all(mean[beyond] > 2.5 * three_d[beyond])  # the 3-D formula would be far off
+
+
+def _brute_force_nearest_um(xyz, sources):
+    out = np.empty(len(xyz))
+    for i, p in enumerate(xyz):
+        d = np.sqrt(((xyz[sources] - p) ** 2).sum(axis=1))
+        d[sources == i] = np.inf  # a source's nearest is another source
+        out[i] = d.min()
+    return out
+
+
+def test_nearest_source_distance_is_the_brute_force_distance(steady_file):
+    with il2rd.io.load(steady_file) as r:
+        distance = plot.nearest_source_distance_um(r)
+        xyz = np.stack([r.cells[a] for a in "xyz"], axis=1)
+        q = np.asarray(r.cell_types["secretion_molecules_per_s"])
+        sources = np.flatnonzero(q[r.cells["type"]] > 0)
+    assert len(sources) >= 2
+    np.testing.assert_allclose(distance, _brute_force_nearest_um(xyz, sources), rtol=1e-12)
+    assert np.all(distance[sources] > 0)
+
+
+def test_main_source_is_the_largest_share_with_autocrine_apart(steady_file):
+    """Per cell, independently: the shares by source with the cell's own secretion moved out of
+    its own type's share into 'autocrine'; the main source is the largest, its fraction its share
+    of the cell's uptake."""
+    with il2rd.io.load(steady_file) as r:
+        names, which, fraction = plot.main_source(r)
+        a = r.attribution
+        by_cell, own, types = np.asarray(a.by_cell_molecules_per_s, np.float64), a.autocrine_molecules_per_s, r.cells["type"]
+    assert names == [*a.sources, "autocrine", "no uptake"]
+    for i in range(len(by_cell)):
+        shares = {s: by_cell[i, k] - (own[i] if s == a.responders[types[i]] else 0.0) for k, s in enumerate(a.sources)}
+        shares["autocrine"] = own[i]
+        total = sum(shares.values())
+        if total <= 0:
+            assert names[which[i]] == "no uptake" and np.isnan(fraction[i])
+            continue
+        best = max(shares, key=shares.get)
+        assert names[which[i]] == best
+        assert fraction[i] == pytest.approx(shares[best] / total, rel=1e-6)
+    # the default producers take up mostly their own IL-2 (autocrine), everyone else the producers'
+    assert "autocrine" in {names[w] for w in which} and "il2_producer" in {names[w] for w in which}
+
+
+def test_a_run_without_secreting_cells_skips_the_source_figures(tmp_path):
+    """IL-2 fed through fixed faces only: no secreting cell, so the radial profile and the
+    distance figure are skipped with why; the attribution figures show the 'boundary' source."""
+    result = run(compose_config(*SMALL, "cell_types.il2_producer.secretion=0", "grid.boundary=fixed",
+                                "grid.boundary_value=5"), output_dir=tmp_path / "run")
+    skipped = []
+    written = plot.make_figures(result.path, tmp_path / "figs", report=skipped.append)
+    assert sorted(skipped) == ["skipped distance.png: the run has no secreting cells",
+                               "skipped radial_profile.png: the run has no secreting cells",
+                               "skipped timeseries.png: the run has one snapshot (t = 0 s, steady): nothing to plot against time"]
+    assert {p.name for p in written} == {f"{name}.png" for name in STEADY_FIGURES} - {"radial_profile.png", "distance.png"}
+    with il2rd.io.load(result.path) as r:
+        assert r.attribution.sources == ("boundary",)
+        names, which, _ = plot.main_source(r)
+        assert {names[w] for w in which} <= {"boundary", "no uptake"}
+
+
+def test_a_file_without_a_complete_snapshot_is_refused_leaving_no_folder(tmp_path, steady_file):
+    """The file of a run killed before its first snapshot completed (n_snapshots = 0): refused in
+    one line, and no empty figures/ folder is left beside it."""
+    import h5py
+
+    path = tmp_path / "killed" / "il2rd.h5"
+    path.parent.mkdir()
+    shutil.copy(steady_file, path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["n_snapshots"] = 0
+    proc = run_plot(tmp_path, str(path))
+    assert proc.returncode == 2 and proc.stdout.strip() == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "holds no complete snapshot" in lines[0], proc.stderr
+    assert not (path.parent / "figures").exists()

@@ -89,7 +89,7 @@ def check_table_against_files(sweep: Path, rows: list[dict], expected_params: li
     for run_name, params in zip(runs, expected_params):
         mine = [r for r in complete if r["run"] == run_name]
         for key, value in params.items():
-            assert all(float(r[f"param:{key}"]) == value for r in mine)
+            assert all(float(r["seed" if key == "seed" else f"param:{key}"]) == value for r in mine)  # the seed: its own column
         with load(sweep / run_name / "il2rd.h5") as f:
             assert sorted(r["cell_type"] for r in mine) == sorted(f.type_names)
             il2 = np.asarray(f.cells["il2"][-1])

@@ -13,6 +13,7 @@ concentrations in pM:
     /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip (or zstd, none)
     /il2              the same dataset as /fields/il2 (a hard link, so xarray finds it at the root)
     /cells/cell       (cell,) index                  dimension scale
+    /cells/time       the same dataset as /time (a hard link: xarray's group="cells" gets the time coordinate)
     /cells/x|y|z      (cell,) um
     /cells/type       (cell,) int32 index into /cells/type_names (dimension scale /cells/cell_type)
     /cells/il2        (time, cell) float32 pM seen by each cell
@@ -21,11 +22,14 @@ concentrations in pM:
     /cells/receptors_intermediate  (time, cell) intermediate-affinity (IL-2Rb/gc) receptors per cell
     /cells/pstat5     (time, cell) pSTAT5 level, 0..1
     /solver/relative_residual, backward_error, newton_iterations, krylov_iterations
-                      (time,) how the solve behind each snapshot ended (SOLVER_COLUMNS; schema 3)
-    /cell_types/*     per-type parameters (name, secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc
-                      (inf: not limiting), km_pM, km_intermediate_pM, k_int_per_s)
+                      (time,) how the solve behind each snapshot ended (SOLVER_COLUMNS; schema 3);
+                      /solver/time is a hard link to /time
+    /cell_types/*     per-type parameters along the dimension scale cell_type (the type names): name,
+                      secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc (inf: not limiting), km_pM,
+                      km_intermediate_pM, k_int_per_s
     /attribution/     steady runs (attribution.py): who took up whose IL-2 at the steady field
         source, responder            names (dimension scales); a source is a secreting cell type or 'boundary'
+        cell                         the same dataset as /cells/cell (a hard link, so that the group opens alone)
         uptake_molecules_per_s       (source, responder) uptake of each responder type from each source
         output_molecules_per_s       (source,) what each source puts in
         by_cell_molecules_per_s      (cell, source) float32, each cell's uptake from each source
@@ -35,7 +39,7 @@ concentrations in pM:
     /readouts/*       (cell_type,) per-type readouts of the last field, as printed (readouts.TypeReadout):
                       count, mean_il2_pM, mean_uptake_molecules_per_s, total_uptake_molecules_per_s,
                       mean_pstat5, pstat5_positive_fraction, mean_receptors, mean_receptors_intermediate;
-                      attrs time_s, pstat5_threshold
+                      attrs time_s, pstat5_threshold; dimension scale cell_type: the type names
     /meta/config      the resolved config, YAML text
     /meta/command_line
     /checkpoint/il2_0, il2_1
@@ -69,6 +73,7 @@ from ._holder import HoldsFile
 
 SCHEMA_VERSION = 3  # 3: /solver/*; readers accept 2
 CHUNK_BYTES = 4 * 2**20
+TYPE_SCALE = "cell_type"  # the per-type groups' dimension scale: the type names, so that xarray selects by name
 CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell",
                 "receptors_intermediate": "receptors per cell", "pstat5": "1"}
 
@@ -97,6 +102,14 @@ SOLVER_COLUMNS = {
 def checkpoint_slot(snapshot: int, name: str = "il2") -> str:
     """The checkpoint dataset holding snapshot `snapshot` (two slots, used in turn)."""
     return f"{name}_{snapshot % 2}"
+
+
+def _type_scale(group: h5py.Group, names) -> h5py.Dataset:
+    """The group's own `cell_type` dimension scale holding the type names (netCDF: a string
+    coordinate), so that xarray opens the group alone and selects by name."""
+    scale = group.create_dataset(TYPE_SCALE, data=np.asarray(names, dtype=h5py.string_dtype()))
+    scale.make_scale(TYPE_SCALE)
+    return scale
 
 
 class OutputError(OSError):
@@ -203,6 +216,7 @@ class Hdf5Writer(HoldsFile):
             field.dims[dim].label = name
             field.dims[dim].attach_scale(scales[name])
         f["il2"] = field  # hard link: the same dataset at the root, for xarray
+        f["cells/time"] = time  # and the time axis in the cells group, so that it opens alone with its coordinate
 
         g = f.require_group("cells")
         n = len(pop)
@@ -229,15 +243,20 @@ class Hdf5Writer(HoldsFile):
             d.dims[1].attach_scale(cell)
 
         solver = f.require_group("solver")  # how accurately each snapshot's field was solved
+        solver["time"] = time  # hard link: the group opens alone in xarray with its time coordinate
         for name, (dtype, units) in SOLVER_COLUMNS.items():
             d = solver.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
             d.attrs["units"] = units
             d.dims[0].attach_scale(time)
 
         t = f.require_group("cell_types")
+        per_type = _type_scale(t, names)
         t.create_dataset("name", data=names)
         for key, values in type_table(settings.types, pop.type_names).items():
             t.create_dataset(key, data=values)
+        for key in t:
+            if key != TYPE_SCALE:
+                t[key].dims[0].attach_scale(per_type)
         f.flush()
 
     @classmethod
@@ -325,6 +344,7 @@ class Hdf5Writer(HoldsFile):
                 if dim is not None:
                     d.dims[axis].attach_scale(scales[dim])
         c.dims[0].attach_scale(self.file["cells/cell"])
+        g["cell"] = self.file["cells/cell"]  # hard link: the group's own cell coordinate, for xarray
         g.attrs["closure"] = attribution.closure
         g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
         self.file.flush()
@@ -334,11 +354,12 @@ class Hdf5Writer(HoldsFile):
         g = self.file.require_group("readouts")
         for name in list(g):
             del g[name]
+        per_type = _type_scale(g, [t.name for t in summary.types])
         for column in dataclasses.fields(summary.types[0]) if summary.types else ():
             if column.name == "name":
                 continue
             d = g.create_dataset(column.name, data=np.asarray([getattr(t, column.name) for t in summary.types]))
-            d.dims[0].attach_scale(self.file["cells/cell_type"])
+            d.dims[0].attach_scale(per_type)
         g.attrs["time_s"] = time_s
         g.attrs["pstat5_threshold"] = self.scenario.settings.signalling.positive_threshold
         self.file.flush()

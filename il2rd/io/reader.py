@@ -8,6 +8,11 @@ Large datasets (the field, the per-cell time series) stay on disk until indexed:
         run.field_xyz(-1)             # the same as (nx, ny, nz), the lattice's own order
         run.cells["il2"][-1]          # (cell,) pM seen by each cell at the last snapshot
         run.cells["x"], run.type_names, run.config["physics"]["diffusion"]
+        run.readouts_by_type["treg"]["pstat5_positive_fraction"]   # the printed per-type table
+        a = run.attribution           # None for a run without /attribution (transient, or output.attribution=false)
+        a.uptake()["il2_producer"]["treg"]     # molecules/s of il2_producer's IL-2 taken up by Tregs
+        a.shares()["il2_producer"]             # {responder: fraction of the source's output, ..., "decay/left": ...}
+        a.by_cell_molecules_per_s     # (cell, source) each cell's uptake from each source
 
 Only complete snapshots are visible (the first `n_snapshots`), also in a file whose run was
 killed while writing one.
@@ -16,6 +21,7 @@ killed while writing one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import h5py
@@ -23,7 +29,7 @@ import numpy as np
 import yaml
 
 from ._holder import HoldsFile
-from .hdf5 import CELL_COLUMNS
+from .hdf5 import CELL_COLUMNS, TYPE_SCALE
 
 
 class LazyArray:
@@ -92,15 +98,86 @@ class RunFile(HoldsFile):
         return tuple(int(n) for n in self.attrs["shape"])
 
     def snapshot_index(self, time_s: float | None) -> int:
-        """The snapshot nearest to time_s (the last one for None)."""
+        """The snapshot nearest to time_s (the last one for None); a time outside the stored
+        snapshots' range (by more than half a snapshot interval) or NaN is refused."""
         if len(self.time) == 0:
             raise ValueError(f"{self.path} holds no complete snapshot")
-        return len(self.time) - 1 if time_s is None else int(np.argmin(np.abs(self.time - time_s)))
+        if time_s is None:
+            return len(self.time) - 1
+        first, last = float(self.time[0]), float(self.time[-1])
+        slack = 0.5 * (last - first) / (len(self.time) - 1) if len(self.time) > 1 else 0.0
+        if not np.isfinite(time_s) or not first - slack <= time_s <= last + slack:
+            held = f"{first:g} s" if len(self.time) == 1 else f"{first:g} .. {last:g} s ({len(self.time)} snapshots)"
+            raise ValueError(f"time = {time_s:g} s: outside the snapshots this file holds, {held}")
+        return int(np.argmin(np.abs(self.time - time_s)))
+
+    @property
+    def readouts_by_type(self) -> dict[str, dict[str, float]]:
+        """The stored per-type table: {type name: {column: value}} (empty for a file without /readouts)."""
+        return {name: {column: values[i].item() for column, values in self.readouts.items()}
+                for i, name in enumerate(self.type_names)} if self.readouts else {}
+
+    @cached_property
+    def attribution(self) -> "StoredAttribution | None":
+        """The run's source attribution (/attribution) with names, None where the file has none."""
+        if "attribution" not in self.file:
+            return None
+        g = self.file["attribution"]
+        return StoredAttribution(
+            sources=tuple(_strings(g["source"][:])), responders=tuple(_strings(g["responder"][:])),
+            uptake_molecules_per_s=g["uptake_molecules_per_s"][:], output_molecules_per_s=g["output_molecules_per_s"][:],
+            by_cell_molecules_per_s=g["by_cell_molecules_per_s"][:], autocrine_molecules_per_s=g["autocrine_molecules_per_s"][:],
+            cell_type=self.cells["type"], closure=float(g.attrs["closure"]),
+            autocrine_window_change=float(g.attrs["autocrine_window_change"]))
 
     def field_xyz(self, index: int = -1) -> np.ndarray:
         """One snapshot as (nx, ny, nz), the lattice's own order."""
         return np.transpose(self.field[index], (2, 1, 0))
 
+
+@dataclass(frozen=True)
+class StoredAttribution:
+    """Who took up whose IL-2 (the file's /attribution, attribution.py), with names. Arrays in
+    molecules/s: uptake (source, responder) by responder type, output (source,) what each source
+    put in, by_cell (cell, source), autocrine (cell,) each cell's uptake of its own secretion
+    (part of its type's share of its type's source)."""
+
+    sources: tuple[str, ...]
+    responders: tuple[str, ...]
+    uptake_molecules_per_s: np.ndarray
+    output_molecules_per_s: np.ndarray
+    by_cell_molecules_per_s: np.ndarray
+    autocrine_molecules_per_s: np.ndarray
+    cell_type: np.ndarray  # (cell,) index into responders
+    closure: float
+    autocrine_window_change: float
+
+    def output(self) -> dict[str, float]:
+        """{source: molecules/s it put in}."""
+        return {s: float(v) for s, v in zip(self.sources, self.output_molecules_per_s)}
+
+    def uptake(self) -> dict[str, dict[str, float]]:
+        """{source: {responder type: molecules/s of that source's IL-2 its cells took up}}."""
+        return {s: {r: float(v) for r, v in zip(self.responders, row)}
+                for s, row in zip(self.sources, self.uptake_molecules_per_s)}
+
+    def autocrine(self) -> dict[str, float]:
+        """{source: molecules/s of its IL-2 taken up again by the very cell that secreted it} (0 for
+        the boundary and the circulation)."""
+        return {s: float(self.autocrine_molecules_per_s[self.cell_type == self.responders.index(s)].sum())
+                if s in self.responders else 0.0 for s in self.sources}
+
+    def shares(self) -> dict[str, dict[str, float]]:
+        """{source: {responder: fraction of its output taken up, "decay/left": the rest, decayed or
+        left the lattice, "autocrine": the fraction its own cells took up again}} (nan for a source
+        with no output)."""
+        out = {}
+        auto = self.autocrine()
+        for s, total, row in zip(self.sources, self.output_molecules_per_s, self.uptake_molecules_per_s):
+            share = row / total if total > 0 else np.full(len(row), np.nan)
+            out[s] = {**{r: float(v) for r, v in zip(self.responders, share)},
+                      "decay/left": float(1 - share.sum()), "autocrine": float(auto[s] / total) if total > 0 else np.nan}
+        return out
 
 
 def _text(dataset) -> str:
@@ -122,7 +199,8 @@ def load(path: str | Path) -> RunFile:
     for name in CELL_COLUMNS:
         if name in f["cells"]:
             cells[name] = LazyArray(f["cells"][name], n)
-    cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()} if "cell_types" in f else {}
+    cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()
+                  if k != TYPE_SCALE} if "cell_types" in f else {}
     return RunFile(
         path=path,
         file=f,
@@ -136,5 +214,5 @@ def load(path: str | Path) -> RunFile:
         cells=cells,
         type_names=_strings(f["cells/type_names"][:]),
         cell_types=cell_types,
-        readouts={k: v[:] for k, v in f["readouts"].items()} if "readouts" in f else {},
+        readouts={k: v[:] for k, v in f["readouts"].items() if k != TYPE_SCALE} if "readouts" in f else {},
     )
