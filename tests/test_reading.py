@@ -42,7 +42,7 @@ def test_every_group_opens_in_xarray_with_named_dimensions_and_coordinates(stead
         by_cell, sources = f["attribution/by_cell_molecules_per_s"][:], f["attribution/source"].asstr()[:]
         mean_il2 = f["readouts/mean_il2_pM"][:]
         km = f["cell_types/km_pM"][:]
-    assert sorted(groups) == ["attribution", "cell_types", "cells", "fields", "meta", "readouts"]
+    assert sorted(groups) == ["attribution", "cell_types", "cells", "fields", "meta", "readouts", "solver"]
     for group in [None, *groups]:
         with open_group(steady, group) as ds:
             assert not any(str(d).startswith("phony_dim") for d in ds.dims), (group, dict(ds.sizes))
@@ -51,6 +51,8 @@ def test_every_group_opens_in_xarray_with_named_dimensions_and_coordinates(stead
         assert ds["il2"].dims == ("time", "cell")
         assert "time" in ds.coords and ds["time"].values.tolist() == [0.0]
         assert ds.sizes["cell"] == n_cells
+    with open_group(steady, "solver") as ds:
+        assert ds["backward_error"].dims == ("time",) and ds["time"].values.tolist() == [0.0]
     with open_group(steady, "readouts") as ds:
         assert ds["mean_il2_pM"].dims == ("cell_type",)
         assert ds["cell_type"].values.tolist() == names
