@@ -195,6 +195,7 @@ class OutputConfig:
     progress: bool = True
     compression: str = "gzip"  # gzip | zstd (needs hdf5plugin) | none
     attribution: bool = True  # steady and coupled runs: who took up whose IL-2 (attribution.py)
+    overwrite: bool = False  # replace another run's il2rd.h5 in output.dir (otherwise refused: runfolder.py)
 
 
 @dataclass
@@ -256,6 +257,7 @@ class Settings:
     cell_radius_um: float | None = None  # the sub-grid uptake closure's sphere radius (None: point sinks)
     vessels: Vessels = Vessels()  # exchange with blood and lymph
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
+    overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
 
     @property
@@ -673,6 +675,7 @@ def parse(cfg: DictConfig) -> Settings:
         progress=bool(cfg.output.progress),
         compression=compression,
         attribution=_boolean("output.attribution", cfg.output.attribution),
+        overwrite=_boolean("output.overwrite", cfg.output.overwrite),
         volume_fraction=volume_fraction,
         cell_radius_um=cell_radius,
         tortuosity=tortuosity,
