@@ -89,6 +89,7 @@ def _main(cfg: DictConfig):
         print(f"il2rd: {kind}: {err}", file=sys.stderr)
         sys.exit(1 if isinstance(err, SimulationError) else 2)
     except RunInterrupted as err:
+        _ignore_further_interrupts()
         print(f"il2rd: {err}", file=sys.stderr)
         sys.exit(130)
     log.info("\n%s", result.summary.format())
@@ -96,6 +97,15 @@ def _main(cfg: DictConfig):
         log.info("\n%s", result.attribution.format())
     log.info("wrote %s (%.1f s)", result.path, result.wall_time_s)
     return "finished"
+
+
+def _ignore_further_interrupts() -> None:
+    """The run has stopped and says so: another Ctrl-C must not print a second, different line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and Path(sys.argv[0]).name == "il2rd":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def main() -> None:
@@ -109,10 +119,29 @@ def main() -> None:
     try:
         _main()
     except KeyboardInterrupt:  # outside a run (the command's handler ends such a Ctrl-C itself)
+        _ignore_further_interrupts()
         print(f"il2rd: {interrupt.kept()}", file=sys.stderr)
-        sys.exit(130)
-    if last_sweep.failed:
-        sys.exit(1)
+        _end(130)
+    except SystemExit as exit_:
+        _end(exit_.code)
+    _end(1 if last_sweep.failed else 0)
+
+
+def _end(code) -> None:
+    """Exit with `code`; at once (os._exit) if a file could not be closed (a full disk), since
+    HDF5 would try to flush it again at interpreter exit and can crash there (a segfault)."""
+    from .io.hdf5 import UNCLOSED
+
+    if UNCLOSED and Path(sys.argv[0]).name == "il2rd":
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code if isinstance(code, int) else 1)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,12 @@ MAX_STEPS = 10**8
 BYTES_PER_VOXEL_AT_LEAST = 40  # float32 coefficients, field and solver work arrays (measured: ~110)
 REGION_KINDS = ("lattice", "box", "sphere", *anatomy.COMPARTMENTS)
 MAX_RECEPTOR_CV = 10.0  # a CV is a fraction (0.5 = 50 % spread); larger values are unit slips
+# Bounds that keep float32 finite (its norms square the field: 1e12^2 x 1e8 voxels < 3.4e38) and
+# catch unit slips: IL-2 above 1 M, a cell secreting 1e9 molecules/s or bearing 1e9 receptors.
+MAX_CONCENTRATION_PM = 1e12  # 1 mol/L
+MAX_SECRETION_MOLECULES_PER_S = 1e9  # measured: ~1 - 100 per T cell
+MAX_RECEPTORS_PER_CELL = 1e9  # measured: ~1e2 - 1e5
+MAX_FOLLICLES = 1000  # their seeded placement compares each candidate with every accepted centre
 
 
 class ConfigError(ValueError):
@@ -295,12 +301,13 @@ def _integer(key: str, value: Any, *, low: int = 0):
 
 def _vessels(cfg, lymph_node) -> Vessels:
     vessels = Vessels(
-        blood_il2_pM=_number("vessels.blood_il2", cfg.blood_il2, low=0, unit="pM"),
+        blood_il2_pM=_number("vessels.blood_il2", cfg.blood_il2, low=0, high=MAX_CONCENTRATION_PM, unit="pM"),
         hev_density_per_mm3=_number("vessels.hev_density", cfg.hev_density, low=0, unit="HEV voxels per mm^3 of T zone"),
         hev_exchange_per_s=_number("vessels.hev_exchange", cfg.hev_exchange, low=0, unit="1/s"),
         lymph_drainage_per_s=_number("vessels.lymph_drainage", cfg.lymph_drainage, low=0, unit="1/s"),
         capillary_exchange_per_s=_number("vessels.capillary_exchange", cfg.capillary_exchange, low=0, unit="1/s"),
-        afferent_lymph_pM=_number("vessels.afferent_lymph_il2", cfg.afferent_lymph_il2, low=0, unit="pM"),
+        afferent_lymph_pM=_number("vessels.afferent_lymph_il2", cfg.afferent_lymph_il2, low=0, high=MAX_CONCENTRATION_PM,
+                                  unit="pM"),
         afferent_exchange_per_s=_number("vessels.afferent_exchange", cfg.afferent_exchange, low=0, unit="1/s"),
     )
     if vessels.active:
@@ -368,7 +375,8 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
         if (lo == "periodic") != (hi == "periodic"):
             raise ConfigError("grid.boundary", OmegaConf.to_container(cfg.grid.boundary) if isinstance(cfg.grid.boundary, DictConfig) else cfg.grid.boundary,
                               f"periodic must be set on both {FACES[2 * axis]} and {FACES[2 * axis + 1]}")
-    values = _per_face("grid.boundary_value", cfg.grid.boundary_value, lambda k, v: _number(k, v, low=0, unit="pM"), 0.0)
+    values = _per_face("grid.boundary_value", cfg.grid.boundary_value, lambda k, v: _number(k, v, low=0, high=MAX_CONCENTRATION_PM, unit="pM"),
+                       0.0)
     return Grid(shape, spacing, kinds), values
 
 
@@ -392,6 +400,8 @@ def _node(cfg, grid: Grid):
         depth = _number("node.t_zone_depth", depth, low=0, low_open=True, unit="um")
     f = n.follicles
     count = _integer("node.follicles.count", f.count, low=0)
+    if count > MAX_FOLLICLES:
+        raise ConfigError("node.follicles.count", count, f"must be at most {MAX_FOLLICLES} (a mouse node holds a dozen or so)")
     radius = _number("node.follicles.radius", f.radius, low=0, low_open=True, unit="um")
     spread = _number("node.follicles.spread", f.spread, low=0, low_open=True, high=180, unit="degrees")
     seed = _integer("node.follicles.seed", f.seed, low=0)
@@ -494,8 +504,10 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
         merged = {**OmegaConf.to_container(schema), **(OmegaConf.to_container(node) if isinstance(node, DictConfig) else node)}
         types[name] = CellType(
             name,
-            secretion_molecules_per_s=_number(f"{key}.secretion", merged["secretion"], low=0, unit="molecules/s"),
-            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, unit="IL-2Ra per cell"),
+            secretion_molecules_per_s=_number(f"{key}.secretion", merged["secretion"], low=0,
+                                              high=MAX_SECRETION_MOLECULES_PER_S, unit="molecules/s"),
+            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, high=MAX_RECEPTORS_PER_CELL,
+                              unit="IL-2Ra per cell"),
             **_chains(key, merged["il2rb"], merged["gc"]),
             km_pM=_number(f"{key}.km", merged["km"], low=0, low_open=True, unit="pM"),
             km_intermediate_pM=_number(f"{key}.km_intermediate", merged["km_intermediate"], low=0, low_open=True, unit="pM"),
@@ -526,6 +538,20 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
         raise ConfigError("cell_types", {n: c for n, c, _ in placement},
                           f"{total} cells requested but the lattice has {grid.n_voxels} voxels (one cell per voxel)")
     return types, placement
+
+
+def _check_not_empty(placement, grid: Grid, face_values, vessels: Vessels) -> None:
+    """No cell placed and no IL-2 from faces or vessels: an empty tissue whose field is zero, most
+    often a unit slip (grid.spacing in mm or m makes every density round to 0 cells)."""
+    if sum(c for _, c, _ in placement):
+        return
+    faces = any(v > 0 for kind, v in zip(grid.boundary, face_values) if kind == "fixed")
+    if faces or vessels.blood_il2_pM > 0 or vessels.afferent_lymph_pM > 0:
+        return
+    raise ConfigError("cell_types", {n: c for n, c, _ in placement},
+                      f"places no cell on {grid.shape} voxels of {grid.spacing_um:g} um, and no face or vessel brings "
+                      "IL-2: the run would be an empty tissue with a zero field; give counts or densities that place "
+                      "cells, or check grid.spacing (um)")
 
 
 def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, uptake: str,
@@ -622,7 +648,8 @@ def parse(cfg: DictConfig) -> Settings:
     types, placement = _cell_types(cfg, grid, csv is not None, lymph_node)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
-    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build)
+    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; cells.read_csv)
+        _check_not_empty(placement, grid, face_values, vessels)
         check_steady_field_exists(
             kind, decay, grid, uptake,
             sum(c * types[n].secretion_molecules_per_s for n, c, _ in placement),

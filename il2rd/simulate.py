@@ -123,7 +123,8 @@ class _DeferredInterrupt:
         previous = self.previous.pop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        if self.depth == 0:
+        if self.depth == 0 and self.writer is not None:  # a Ctrl-C from now on comes after the run
+            self.outside = f"interrupted; {self.writer.path} keeps the {self.writer.committed} snapshot(s) written"
             self.writer = None
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import config, runfolder
@@ -224,7 +224,8 @@ class SweepProgress(Callback):
         self.bar = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        last_sweep.__init__(where=str(config.hydra.sweep.dir))
+        out = OmegaConf.select(config, "output.dir")  # where the jobs' folders are (cli.job_output_dir)
+        last_sweep.__init__(where=str(out if out is not None else config.hydra.sweep.dir))
         launcher = str(config.hydra.launcher.get("_target_", ""))
         if launcher.endswith(("BasicLauncher", "Il2rdBatchedLauncher")):  # jobs end in this process
             self.bar = tqdm(total=_count_jobs(config), desc="il2rd sweep", unit="run")

@@ -119,6 +119,10 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+# Files whose close failed (a full disk): HDF5 tries to flush them again when the interpreter
+# exits, and can crash doing so; the il2rd command ends with os._exit when this is not empty.
+UNCLOSED: list[Path] = []
+
 TEMPORARY_PREFIX = "."  # a file being laid out is .il2rd.h5.<pid>.tmp beside its final name
 
 
@@ -200,7 +204,7 @@ class Hdf5Writer(HoldsFile):
             if self.file.id.valid:
                 self.file.close()
         except (OSError, RuntimeError):
-            pass
+            UNCLOSED.append(self.path)
         finally:
             if self.lock is not None:
                 self.lock.release()
