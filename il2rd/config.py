@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import anatomy
+from . import anatomy, resources
 from .anatomy import AnatomyError, NodeAnatomy
 from .cells import CellType, Region
 from .receptors import Signalling, receptor_classes
@@ -34,7 +33,6 @@ PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
 MAX_SNAPSHOTS = 100_000  # bounds on a transient run's size, to catch unit slips (1e-6 for 1e6)
 MAX_STEPS = 10**8
-BYTES_PER_VOXEL_AT_LEAST = 40  # float32 coefficients, field and solver work arrays (measured: ~110)
 REGION_KINDS = ("lattice", "box", "sphere", *anatomy.COMPARTMENTS)
 MAX_RECEPTOR_CV = 10.0  # a CV is a fraction (0.5 = 50 % spread); larger values are unit slips
 # Bounds that keep float32 finite (its norms square the field: 1e12^2 x 1e8 voxels < 3.4e38) and
@@ -362,12 +360,13 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
     if not isinstance(shape, (list, tuple, ListConfig)) or len(shape) != 3:
         raise ConfigError("grid.shape", shape, "must be a list of 3 positive integers [nx, ny, nz] (nz = 1 for 2-D)")
     shape = tuple(_integer(f"grid.shape[{i}]", n, low=1) for i, n in enumerate(shape))
-    n_voxels = math.prod(shape)
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if n_voxels * BYTES_PER_VOXEL_AT_LEAST > memory:
-        raise ConfigError("grid.shape", list(shape),
-                          f"has {n_voxels:.3g} voxels, which need at least {n_voxels * BYTES_PER_VOXEL_AT_LEAST / 2**30:.3g} GiB; "
-                          f"this machine has {memory / 2**30:.3g} GiB")
+    # before anything lattice-sized is made; the other keys' values are checked later (parse)
+    problem = resources.memory_problem(math.prod(shape), str(OmegaConf.select(cfg, "solver.kind", default="")),
+                                       str(OmegaConf.select(cfg, "precision", default="")),
+                                       OmegaConf.select(cfg, "physics.cell_radius", default=None) is not None,
+                                       OmegaConf.select(cfg, "output.attribution", default=False) is True)
+    if problem:
+        raise ConfigError("grid.shape", list(shape), problem)
     spacing = _number("grid.spacing", cfg.grid.spacing, low=0, low_open=True, unit="um")
     kinds = _per_face("grid.boundary", cfg.grid.boundary, lambda k, v: _choice(k, v, BOUNDARY_KINDS), "zero_flux")
     for axis in range(3):

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import config, runfolder
+from . import config, resources, runfolder
 from .cells import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
@@ -53,21 +53,19 @@ def _signature(p: _Point) -> tuple:
     return (s.grid, s.solver_kind, s.options, s.dt_s, s.end_s, s.snapshot_every_s, s.precision, s.uptake, sub, shapes)
 
 
-# Field-sized arrays one point of a batch holds at once: 4 coefficients, the field, the Newton
-# residual and step, 4 CG vectors, the preconditioner's work array and a transient's state,
-# plus headroom for XLA's temporaries.
-ARRAYS_PER_POINT = 24
-
-
 def points_that_fit(scenario, fraction: float = 0.5) -> int:
-    """How many points of this shape fit in half the device's free memory (host memory on CPU)."""
-    per_point = ARRAYS_PER_POINT * scenario.grid.n_voxels * np.dtype(scenario.coefficients.dtype).itemsize
+    """How many points of this shape fit in half the device's free memory (on the CPU backend: the
+    host's available memory, within resources.memory_limit), each costing what one run of its kind
+    was measured to allocate (resources.run_bytes, less the start-up cost paid once)."""
+    s = scenario.settings
+    per_point = resources.run_bytes(scenario.grid.n_voxels, s.solver_kind, s.precision, s.cell_radius_um is not None,
+                                    s.attribution) - resources.START_UP_BYTES
     stats = jax.devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
     else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(fraction * free // per_point)
+        free = min(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), resources.memory_limit()[0])
+    return int(fraction * free // max(per_point, 1))
 
 
 def _stack(trees):

@@ -465,3 +465,64 @@ def test_batched_multirun_with_failing_points_finishes_the_rest_and_counts(comma
     assert all(runfolder.failure_of(out_dir / str(i)) is not None for i in (0, 1, 2, 5))
     with open(tmp / "sweep" / "0" / ".hydra" / "overrides.yaml") as handle:
         assert "solver.max_newton=1" in handle.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: the estimate of what a run allocates, against the smallest limit
+
+
+def test_memory_limit_is_the_smallest_of_ram_cgroup_and_slurm(tmp_path, monkeypatch):
+    from il2rd import resources
+
+    (tmp_path / "memory.max").write_text("max\n")
+    assert resources.cgroup_limit_bytes(tmp_path) is None
+    (tmp_path / "memory.max").write_text(f"{3 * 2**30}\n")
+    assert resources.cgroup_limit_bytes(tmp_path) == 3 * 2**30
+    assert resources.slurm_limit_bytes({"SLURM_MEM_PER_NODE": "2048"}) == 2 * 2**30
+    assert resources.slurm_limit_bytes({"SLURM_MEM_PER_CPU": "1000", "SLURM_CPUS_PER_TASK": "4"}) == 4000 * 2**20
+    assert resources.slurm_limit_bytes({}) is None
+
+    monkeypatch.setattr(resources, "physical_memory_bytes", lambda: 24 * 2**30)
+    monkeypatch.setattr(resources, "cgroup_limit_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(resources, "slurm_limit_bytes", lambda: None)
+    assert resources.memory_limit() == (8 * 2**30, "this process's cgroup limit")
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_lattice_that_does_not_fit_is_refused_with_a_suggestion(tmp_path, monkeypatch, precision):
+    """512^3 voxels on a 24 GiB machine: a run needs ~30 GiB or more (40 bytes per voxel let it
+    through before); 256^3 fits."""
+    from il2rd import resources
+
+    monkeypatch.setattr(resources, "physical_memory_bytes", lambda: 24 * 2**30)
+    monkeypatch.setattr(resources, "cgroup_limit_bytes", lambda: None)
+    monkeypatch.setattr(resources, "slurm_limit_bytes", lambda: None)
+    with pytest.raises(ConfigError) as info:
+        run(compose_config("grid.shape=[512,512,512]", f"precision={precision}", *QUIET), tmp_path)
+    message = str(info.value)
+    assert message.startswith("grid.shape = [512, 512, 512]") and "physical memory is 24 GiB" in message
+    assert "output.attribution=false" in message and ("precision=float32" in message) == (precision == "float64")
+    assert resources.memory_problem(256**3, "steady", precision, False, True) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Done when: a sweep with 5 % bad points collects every good run and a row saying why for the rest
+
+
+def test_sweep_with_bad_points_loses_nothing_else(tmp_path):
+    """benchmarks/bad_sweep.py at 30 runs, every 10th bad (its 500-run version, every 20th, is the
+    benchmark): one unconverged, one refused and one interrupted mid-run point; the 27 others complete."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bad_sweep", Path(__file__).parent.parent / "benchmarks" / "bad_sweep.py")
+    bad_sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bad_sweep)
+    out = bad_sweep.bad_sweep(tmp_path, 30, kill=False, every=10)
+    assert out["runs"] == 30
+    expected = {"good": {"complete"}, "refused": {"failed"}, "unconverged": {"failed"}, "killed": {"incomplete"}}
+    assert {str(i): expected[k] for i, k in enumerate(out["kinds"])} == out["status"]
+    assert sorted(set(out["kinds"])) == ["good", "killed", "refused", "unconverged"]
+    why = {r["run"]: r["message"] for r in out["rows"] if r["status"] != "complete"}
+    assert "relative residual" in why["7"] and "physics.diffusion = -1.0" in why["17"] and "killed" in why["27"]
+    good = [r for r in out["rows"] if r["status"] == "complete"]
+    assert all(r["param:seed"] == int(r["run"]) for r in good)  # the swept values are in the table
