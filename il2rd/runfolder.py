@@ -176,14 +176,17 @@ def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     return writer, (t_s, field) if il2ra is None else (t_s, field, il2ra)
 
 
-def given_overrides(overrides) -> list[str]:
-    """The command line's overrides (Hydra's task overrides when run inside Hydra, else `overrides`)."""
+def given_overrides(cfg: DictConfig, overrides) -> list[str]:
+    """The command line's overrides: `overrides` if given, else Hydra's task overrides when Hydra is
+    running this very resume (they name its resume=), else none (a config composed in Python)."""
     if overrides is not None:
         return [str(o) for o in overrides]
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized():
-        return [str(o) for o in HydraConfig.get().overrides.task]
+        task = [str(o) for o in HydraConfig.get().overrides.task]
+        if any(_override_key(o) == "resume" and o.partition("=")[2].strip() == str(cfg.resume) for o in task):
+            return task
     return []
 
 
@@ -201,7 +204,7 @@ def open_resume(cfg: DictConfig, overrides=None):
     path = Path(str(cfg.resume))
     if not path.is_file():
         raise config.ConfigError("resume", str(path), "no such file (an il2rd.h5 written by an interrupted transient or coupled run)")
-    keys = [_override_key(o) for o in given_overrides(overrides)]
+    keys = [_override_key(o) for o in given_overrides(cfg, overrides)]
     refused = sorted({k for k in keys if k not in RESUME_OVERRIDES and not k.startswith("hydra.")})
     if refused:
         raise config.ConfigError("resume", str(path), f"continues the run with the config stored in the file; the "
