@@ -123,8 +123,9 @@ class _DeferredInterrupt:
         previous = self.previous.pop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        if self.depth == 0 and self.writer is not None:  # a Ctrl-C from now on comes after the run
-            self.outside = f"interrupted; {self.writer.path} keeps the {self.writer.committed} snapshot(s) written"
+        if self.writer is not None:  # this run is over (a sweep's runs nest in the sweep's `with interrupt`)
+            if self.depth == 0:  # a Ctrl-C from now on comes after the run
+                self.outside = f"interrupted; {self.writer.path} keeps the {self.writer.committed} snapshot(s) written"
             self.writer = None
 
 

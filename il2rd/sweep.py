@@ -29,7 +29,7 @@ from . import config, resources, runfolder
 from .cells import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
-from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, run, solve
+from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve
 from .solvers.transient import explicit_substeps
 
 log = logging.getLogger("il2rd")
@@ -105,8 +105,12 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
     for g in groups.values():
         size = max(1, min(batch_size, points_that_fit(g[0].scenario)))
         chunks += [g[i : i + size] for i in range(0, len(g), size)]
-    for chunk in tqdm(chunks, desc="il2rd batches", unit="batch", disable=not progress or len(chunks) < 2):
-        _run_chunk(chunk)
+    # Ctrl-C: honoured between jitted chunks and snapshots, as in a single run (simulate.interrupt)
+    interrupt.outside = ("sweep interrupted: the finished runs are kept; the same command again runs the others "
+                         "(continuing interrupted transient runs from their last snapshot)")
+    with interrupt:
+        for chunk in tqdm(chunks, desc="il2rd batches", unit="batch", disable=not progress or len(chunks) < 2):
+            _run_chunk(chunk)
     return files
 
 
