@@ -246,8 +246,24 @@ class SweepProgress(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.bar is not None:
             self.bar.close()
+        if not last_sweep.finished + last_sweep.failed:  # jobs ended in other processes: count their folders
+            _count_folders(last_sweep)
         if last_sweep.finished + last_sweep.failed:
             print(count_line(last_sweep), file=sys.stderr if last_sweep.failed else sys.stdout, flush=True)
+
+
+def _count_folders(count: SweepCount) -> None:
+    """The count from the jobs' folders (launchers whose jobs end in other processes): a folder with
+    il2rd.failed failed, one with a finished il2rd.h5 finished."""
+    root = Path(count.where)
+    if not root.is_dir():
+        return
+    for folder in (p for p in root.iterdir() if p.is_dir()):
+        if runfolder.failure_of(folder) is not None:
+            count.failed += 1
+        else:
+            found = runfolder.inspect(folder / runfolder.FILE_NAME)
+            count.finished += bool(found is not None and found.complete)
 
 
 def count_line(count: SweepCount) -> str:
