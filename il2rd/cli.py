@@ -13,7 +13,13 @@ import os
 import sys
 from pathlib import Path
 
-if Path(sys.argv[0]).name == "il2rd":  # the console command: Ctrl-C from start-up on ends it cleanly
+
+def _as_command() -> bool:
+    """Whether this process is the `il2rd` console command (not Python code calling main())."""
+    return Path(getattr(sys.modules.get("__main__"), "__file__", None) or "").name == "il2rd"
+
+
+if _as_command():  # Ctrl-C from start-up on ends the command cleanly
     import signal
 
     def _interrupted_at_start_up(signum, frame):
@@ -104,7 +110,7 @@ def _ignore_further_interrupts() -> None:
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread() and Path(sys.argv[0]).name == "il2rd":
+    if threading.current_thread() is threading.main_thread() and _as_command():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -113,7 +119,7 @@ def main() -> None:
     from .simulate import interrupt
     from .sweep import last_sweep
 
-    if Path(sys.argv[0]).name == "il2rd":
+    if _as_command():
         interrupt.for_command()  # from here on a Ctrl-C that cannot wait ends the process at once (exit 130)
     last_sweep.__init__()
     try:
@@ -132,7 +138,7 @@ def _end(code) -> None:
     HDF5 would try to flush it again at interpreter exit and can crash there (a segfault)."""
     from .io.hdf5 import UNCLOSED
 
-    if UNCLOSED and Path(sys.argv[0]).name == "il2rd":
+    if UNCLOSED and _as_command():
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:
