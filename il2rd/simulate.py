@@ -330,12 +330,30 @@ def _reuse(path: Path, scenario) -> Result:
         il2ra = checkpoint.get(checkpoint_slot(last, "il2ra"))
         if il2ra is not None:
             field, il2ra, t_s = checkpoint[checkpoint_slot(last)][...], il2ra[...], float(previous.time[last])
+        stored = _stored_attribution(previous) if _attributable(scenario.settings) else None
     log.info("%s already holds this config's finished run: not recomputed", path)
+    if stored is not None or not _attributable(scenario.settings):
+        return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored)
     final = {}
     if il2ra is not None:
         scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
     shares = attribute(field, scenario, **final) if _attributable(scenario.settings) else None
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares)
+
+
+def _stored_attribution(previous) -> Attribution | None:
+    """The attribution a finished run stored (hdf5.py /attribution), so that reusing the run does
+    not compute it again (seconds per run: a sweep's re-run or phase 2 of il2rd_batched)."""
+    g = previous.file.get("attribution")
+    if g is None or "responder" not in g:
+        return None
+    names = lambda d: tuple(v.decode() if isinstance(v, bytes) else str(v) for v in d[:])  # noqa: E731
+    return Attribution(
+        sources=names(g["source"]), responders=names(g["responder"]),
+        by_cell_molecules_per_s=np.asarray(g["by_cell_molecules_per_s"][:], np.float64),
+        matrix_molecules_per_s=g["uptake_molecules_per_s"][:], output_molecules_per_s=g["output_molecules_per_s"][:],
+        closure=float(g.attrs["closure"]), autocrine_molecules_per_s=np.asarray(g["autocrine_molecules_per_s"][:], np.float64),
+        autocrine_window_change=float(g.attrs["autocrine_window_change"]), cell_type_index=np.asarray(previous.cells["type"]))
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None) -> Result:
