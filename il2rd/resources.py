@@ -1,9 +1,13 @@
 """How much memory a run needs, and how much this process may use.
 
 A run's peak host memory grows with its lattice as B bytes per voxel on top of a fixed start-up
-cost (JAX, XLA's compiled code). B was measured with benchmarks/memory.py (the real command at
-40^3 and 80^3 voxels, peak resident memory, B = delta peak / delta voxels), per solver kind and
-precision, plus what the sub-grid closure and the source attribution add.
+cost (JAX, XLA's compiled code):
+
+    peak = START_UP_BYTES + n_voxels * (B[solver, precision] + B_attribution + B_closure)   bytes
+
+B was measured with benchmarks/memory.py (the real command at 40^3 and 80^3 voxels, peak resident
+memory, B = delta peak / delta voxels), per solver kind and precision, plus what the sub-grid
+closure and the source attribution add.
 
 The memory a process may use is the smallest of the machine's physical memory, its cgroup's limit
 (containers, systemd, most batch systems) and SLURM's allocation (SLURM_MEM_PER_NODE, or
@@ -16,16 +20,19 @@ import math
 import os
 from pathlib import Path
 
-# measured bytes per voxel (benchmarks/memory.py, CPU backend, float32 / float64)
+# Bytes per voxel measured with benchmarks/memory.py on the CPU backend (40^3 -> 80^3 voxels,
+# 2026-12-01): steady 260 (float32) and ~360 (float64), implicit 396 and 584, coupled 414 with
+# its attribution; the attribution adds 25 (float32). Entries marked "scaled" were not measured:
+# float64 from float32 x 1.5, as measured for steady and implicit.
 BYTES_PER_VOXEL = {
-    ("steady", "float32"): 250, ("steady", "float64"): 420,
-    ("implicit", "float32"): 250, ("implicit", "float64"): 420,
-    ("explicit", "float32"): 120, ("explicit", "float64"): 200,
-    ("coupled", "float32"): 300, ("coupled", "float64"): 500,
+    ("steady", "float32"): 260, ("steady", "float64"): 360,
+    ("implicit", "float32"): 400, ("implicit", "float64"): 590,
+    ("explicit", "float32"): 400, ("explicit", "float64"): 590,  # scaled: as implicit (an upper bound)
+    ("coupled", "float32"): 390, ("coupled", "float64"): 590,  # float64 scaled
 }
-ATTRIBUTION_BYTES_PER_VOXEL = {"float32": 60, "float64": 100}  # steady/coupled with output.attribution
-CLOSURE_BYTES_PER_VOXEL = {"float32": 20, "float64": 40}  # physics.cell_radius: the stencils' work arrays
-START_UP_BYTES = 600 * 2**20  # JAX, XLA and Python before the first array
+ATTRIBUTION_BYTES_PER_VOXEL = {"float32": 25, "float64": 40}  # steady/coupled with output.attribution (float64 scaled)
+CLOSURE_BYTES_PER_VOXEL = {"float32": 40, "float64": 60}  # physics.cell_radius: the stencils' work arrays (scaled)
+START_UP_BYTES = 450 * 2**20  # JAX, XLA and Python before the first array (measured: 420 - 550 MiB at 40^3)
 
 
 def run_bytes(n_voxels: int, solver_kind: str, precision: str, closure: bool = False, attribution: bool = False) -> int:
