@@ -21,17 +21,18 @@ import os
 from pathlib import Path
 
 # Bytes per voxel measured with benchmarks/memory.py on the CPU backend (40^3 -> 80^3 voxels,
-# 2026-12-01): steady 260 (float32) and ~360 (float64), implicit 396 and 584, coupled 414 with
-# its attribution; the attribution adds 25 (float32). Entries marked "scaled" were not measured:
-# float64 from float32 x 1.5, as measured for steady and implicit.
+# 2026-12-01): steady 260 (float32) and ~360 (float64), implicit 396 and 584, explicit 284
+# (float32), coupled 414 with its attribution; the attribution adds 25 and the sub-grid closure
+# (physics.cell_radius = 4 um) 513 (float32). Entries marked "scaled" were not measured: float64
+# from float32 x 1.5, as measured for steady and implicit.
 BYTES_PER_VOXEL = {
     ("steady", "float32"): 260, ("steady", "float64"): 360,
     ("implicit", "float32"): 400, ("implicit", "float64"): 590,
-    ("explicit", "float32"): 400, ("explicit", "float64"): 590,  # scaled: as implicit (an upper bound)
+    ("explicit", "float32"): 290, ("explicit", "float64"): 430,  # float64 scaled
     ("coupled", "float32"): 390, ("coupled", "float64"): 590,  # float64 scaled
 }
 ATTRIBUTION_BYTES_PER_VOXEL = {"float32": 25, "float64": 40}  # steady/coupled with output.attribution (float64 scaled)
-CLOSURE_BYTES_PER_VOXEL = {"float32": 40, "float64": 60}  # physics.cell_radius: the stencils' work arrays (scaled)
+CLOSURE_BYTES_PER_VOXEL = {"float32": 520, "float64": 780}  # physics.cell_radius: the stencils (float64 scaled)
 START_UP_BYTES = 450 * 2**20  # JAX, XLA and Python before the first array (measured: 420 - 550 MiB at 40^3)
 
 
