@@ -255,7 +255,7 @@ def failure_text(err: BaseException) -> str:
     from .simulate import SimulationError
 
     kind = "simulation failed" if isinstance(err, SimulationError) else "error"
-    return f"{kind}: {err}"
+    return f"{kind}: " + " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def mark_failed(folder: Path, text: str) -> None:
