@@ -47,7 +47,8 @@ def point(i: int, n_runs: int, every: int = 20) -> tuple[str, list[str]]:
 
 def _kill_mid_run(overrides: list[str], folder: Path) -> None:
     exe = shutil.which("il2rd") or str(Path(sys.executable).with_name("il2rd"))
-    proc = subprocess.Popen([exe, *overrides, f"output.dir={folder}", f"hydra.run.dir={folder}/.run"],
+    hydra_dir = folder.parent.parent / f".{folder.parent.name}_killed_run"  # outside the sweep: not a job of it
+    proc = subprocess.Popen([exe, *overrides, f"output.dir={folder}", f"hydra.run.dir={hydra_dir}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import h5py
 
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
         counts[", ".join(sorted(s))] = counts.get(", ".join(sorted(s)), 0) + 1
     print(f"{out['runs']} runs collected in {args.sweep_dir}: {counts}; batched solve {out['solved_s']:.1f} s")
     for r in out["rows"]:
-        if r["status"] != "complete" and int(r["run"]) < 60 or r["status"] == "incomplete":
+        if r["status"] != "complete" and r["run"].isdigit() and int(r["run"]) < 60 or r["status"] == "incomplete":
             print(f"  {r['run']}: {r['status']}: {r['message'][:150]}")
     good = sum(k == "good" for k in out["kinds"])
     ok = counts.get("complete", 0) == good and out["runs"] == args.runs
