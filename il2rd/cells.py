@@ -225,6 +225,14 @@ def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Popul
         raise PlacementError(f"cells.csv = {str(path)!r}: cannot be read as a text CSV ({err})") from err
 
 
+def csv_number(text: str) -> float:
+    """A CSV field as a number, as a spreadsheet would read it: Python's own literals such as
+    `1_5` (15 to Python) are refused (ValueError), not read as another number."""
+    if "_" in text:
+        raise ValueError(f"{text!r} is not a number")
+    return float(text)
+
+
 def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
     positions, types, line_of, receptors = [], [], [], []
     with path.open(newline="") as handle:
@@ -249,7 +257,7 @@ def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population
                     f"allowed: {', '.join(type_names)}"
                 )
             try:
-                xyz = np.array([float(row[k]) for k in "xyz"])
+                xyz = np.array([csv_number(row[k]) for k in "xyz"])
             except ValueError:
                 raise PlacementError(f"cells.csv line {line}: position {row['x']},{row['y']},{row['z']} is not numeric")
             if not grid.contains(xyz):
@@ -260,7 +268,7 @@ def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population
                 )
             if "receptors" in row:
                 try:
-                    r = float(row["receptors"])
+                    r = csv_number(row["receptors"])
                 except ValueError:
                     r = math.nan
                 if not (math.isfinite(r) and r >= 0):
@@ -270,6 +278,8 @@ def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population
             positions.append(xyz)
             types.append(type_names.index(row["type"]))
             line_of.append(line)
+    if not positions:
+        raise PlacementError(f"cells.csv = {str(path)!r}: holds no cells (a header and no rows): an empty tissue")
     position = np.asarray(positions, np.float64).reshape(-1, 3)
     voxel = grid.voxel_of(position)
     flat = np.ravel_multi_index(voxel.T, grid.shape) if len(voxel) else np.zeros(0, np.int64)

@@ -23,8 +23,8 @@ import h5py
 import numpy as np
 import yaml
 
-from .cli import FAILED_MARKER
 from .io.reader import load
+from .runfolder import FAILED_MARKER, failure_of
 
 READOUTS = ("cells", "mean_il2_pM", "mean_uptake_molecules_per_s", "total_uptake_molecules_per_s", "mean_pstat5",
             "pstat5_positive_fraction", "mean_receptors", "mean_receptors_intermediate")
@@ -39,19 +39,27 @@ def _value(text: str):
         return text
 
 
-def _swept(job_dir: Path) -> dict:
+def _swept(job_dir: Path) -> tuple[dict, str]:
+    """The job's swept parameters from .hydra/overrides.yaml, and what was wrong with that file
+    ("" if nothing): a hand-edited or truncated one costs the parameters, never the row."""
     path = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(path.read_text()) if path.is_file() else []
+    try:
+        overrides = yaml.safe_load(path.read_text()) if path.is_file() else []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        return {}, f"{path.relative_to(job_dir)} unreadable ({str(err).splitlines()[0]})"
+    if not isinstance(overrides, list):
+        return {}, f"{path.relative_to(job_dir)} is not a list of overrides"
     params = {}
-    for item in overrides or []:
+    for item in overrides:
         key, _, value = str(item).lstrip("+~").partition("=")
         params[key] = _value(value)
-    return params
+    return params, ""
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
     found = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
     found |= {p.parent for p in sweep_dir.rglob("il2rd.h5")}
+    found |= {p.parent for p in sweep_dir.rglob(FAILED_MARKER)}
 
     def order(path: Path):
         rel = path.relative_to(sweep_dir).parts
@@ -61,18 +69,27 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def _rows_of_run(job_dir: Path, sweep_dir: Path) -> list[dict]:
-    base = {"run": str(job_dir.relative_to(sweep_dir)) or ".", **{f"param:{k}": v for k, v in _swept(job_dir).items()}}
+    params, problem = _swept(job_dir)
+    base = {"run": str(job_dir.relative_to(sweep_dir)) or ".", **{f"param:{k}": v for k, v in params.items()}}
     h5 = job_dir / "il2rd.h5"
-    failed = job_dir / FAILED_MARKER
-    if failed.is_file():
-        return [{**base, "status": "failed", "message": failed.read_text().strip()}]
+    failed = failure_of(job_dir)
+    if failed is not None:
+        return [{**base, "status": "failed", "message": failed}]
     if not h5.is_file():
         return [{**base, "status": "missing", "message": "no il2rd.h5 (killed before writing, or never started)"}]
     try:
-        run = load(h5)
-    except OSError as err:
-        return [{**base, "status": "unreadable", "message": str(err)}]
-    with run:
+        rows = _rows_of_file(h5, base)
+    except Exception as err:  # noqa: BLE001 (a foreign, older or damaged file is a row that says so)
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return [{**base, "status": "unreadable", "message": f"il2rd.h5: {type(err).__name__}: {first}"}]
+    if problem:
+        for r in rows:
+            r["message"] = "; ".join(m for m in (r["message"], problem) if m)
+    return rows
+
+
+def _rows_of_file(h5: Path, base: dict) -> list[dict]:
+    with load(h5) as run:
         if not run.attrs.get("complete", False):
             return [{**base, "status": "incomplete",
                      "message": f"{len(run.time)} snapshot(s) written, not finished (killed?)"}]

@@ -171,11 +171,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .cells import PlacementError
     from .config import ConfigError
+    from .io.hdf5 import OutputError
     from .simulate import SimulationError
 
     try:
         rows = compare(args.scenarios, args.out, args.overrides, progress=not args.no_progress)
-    except (ConfigError, PlacementError, SimulationError, HydraException) as err:
+    except (ConfigError, PlacementError, OutputError, SimulationError, HydraException) as err:  # OutputError: a
+        # folder holding another run (runfolder.py): the message says output.overwrite=true replaces it
         print(f"il2rd-compare-sources: error: {err}", file=sys.stderr)
         return 2
     width = max(len(r["responder"]) for r in rows) + 2

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import anatomy
+from . import anatomy, resources
 from .anatomy import AnatomyError, NodeAnatomy
 from .cells import CellType, Region
 from .receptors import Signalling, receptor_classes
@@ -34,9 +33,14 @@ PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
 MAX_SNAPSHOTS = 100_000  # bounds on a transient run's size, to catch unit slips (1e-6 for 1e6)
 MAX_STEPS = 10**8
-BYTES_PER_VOXEL_AT_LEAST = 40  # float32 coefficients, field and solver work arrays (measured: ~110)
 REGION_KINDS = ("lattice", "box", "sphere", *anatomy.COMPARTMENTS)
 MAX_RECEPTOR_CV = 10.0  # a CV is a fraction (0.5 = 50 % spread); larger values are unit slips
+# Bounds that keep float32 finite (its norms square the field: 1e12^2 x 1e8 voxels < 3.4e38) and
+# catch unit slips: IL-2 above 1 M, a cell secreting 1e9 molecules/s or bearing 1e9 receptors.
+MAX_CONCENTRATION_PM = 1e12  # 1 mol/L
+MAX_SECRETION_MOLECULES_PER_S = 1e9  # measured: ~1 - 100 per T cell
+MAX_RECEPTORS_PER_CELL = 1e9  # measured: ~1e2 - 1e5
+MAX_FOLLICLES = 1000  # their seeded placement compares each candidate with every accepted centre
 
 
 class ConfigError(ValueError):
@@ -196,6 +200,7 @@ class OutputConfig:
     progress: bool = True
     compression: str = "gzip"  # gzip | zstd (needs hdf5plugin) | none
     attribution: bool = True  # steady and coupled runs: who took up whose IL-2 (attribution.py)
+    overwrite: bool = False  # replace another run's il2rd.h5 in output.dir (otherwise refused: runfolder.py)
 
 
 @dataclass
@@ -257,6 +262,7 @@ class Settings:
     cell_radius_um: float | None = None  # the sub-grid uptake closure's sphere radius (None: point sinks)
     vessels: Vessels = Vessels()  # exchange with blood and lymph
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
+    overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
     initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
 
@@ -295,12 +301,13 @@ def _integer(key: str, value: Any, *, low: int = 0):
 
 def _vessels(cfg, lymph_node) -> Vessels:
     vessels = Vessels(
-        blood_il2_pM=_number("vessels.blood_il2", cfg.blood_il2, low=0, unit="pM"),
+        blood_il2_pM=_number("vessels.blood_il2", cfg.blood_il2, low=0, high=MAX_CONCENTRATION_PM, unit="pM"),
         hev_density_per_mm3=_number("vessels.hev_density", cfg.hev_density, low=0, unit="HEV voxels per mm^3 of T zone"),
         hev_exchange_per_s=_number("vessels.hev_exchange", cfg.hev_exchange, low=0, unit="1/s"),
         lymph_drainage_per_s=_number("vessels.lymph_drainage", cfg.lymph_drainage, low=0, unit="1/s"),
         capillary_exchange_per_s=_number("vessels.capillary_exchange", cfg.capillary_exchange, low=0, unit="1/s"),
-        afferent_lymph_pM=_number("vessels.afferent_lymph_il2", cfg.afferent_lymph_il2, low=0, unit="pM"),
+        afferent_lymph_pM=_number("vessels.afferent_lymph_il2", cfg.afferent_lymph_il2, low=0, high=MAX_CONCENTRATION_PM,
+                                  unit="pM"),
         afferent_exchange_per_s=_number("vessels.afferent_exchange", cfg.afferent_exchange, low=0, unit="1/s"),
     )
     if vessels.active:
@@ -355,12 +362,13 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
     if not isinstance(shape, (list, tuple, ListConfig)) or len(shape) != 3:
         raise ConfigError("grid.shape", shape, "must be a list of 3 positive integers [nx, ny, nz] (nz = 1 for 2-D)")
     shape = tuple(_integer(f"grid.shape[{i}]", n, low=1) for i, n in enumerate(shape))
-    n_voxels = math.prod(shape)
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if n_voxels * BYTES_PER_VOXEL_AT_LEAST > memory:
-        raise ConfigError("grid.shape", list(shape),
-                          f"has {n_voxels:.3g} voxels, which need at least {n_voxels * BYTES_PER_VOXEL_AT_LEAST / 2**30:.3g} GiB; "
-                          f"this machine has {memory / 2**30:.3g} GiB")
+    # before anything lattice-sized is made; the other keys' values are checked later (parse)
+    problem = resources.memory_problem(math.prod(shape), str(OmegaConf.select(cfg, "solver.kind", default="")),
+                                       str(OmegaConf.select(cfg, "precision", default="")),
+                                       OmegaConf.select(cfg, "physics.cell_radius", default=None) is not None,
+                                       OmegaConf.select(cfg, "output.attribution", default=False) is True)
+    if problem:
+        raise ConfigError("grid.shape", list(shape), problem)
     spacing = _number("grid.spacing", cfg.grid.spacing, low=0, low_open=True, unit="um")
     kinds = _per_face("grid.boundary", cfg.grid.boundary, lambda k, v: _choice(k, v, BOUNDARY_KINDS), "zero_flux")
     for axis in range(3):
@@ -368,7 +376,8 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
         if (lo == "periodic") != (hi == "periodic"):
             raise ConfigError("grid.boundary", OmegaConf.to_container(cfg.grid.boundary) if isinstance(cfg.grid.boundary, DictConfig) else cfg.grid.boundary,
                               f"periodic must be set on both {FACES[2 * axis]} and {FACES[2 * axis + 1]}")
-    values = _per_face("grid.boundary_value", cfg.grid.boundary_value, lambda k, v: _number(k, v, low=0, unit="pM"), 0.0)
+    values = _per_face("grid.boundary_value", cfg.grid.boundary_value, lambda k, v: _number(k, v, low=0, high=MAX_CONCENTRATION_PM, unit="pM"),
+                       0.0)
     return Grid(shape, spacing, kinds), values
 
 
@@ -392,6 +401,8 @@ def _node(cfg, grid: Grid):
         depth = _number("node.t_zone_depth", depth, low=0, low_open=True, unit="um")
     f = n.follicles
     count = _integer("node.follicles.count", f.count, low=0)
+    if count > MAX_FOLLICLES:
+        raise ConfigError("node.follicles.count", count, f"must be at most {MAX_FOLLICLES} (a mouse node holds a dozen or so)")
     radius = _number("node.follicles.radius", f.radius, low=0, low_open=True, unit="um")
     spread = _number("node.follicles.spread", f.spread, low=0, low_open=True, high=180, unit="degrees")
     seed = _integer("node.follicles.seed", f.seed, low=0)
@@ -494,8 +505,10 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
         merged = {**OmegaConf.to_container(schema), **(OmegaConf.to_container(node) if isinstance(node, DictConfig) else node)}
         types[name] = CellType(
             name,
-            secretion_molecules_per_s=_number(f"{key}.secretion", merged["secretion"], low=0, unit="molecules/s"),
-            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, unit="IL-2Ra per cell"),
+            secretion_molecules_per_s=_number(f"{key}.secretion", merged["secretion"], low=0,
+                                              high=MAX_SECRETION_MOLECULES_PER_S, unit="molecules/s"),
+            receptors=_number(f"{key}.receptors", merged["receptors"], low=0, high=MAX_RECEPTORS_PER_CELL,
+                              unit="IL-2Ra per cell"),
             **_chains(key, merged["il2rb"], merged["gc"]),
             km_pM=_number(f"{key}.km", merged["km"], low=0, low_open=True, unit="pM"),
             km_intermediate_pM=_number(f"{key}.km_intermediate", merged["km_intermediate"], low=0, low_open=True, unit="pM"),
@@ -526,6 +539,20 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
         raise ConfigError("cell_types", {n: c for n, c, _ in placement},
                           f"{total} cells requested but the lattice has {grid.n_voxels} voxels (one cell per voxel)")
     return types, placement
+
+
+def _check_not_empty(placement, grid: Grid, face_values, vessels: Vessels) -> None:
+    """No cell placed and no IL-2 from faces or vessels: an empty tissue whose field is zero, most
+    often a unit slip (grid.spacing in mm or m makes every density round to 0 cells)."""
+    if sum(c for _, c, _ in placement):
+        return
+    faces = any(v > 0 for kind, v in zip(grid.boundary, face_values) if kind == "fixed")
+    if faces or vessels.blood_il2_pM > 0 or vessels.afferent_lymph_pM > 0:
+        return
+    raise ConfigError("cell_types", {n: c for n, c, _ in placement},
+                      f"places no cell on {grid.shape} voxels of {grid.spacing_um:g} um, and no face or vessel brings "
+                      "IL-2: the run would be an empty tissue with a zero field; give counts or densities that place "
+                      "cells, or check grid.spacing (um)")
 
 
 def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, uptake: str,
@@ -622,7 +649,8 @@ def parse(cfg: DictConfig) -> Settings:
     types, placement = _cell_types(cfg, grid, csv is not None, lymph_node)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
-    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build)
+    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; cells.read_csv)
+        _check_not_empty(placement, grid, face_values, vessels)
         check_steady_field_exists(
             kind, decay, grid, uptake,
             sum(c * types[n].secretion_molecules_per_s for n, c, _ in placement),
@@ -676,6 +704,7 @@ def parse(cfg: DictConfig) -> Settings:
         progress=bool(cfg.output.progress),
         compression=compression,
         attribution=_boolean("output.attribution", cfg.output.attribution),
+        overwrite=_boolean("output.overwrite", cfg.output.overwrite),
         volume_fraction=volume_fraction,
         cell_radius_um=cell_radius,
         tortuosity=tortuosity,

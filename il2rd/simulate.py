@@ -8,10 +8,9 @@ each snapshot as soon as it exists, and return a Result with the summary.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import math
+import os
 import signal
 import threading
 import time as wallclock
@@ -19,17 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from . import config, readouts
 from . import dynamics
 from .attribution import Attribution, attribute
-from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, Hdf5Writer, OutputError, checkpoint_slot
+from . import runfolder
+from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, OutputError, checkpoint_slot
+from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .io.reader import load
 from .scenario import Scenario
 from .solvers.steady import NewtonInfo, steady_field, steady_field_batch
@@ -44,42 +44,90 @@ class SimulationError(RuntimeError):
     """The numerics failed (no convergence, NaN/Inf); snapshots written so far are kept."""
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: the file keeps its n_snapshots complete snapshots."""
+class OutOfMemory(SimulationError):
+    """The device or host ran out of memory while solving."""
 
-    def __init__(self, path: Path, n_snapshots: int):
-        self.path, self.n_snapshots = path, n_snapshots
-        super().__init__(f"interrupted; {path} keeps the {n_snapshots} snapshot(s) completed before")
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the file keeps its n_snapshots complete snapshots (or, when the Ctrl-C
+    came as the run was finishing, the file is complete)."""
+
+    def __init__(self, path: Path, n_snapshots: int, complete: bool = False):
+        self.path, self.n_snapshots, self.complete = path, n_snapshots, complete
+        if complete:
+            super().__init__(f"interrupted as the run finished; {path} is complete ({n_snapshots} snapshot(s))")
+        else:
+            super().__init__(f"interrupted; {path} keeps the {n_snapshots} snapshot(s) completed before")
+
+
+def _exit_now(message: str) -> None:
+    """End the process at once with exit 130, as SIGKILL would but with a message: what is on disk
+    is what the snapshot commits left there (hdf5.py), so nothing committed is lost."""
+    try:
+        os.write(2, f"il2rd: {message}\n".encode())
+    finally:
+        os._exit(130)
 
 
 class _DeferredInterrupt:
     """Ctrl-C during a run is honoured between jitted chunks and snapshots, never inside XLA
     (compiling or computing) or half-way through writing the file: the handler only records
-    it, and `check` raises KeyboardInterrupt at the next safe point. A second Ctrl-C raises at
-    once."""
+    it, and `check` raises KeyboardInterrupt at the next safe point.
+
+    A Ctrl-C that cannot wait (a second one, or one outside a run) raises KeyboardInterrupt at
+    once in the library; in the il2rd command (`for_command`) it ends the process at once with
+    exit 130 and one line saying what the file keeps, rather than unwinding through HDF5 or XLA
+    (where a KeyboardInterrupt can crash the interpreter)."""
 
     def __init__(self):
         self.requested = False
+        self.depth = 0  # runs in progress (nested `with interrupt`)
+        self.hard_exit = False
+        self.writer = None  # the file being written, for the message
+        self.outside = "interrupted before any output was written"
+        self.previous = []
 
     def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.depth and not self.requested:
+            self.requested = True
+            return
+        if self.hard_exit:
+            _exit_now(self.kept())
+        raise KeyboardInterrupt
+
+    def kept(self) -> str:
+        w = self.writer
+        if w is None:
+            return self.outside
+        return f"interrupted again: stopped at once; {w.path} keeps the {w.committed} snapshot(s) completed before"
+
+    def for_command(self) -> None:
+        """The il2rd command: install the handler for the whole process, from start-up on."""
+        self.hard_exit = True
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._handler)
 
     def check(self):
         if self.requested:
             raise KeyboardInterrupt
 
     def __enter__(self):
-        self.requested = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
+        if self.depth == 0:
+            self.requested = False
+        self.depth += 1
+        mine = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != self._handler
+        self.previous.append(signal.signal(signal.SIGINT, self._handler) if mine else None)
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        self.depth -= 1
+        previous = self.previous.pop()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if self.writer is not None:  # this run is over (a sweep's runs nest in the sweep's `with interrupt`)
+            if self.depth == 0:  # a Ctrl-C from now on comes after the run
+                self.outside = f"interrupted; {self.writer.path} keeps the {self.writer.committed} snapshot(s) written"
+            self.writer = None
 
 
 interrupt = _DeferredInterrupt()
@@ -250,61 +298,6 @@ def default_output_dir() -> Path:
     return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
 
-def stored_config(path: Path) -> DictConfig:
-    """The resolved config a run stored in its file, merged onto the schema."""
-    with h5py.File(path, "r") as f:
-        text = f["meta/config"][()]
-    text = text.decode() if isinstance(text, bytes) else text
-    return OmegaConf.merge(OmegaConf.structured(config.Il2rdConfig), OmegaConf.create(text))
-
-
-def config_key(cfg: DictConfig) -> str:
-    """What identifies a run's result: the SHA-256 of its resolved config without the keys
-    that do not change the numbers (where it is written, progress bars, resume)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("resume", None)
-    container.pop("output", None)
-    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()
-
-
-def completed_file(path: Path, key: str) -> bool:
-    """Whether `path` holds a finished run of the config with this key (a re-run can skip it)."""
-    if not path.is_file():
-        return False
-    try:
-        with h5py.File(path, "r") as f:
-            return bool(f.attrs.get("complete", False)) and f.attrs.get("config_sha256") == key
-    except OSError:
-        return False
-
-
-def _output_path(settings, output_dir: Path | None) -> Path:
-    out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
-    return out / "il2rd.h5"
-
-
-def _resume(cfg: DictConfig):
-    """(settings, scenario, writer, start state) to continue the run stored in cfg.resume."""
-    path = Path(str(cfg.resume))
-    if not path.is_file():
-        raise config.ConfigError("resume", str(path), "no such file (an il2rd.h5 written by an interrupted transient or coupled run)")
-    try:
-        stored = stored_config(path)
-    except (OSError, KeyError) as err:
-        raise config.ConfigError("resume", str(path), f"is not a readable il2rd output file ({err})") from err
-    settings = config.parse(stored)
-    if settings.solver_kind == "steady":
-        raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
-    scenario = Scenario.build(settings)
-    writer, t_s, field, il2ra = Hdf5Writer.resume(path, scenario)
-    if settings.solver_kind == "coupled" and il2ra is None:
-        writer.close()
-        raise config.ConfigError("resume", str(path), "is a coupled run written without its receptor checkpoint "
-                                 "(an older il2rd); re-run it")
-    log.info("resuming %s from t = %g s (snapshot %d)", path, t_s, writer.n_snapshots - 1)
-    return settings, scenario, writer, (t_s, field) if il2ra is None else (t_s, field, il2ra)
-
-
 def _record(scenario, writer, cells=None):
     """on_snapshot for one run: per-cell readouts and the snapshot into its file. cells: the
     dynamics.CellKinetics of a coupled run, whose snapshots come with the cells' receptors."""
@@ -344,6 +337,7 @@ def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion
     # a resumed run that was already complete writes no snapshot: summarise its last field
     summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, il2ra), scenario)
     shares = None
+    interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
     if _attributable(scenario.settings):
         shares = attribute(field, scenario, il2ra=il2ra, secretion_course=secretion_course)
         writer.write_attribution(shares)
@@ -374,7 +368,10 @@ def _reuse(path: Path, scenario) -> Result:
         il2ra = checkpoint.get(checkpoint_slot(last, "il2ra"))
         if il2ra is not None:
             field, il2ra, t_s = checkpoint[checkpoint_slot(last)][...], il2ra[...], float(previous.time[last])
+        stored = _stored_attribution(previous) if _attributable(scenario.settings) else None
     log.info("%s already holds this config's finished run: not recomputed", path)
+    if stored is not None or not _attributable(scenario.settings):
+        return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored, solver)
     final = {}
     if il2ra is not None:
         scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
@@ -382,27 +379,65 @@ def _reuse(path: Path, scenario) -> Result:
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares, solver)
 
 
-def run(cfg: DictConfig, output_dir: Path | None = None) -> Result:
+def _stored_attribution(previous) -> Attribution | None:
+    """The attribution a finished run stored (hdf5.py /attribution), so that reusing the run does
+    not compute it again (seconds per run: a sweep's re-run or phase 2 of il2rd_batched)."""
+    g = previous.file.get("attribution")
+    if g is None or "responder" not in g:
+        return None
+    names = lambda d: tuple(v.decode() if isinstance(v, bytes) else str(v) for v in d[:])  # noqa: E731
+    return Attribution(
+        sources=names(g["source"]), responders=names(g["responder"]),
+        by_cell_molecules_per_s=np.asarray(g["by_cell_molecules_per_s"][:], np.float64),
+        matrix_molecules_per_s=g["uptake_molecules_per_s"][:], output_molecules_per_s=g["output_molecules_per_s"][:],
+        closure=float(g.attrs["closure"]), autocrine_molecules_per_s=np.asarray(g["autocrine_molecules_per_s"][:], np.float64),
+        autocrine_window_change=float(g.attrs["autocrine_window_change"]), cell_type_index=np.asarray(previous.cells["type"]))
+
+
+def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None) -> Result:
     """Run one simulation from a composed config; output_dir overrides output.dir.
 
-    If the output file already holds a finished run of the same config (config_key), it is
-    not recomputed. With `resume` set, continue the interrupted run stored in that file instead
-    (with its own stored config)."""
+    The output folder is handled by runfolder.open_output: a finished run of the same config
+    (config_key) is not recomputed, an interrupted one is continued, another run's file is not
+    replaced unless output.overwrite=true. With `resume` set, continue the interrupted run stored
+    in that file instead, with its own stored config; `overrides` (the command line's; inside Hydra
+    they are read from it) may only extend its time.end (runfolder.open_resume).
+
+    Raises ConfigError/PlacementError (bad input), OutputError (the file cannot be written, or
+    writing it failed), SimulationError (no convergence, NaN; OutOfMemory), RunInterrupted (Ctrl-C)."""
     with interrupt:
-        return _run(cfg, output_dir)
+        result = _run(cfg, output_dir, overrides)
+        runfolder.clear_failed(result.path.parent)  # a failure recorded by an earlier attempt no longer holds
+        if interrupt.requested:  # Ctrl-C as the run finished: it is complete, but it was asked to stop
+            raise RunInterrupted(result.path, _snapshots_in(result.path), complete=True)
+        return result
 
 
-def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
+def _snapshots_in(path: Path) -> int:
+    found = runfolder.inspect(path)
+    return 0 if found is None else found.n_snapshots
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, MemoryError) or "RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)
+
+
+def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
     started = wallclock.perf_counter()
     if cfg.get("resume") is not None:
-        settings, scenario, writer, start_state = _resume(cfg)
+        settings, scenario, output = runfolder.open_resume(cfg, overrides)
     else:
-        settings, start_state = config.parse(cfg), None
-        path, key = _output_path(settings, output_dir), config_key(cfg)
+        settings = config.parse(cfg)
+        path, key = runfolder.output_path(settings, output_dir), runfolder.config_key(cfg)
         scenario = Scenario.build(settings)
-        if completed_file(path, key):
-            return _reuse(path, scenario)
-        writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression, key)
+        output = runfolder.open_output(cfg, settings, scenario, path, key)
+        if output.reuse:
+            try:
+                return _reuse(path, scenario)
+            finally:
+                output.release()
+    writer, start_state = output.writer, output.start
+    interrupt.writer = writer
     cells = dynamics.cell_kinetics(scenario, scenario.coefficients.dtype) if settings.solver_kind == "coupled" else None
     final = {}  # a coupled run's final cell state, for the attribution
     with writer:
@@ -418,16 +453,24 @@ def _run(cfg: DictConfig, output_dir: Path | None) -> Result:
             else:
                 field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
                                          start_state))
+            return _finish(writer, scenario, field, last, started, **final)
         except KeyboardInterrupt:
-            raise RunInterrupted(writer.path, writer.n_snapshots) from None
-        except SimulationError as err:
-            raise SimulationError(f"{err}\n{writer.path} keeps the {writer.n_snapshots} snapshot(s) completed before") from None
-        except OSError as err:  # e.g. the disk filled up while writing a snapshot
-            raise OutputError(f"output.dir = {str(writer.path.parent)!r}: writing {writer.path} failed ({err}); "
-                              f"it keeps the {writer.n_snapshots} snapshot(s) completed before") from None
+            raise RunInterrupted(writer.path, writer.committed) from None
+        except (SimulationError, OutputError) as err:
+            if isinstance(err, OutputError) or "keeps the" in str(err):
+                raise
+            raise type(err)(f"{err}\n{writer.path} keeps the {writer.committed} snapshot(s) completed before") from None
+        except Exception as err:
+            if not _out_of_memory(err):
+                raise
+            raise OutOfMemory(
+                f"out of memory while solving {scenario.grid.shape} voxels in {settings.precision} "
+                f"({str(err).splitlines()[0][:200]}); {writer.path} keeps the {writer.committed} snapshot(s) completed "
+                "before. Try precision=float32, a smaller grid.shape, a smaller hydra.launcher.batch_size, or "
+                "devices.shard=true on several devices") from None
         finally:
             try:
-                writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
-            except OSError:
+                if writer.file.id.valid:
+                    writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
+            except OutputError:
                 pass
-        return _finish(writer, scenario, field, last, started, **final)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time as wallclock
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,11 +25,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import config
+from . import config, resources, runfolder
 from .cells import PlacementError
-from .io.hdf5 import Hdf5Writer
+from .io.hdf5 import OutputError
 from .scenario import Scenario
-from .simulate import _finish, _output_path, _record, completed_file, config_key, run, solve
+from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve
 from .solvers.transient import explicit_substeps
 
 log = logging.getLogger("il2rd")
@@ -52,21 +53,19 @@ def _signature(p: _Point) -> tuple:
     return (s.grid, s.solver_kind, s.options, s.dt_s, s.end_s, s.snapshot_every_s, s.precision, s.uptake, sub, shapes)
 
 
-# Field-sized arrays one point of a batch holds at once: 4 coefficients, the field, the Newton
-# residual and step, 4 CG vectors, the preconditioner's work array and a transient's state,
-# plus headroom for XLA's temporaries.
-ARRAYS_PER_POINT = 24
-
-
 def points_that_fit(scenario, fraction: float = 0.5) -> int:
-    """How many points of this shape fit in half the device's free memory (host memory on CPU)."""
-    per_point = ARRAYS_PER_POINT * scenario.grid.n_voxels * np.dtype(scenario.coefficients.dtype).itemsize
+    """How many points of this shape fit in half the device's free memory (on the CPU backend: the
+    host's available memory, within resources.memory_limit), each costing what one run of its kind
+    was measured to allocate (resources.run_bytes, less the start-up cost paid once)."""
+    s = scenario.settings
+    per_point = resources.run_bytes(scenario.grid.n_voxels, s.solver_kind, s.precision, s.cell_radius_um is not None,
+                                    s.attribution) - resources.START_UP_BYTES
     stats = jax.devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
     else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(fraction * free // per_point)
+        free = min(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), resources.memory_limit()[0])
+    return int(fraction * free // max(per_point, 1))
 
 
 def _stack(trees):
@@ -78,20 +77,26 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
     """Solve the given runs in vmapped batches of at most batch_size (fewer if that many would not
     fit the device's memory: points_that_fit), writing each run's file.
 
-    Runs whose file already holds their finished result are skipped; runs whose config is
-    refused are left alone (running them alone reports the error). Returns, in the order of
-    cfgs, each run's file (None for a refused config).
+    Every point that can be run is: runs whose file already holds their finished result are
+    skipped; a run whose config is refused, whose folder holds another run's file, or whose solve
+    fails (no convergence, NaN, out of memory) gets an il2rd.failed in its folder saying why
+    (runfolder.mark_failed), and the others go on. A batch in which something fails is run again
+    one point at a time, so that only the failing points are lost. Returns, in the order of cfgs,
+    each run's file (None for a refused config).
     """
     points, files = [], []
     for cfg, out in zip(cfgs, output_dirs):
         try:
             settings = config.parse(cfg)
-            path, key = _output_path(settings, out), config_key(cfg)
+            path, key = runfolder.output_path(settings, out), runfolder.config_key(cfg)
             files.append(path)
-            if not completed_file(path, key):
+            if runfolder.completed_file(path, key):
+                runfolder.clear_failed(path.parent)
+            else:
                 points.append(_Point(cfg, settings, Scenario.build(settings), path, key))
         except (config.ConfigError, PlacementError) as err:
             log.warning("left out of the batch (%s): %s", out, err)
+            runfolder.mark_failed(Path(out), runfolder.failure_text(err))
             files.append(None)
     groups = defaultdict(list)
     for p in points:
@@ -100,44 +105,115 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
     for g in groups.values():
         size = max(1, min(batch_size, points_that_fit(g[0].scenario)))
         chunks += [g[i : i + size] for i in range(0, len(g), size)]
-    for chunk in tqdm(chunks, desc="il2rd batches", unit="batch", disable=not progress or len(chunks) < 2):
-        _run_chunk(chunk)
+    # Ctrl-C: honoured between jitted chunks and snapshots, as in a single run (simulate.interrupt)
+    interrupt.outside = ("sweep interrupted: the finished runs are kept; the same command again runs the others "
+                         "(continuing interrupted transient runs from their last snapshot)")
+    with interrupt:
+        for chunk in tqdm(chunks, desc="il2rd batches", unit="batch", disable=not progress or len(chunks) < 2):
+            _run_chunk(chunk)
     return files
+
+
+FAILURES = (config.ConfigError, PlacementError, OutputError, SimulationError)
+
+
+def _run_alone(p: _Point) -> bool:
+    """One point through simulate.run (which also continues an interrupted file of its config);
+    a failure is recorded in its folder. Whether it succeeded."""
+    try:
+        run(p.cfg, p.path.parent)
+        return True
+    except FAILURES as err:
+        log.warning("run %s failed: %s", p.path.parent, err)
+        runfolder.mark_failed(p.path.parent, runfolder.failure_text(err))
+        return False
 
 
 def _run_chunk(chunk: list[_Point]) -> None:
     if chunk[0].settings.solver_kind == "coupled":  # per-cell dynamics: not batched yet, one run after another
         for p in chunk:
-            run(p.cfg, p.path.parent)
+            _run_alone(p)
+        return
+    held, batch = [], []
+    for p in chunk:  # each folder locked and looked at (runfolder.open_output) before anything is written
+        try:
+            output = runfolder.open_output(p.cfg, p.settings, p.scenario, p.path, p.key)
+        except OutputError as err:
+            runfolder.mark_failed(p.path.parent, runfolder.failure_text(err))
+            continue
+        if output.reuse or output.start is not None:  # finished meanwhile, or an interrupted run to continue
+            output.release()
+            if not output.reuse:
+                _run_alone(p)
+            continue
+        held.append(output)
+        batch.append(p)
+    if not batch:
         return
     started = wallclock.perf_counter()
-    writers = [Hdf5Writer.create(p.path, p.scenario, OmegaConf.to_yaml(p.cfg, resolve=True),
-                                 p.settings.compression, p.key) for p in chunk]
     try:
-        recorders = [_record(p.scenario, w) for p, w in zip(chunk, writers)]
+        _solve_together(batch, [o.writer for o in held], started)
+    except (SimulationError, OutputError) as err:
+        if len(batch) == 1:
+            runfolder.mark_failed(batch[0].path.parent, runfolder.failure_text(err))
+            return
+        log.warning("a batch of %d runs failed (%s): running its points one at a time", len(batch),
+                    str(err).splitlines()[0])
+        for o in held:
+            o.release()
+        for p in batch:
+            _run_alone(p)
+        return
+    finally:
+        for o in held:
+            o.release()
+    for p in batch:
+        runfolder.clear_failed(p.path.parent)
+    log.info("solved %d runs as one batch in %.2f s", len(batch), wallclock.perf_counter() - started)
 
-        def on_snapshot(t, c_batch, info=None):
-            for i, (record, _) in enumerate(recorders):
-                record(t, c_batch[i], info=None if info is None else {k: v[i] for k, v in info.items()})
 
-        first = chunk[0]
-        coef = _stack([p.scenario.coefficients for p in chunk])
+def _solve_together(batch: list[_Point], writers, started: float) -> None:
+    """The vmapped solve of one batch, each member's snapshots written to its own file."""
+    recorders = [_record(p.scenario, w) for p, w in zip(batch, writers)]
+
+    def on_snapshot(t, c_batch, info=None):
+        for i, (record, _) in enumerate(recorders):
+            record(t, c_batch[i], info=None if info is None else {k: v[i] for k, v in info.items()})
+
+    first = batch[0]
+    coef = _stack([p.scenario.coefficients for p in batch])
+    try:
         fields = np.asarray(solve(first.scenario.grid, first.settings, coef, on_snapshot, first.settings.progress,
                                   batched=True))
-        for i, (p, w) in enumerate(zip(chunk, writers)):
-            _finish(w, p.scenario, fields[i], recorders[i][1], started)
-    finally:
-        for w in writers:
-            w.close()
-    log.info("solved %d runs as one batch in %.2f s", len(chunk), wallclock.perf_counter() - started)
+    except Exception as err:
+        if not _out_of_memory(err) or isinstance(err, SimulationError):
+            raise
+        raise OutOfMemory(f"out of memory solving a batch of {len(batch)} runs of {first.scenario.grid.shape} voxels "
+                          f"({str(err).splitlines()[0][:200]}): lower hydra.launcher.batch_size") from None
+    for i, (p, w) in enumerate(zip(batch, writers)):
+        _finish(w, p.scenario, fields[i], recorders[i][1], started)
+
+
+@dataclass
+class SweepCount:
+    """How the jobs of the last multirun in this process ended (SweepProgress fills it)."""
+
+    finished: int = 0
+    failed: int = 0
+    where: str = ""
+
+
+last_sweep = SweepCount()
 
 
 class SweepProgress(Callback):
-    """Hydra callback: a progress bar over the runs of a multirun, with the time left.
+    """Hydra callback: a progress bar over the runs of a multirun, with the time left, and at its
+    end the count of finished and failed runs (`46 finished, 2 failed: see ...`), kept in
+    `last_sweep` for the command's exit status (cli.main).
 
     Counts the jobs the basic sweeper will make from the overrides and hydra.sweeper.params.
     Launchers that run jobs in other processes (joblib, submitit) report their own progress:
-    the bar stays in this process (it is not pickled along with the launcher).
+    the bar and the count stay in this process (they are not pickled along with the launcher).
     """
 
     def __init__(self):
@@ -150,17 +226,52 @@ class SweepProgress(Callback):
         self.bar = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        out = OmegaConf.select(config, "output.dir")  # where the jobs' folders are (cli.job_output_dir)
+        last_sweep.__init__(where=str(out if out is not None else config.hydra.sweep.dir))
         launcher = str(config.hydra.launcher.get("_target_", ""))
         if launcher.endswith(("BasicLauncher", "Il2rdBatchedLauncher")):  # jobs end in this process
             self.bar = tqdm(total=_count_jobs(config), desc="il2rd sweep", unit="run")
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
+        if job_return.status == JobStatus.COMPLETED and not str(value).startswith("failed"):
+            last_sweep.finished += 1
+        else:
+            last_sweep.failed += 1
         if self.bar is not None:
             self.bar.update(1)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.bar is not None:
             self.bar.close()
+        if not last_sweep.finished + last_sweep.failed:  # jobs ended in other processes: count their folders
+            _count_folders(last_sweep)
+        if last_sweep.finished + last_sweep.failed:
+            print(count_line(last_sweep), file=sys.stderr if last_sweep.failed else sys.stdout, flush=True)
+
+
+def _count_folders(count: SweepCount) -> None:
+    """The count from the jobs' folders (launchers whose jobs end in other processes): a folder with
+    il2rd.failed failed, one with a finished il2rd.h5 finished."""
+    root = Path(count.where)
+    if not root.is_dir():
+        return
+    for folder in (p for p in root.iterdir() if p.is_dir()):
+        if runfolder.failure_of(folder) is not None:
+            count.failed += 1
+        else:
+            found = runfolder.inspect(folder / runfolder.FILE_NAME)
+            count.finished += bool(found is not None and found.complete)
+
+
+def count_line(count: SweepCount) -> str:
+    line = f"il2rd: {count.finished} finished, {count.failed} failed"
+    if count.failed:
+        line += (f": see {count.where}/*/{runfolder.FAILED_MARKER} (il2rd-collect {count.where} "
+                 "lists every run with its status and reason)")
+    return line
 
 
 def _count_jobs(config: DictConfig) -> int | None:

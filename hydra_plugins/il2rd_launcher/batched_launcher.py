@@ -1,10 +1,12 @@
 """`il2rd -m ... hydra/launcher=il2rd_batched`: a multirun solved as vmapped batches.
 
 Phase 1 composes every job's config and solves all of them with il2rd.sweep.run_batched, in
-batches of `hydra.launcher.batch_size`, each result written to its job folder. Phase 2 runs each
-job the ordinary Hydra way (folders, .hydra/, logs, return values); il2rd finds the job's file
-already holding the finished run of that very config and does not recompute it. A job whose
-config is refused fails in phase 2 exactly as it would alone.
+batches of `hydra.launcher.batch_size`, each result written to its job folder (or to
+output.dir/<job> when output.dir is set: il2rd.cli.job_output_dir). Phase 2 runs each job the
+ordinary Hydra way (folders, .hydra/, logs, return values); il2rd finds the job's file already
+holding the finished run of that very config and does not recompute it. A job that failed in
+phase 1 (refused config, no convergence, ...: its il2rd.failed says why) is reported as failed in
+phase 2 without being computed again.
 """
 
 
@@ -55,6 +57,8 @@ class Il2rdBatchedLauncher(Launcher):
         return configs
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from il2rd.cli import job_output_dir, report_failure
+        from il2rd.runfolder import failure_of
         from il2rd.sweep import run_batched
 
         setup_globals()
@@ -70,15 +74,20 @@ class Il2rdBatchedLauncher(Launcher):
             with read_write(task), open_dict(task):
                 del task["hydra"]
             tasks.append(task)
-            folders.append(Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir))
+            job_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+            folders.append(job_output_dir(task, sweep_config.hydra) or job_dir)
         log.info(f"il2rd_batched: solving {len(tasks)} runs in batches of up to {self.batch_size}")
         run_batched(tasks, folders, self.batch_size)
 
         returns = []
-        for sweep_config, overrides in zip(configs, job_overrides):
+        for sweep_config, overrides, folder in zip(configs, job_overrides, folders):
             HydraConfig.instance().set_config(sweep_config)
             log.info(f"\t#{sweep_config.hydra.job.num} : {' '.join(filter_overrides(overrides))}")
-            returns.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+            failure = failure_of(folder)  # failed in phase 1: reported, not computed again
+            task_function = self.task_function if failure is None else (
+                lambda cfg, folder=folder, failure=failure, num=sweep_config.hydra.job.num:
+                report_failure(folder, failure, num))
+            returns.append(run_job(hydra_context=self.hydra_context, task_function=task_function,
                                    config=sweep_config, job_dir_key="hydra.sweep.dir",
                                    job_subdir_key="hydra.sweep.subdir"))
         return returns

@@ -56,8 +56,9 @@ killed at any moment leaves a file whose first n_snapshots snapshots are complet
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-
+import os
 import platform
 import shutil
 import sys
@@ -70,6 +71,7 @@ from .. import __version__
 from ..cells import type_table
 from . import xdmf
 from ._holder import HoldsFile
+from .folder_lock import FolderLock
 
 SCHEMA_VERSION = 3  # 3: /solver/*; readers accept 2
 CHUNK_BYTES = 4 * 2**20
@@ -113,7 +115,41 @@ def _type_scale(group: h5py.Group, names) -> h5py.Dataset:
 
 
 class OutputError(OSError):
-    """The output file cannot be written (raised before any computing)."""
+    """The output file cannot be written (raised before any computing), or writing it failed."""
+
+
+@contextlib.contextmanager
+def _writing(path: Path, committed: int):
+    """h5py reports a full disk or a failed write as OSError or as RuntimeError (HDF5's own error
+    stack): either becomes one OutputError naming the file and what it keeps."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, OutputError):
+            raise
+        space = " (the disk is full: free some space, then continue it with resume=" + str(path) + ")" \
+            if _is_out_of_space(err) else ""
+        raise OutputError(f"output.dir = {str(path.parent)!r}: writing {path} failed ({_first_line(err)}){space}; "
+                          f"it keeps the {committed} snapshot(s) completed before") from None
+
+
+def _is_out_of_space(err: BaseException) -> bool:
+    import errno
+
+    text = str(err).lower()
+    return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space" in text or "quota" in text
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+# Files whose close failed (a full disk): HDF5 tries to flush them again when the interpreter
+# exits, and can crash doing so; the il2rd command ends with os._exit when this is not empty.
+UNCLOSED: list[Path] = []
+
+TEMPORARY_PREFIX = "."  # a file being laid out is .il2rd.h5.<pid>.tmp beside its final name
 
 
 def _compression(kind: str) -> dict:
@@ -144,36 +180,60 @@ class Hdf5Writer(HoldsFile):
     """Writes one run. Create it before computing (so an unwritable path fails first), then
     `append` each snapshot. `Hdf5Writer.resume` reopens an interrupted run's file."""
 
-    def __init__(self, path: Path, file: h5py.File, scenario):
-        self.path, self.file, self.scenario = Path(path), file, scenario
+    def __init__(self, path: Path, file: h5py.File, scenario, lock: FolderLock | None = None):
+        self.path, self.file, self.scenario, self.lock = Path(path), file, scenario, lock
         f = file
         self.time = f["time"]
         self.field = f["fields/il2"]
         self.cells = {name: f["cells"][name] for name in CELL_COLUMNS}
+        self.committed = int(f.attrs["n_snapshots"])  # also readable from a signal handler, without HDF5
 
     @classmethod
-    def create(cls, path: Path, scenario, config_yaml: str, compression: str = "gzip", config_key: str = "") -> "Hdf5Writer":
+    def create(cls, path: Path, scenario, config_yaml: str, compression: str = "gzip", config_key: str = "",
+               lock: FolderLock | None = None) -> "Hdf5Writer":
+        """Lay the file out under a temporary name beside `path`, then rename it onto `path`: an
+        existing file there is replaced only by a complete layout, never truncated. The caller holds
+        the folder's lock (simulate.open_output), so no other run writes there meanwhile."""
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            f = h5py.File(path, "w")
+            need, free = estimated_bytes(scenario), shutil.disk_usage(path.parent).free
         except OSError as err:
             raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({err})") from err
-        need, free = estimated_bytes(scenario), shutil.disk_usage(path.parent).free
         if need > free:
-            f.close()
-            path.unlink(missing_ok=True)
             raise OutputError(f"output.dir = {str(path.parent)!r}: the run needs up to {need / 2**20:.1f} MiB "
                               f"({len(scenario.settings.snapshot_times_s)} snapshots, uncompressed) but only "
                               f"{free / 2**20:.1f} MiB are free there")
+        for stale in path.parent.glob(f"{TEMPORARY_PREFIX}{path.name}.*.tmp"):  # a layout killed part-way
+            stale.unlink(missing_ok=True)
+        tmp = path.with_name(f"{TEMPORARY_PREFIX}{path.name}.{os.getpid()}.tmp")
         try:
-            cls._layout(f, scenario, config_yaml, compression)
-            f.attrs.update(config_sha256=config_key, complete=False)
+            f = h5py.File(tmp, "x")
+        except (OSError, RuntimeError) as err:
+            raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({_first_line(err)})") from err
+        try:
+            with _writing(path, 0):
+                cls._layout(f, scenario, config_yaml, compression)
+                f.attrs.update(config_sha256=config_key, complete=False)
+                f.flush()
+            os.replace(tmp, path)
         except BaseException:  # a half-laid-out file holds nothing: leave none behind
-            f.close()
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):
+                f.close()
+            tmp.unlink(missing_ok=True)
             raise
-        return cls(path, f, scenario)
+        return cls(path, f, scenario, lock)
+
+    def close(self):
+        """Close the file (quietly if a failed write left HDF5 unable to flush it), then drop the lock."""
+        try:
+            if self.file.id.valid:
+                self.file.close()
+        except (OSError, RuntimeError):
+            UNCLOSED.append(self.path)
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     @staticmethod
     def _layout(f: h5py.File, scenario, config_yaml: str, compression: str) -> None:
@@ -260,31 +320,59 @@ class Hdf5Writer(HoldsFile):
         f.flush()
 
     @classmethod
-    def resume(cls, path: Path, scenario) -> tuple["Hdf5Writer", float, np.ndarray, np.ndarray | None]:
+    def resume(cls, path: Path, scenario, lock: FolderLock | None = None
+               ) -> tuple["Hdf5Writer", float, np.ndarray, np.ndarray | None]:
         """Reopen an interrupted run's file: drop any incomplete trailing snapshot and return
         (writer, time of the last complete snapshot in s, its field in the run's precision, the
-        cells' IL-2Ra then: coupled runs, else None)."""
+        cells' IL-2Ra then: coupled runs, else None). A file that cannot be continued (damaged,
+        foreign, nothing committed) raises OutputError saying why, and is left as it was."""
         path = Path(path)
         try:
             f = h5py.File(path, "r+")
-        except OSError as err:
-            raise OutputError(f"resume = {str(path)!r}: cannot open it for appending ({err})") from err
+        except (OSError, RuntimeError) as err:
+            raise OutputError(f"resume = {str(path)!r}: cannot open it for appending ({_first_line(err)})") from err
+        try:
+            return cls._reopen(path, f, scenario, lock)
+        except OutputError:
+            f.close()
+            raise
+        except (OSError, RuntimeError, KeyError, ValueError, IndexError) as err:  # hand-damaged or foreign
+            f.close()
+            raise OutputError(f"resume = {str(path)!r}: is damaged or not an il2rd run file ({_first_line(err)})") from None
+
+    @classmethod
+    def _reopen(cls, path: Path, f: h5py.File, scenario, lock):
         pop = scenario.population
         if len(pop) != f["cells/x"].shape[0] or not all(
             np.array_equal(f["cells"][name][:], pop.position_um[:, axis]) for axis, name in enumerate("xyz")
         ):
-            f.close()
             raise OutputError(f"resume = {str(path)!r}: its cells differ from the ones its stored config places")
-        if "checkpoint" not in f:
-            f.close()
-            raise OutputError(f"resume = {str(path)!r}: holds no checkpoint to continue from (a steady run, or no snapshot yet)")
-        writer = cls(path, f, scenario)
-        n = writer.n_snapshots
-        for d in (writer.time, writer.field, *writer.cells.values()):
-            d.resize(n, axis=0)
-        f.flush()
+        n = int(f.attrs["n_snapshots"])
+        if "checkpoint" not in f or n < 1 or checkpoint_slot(n - 1) not in f["checkpoint"] or n > f["time"].shape[0]:
+            raise OutputError(f"resume = {str(path)!r}: holds no checkpoint to continue from (a steady run, or no "
+                              f"snapshot committed yet: n_snapshots = {n}); run its config again instead")
+        state = f["checkpoint"][checkpoint_slot(n - 1)][...]
+        if state.shape != scenario.grid.shape:
+            raise OutputError(f"resume = {str(path)!r}: its checkpoint has shape {state.shape}, its lattice {scenario.grid.shape}")
         receptors = f["checkpoint"].get(checkpoint_slot(n - 1, "il2ra"))
-        return writer, float(writer.time[n - 1]), f["checkpoint"][checkpoint_slot(n - 1)][...], None if receptors is None else receptors[...]
+        receptors = None if receptors is None else receptors[...]
+        writer = cls(path, f, scenario, lock)
+        with _writing(path, n):
+            for d in (writer.time, writer.field, *writer.cells.values()):
+                d.resize(n, axis=0)
+            f.flush()
+        return writer, float(writer.time[n - 1]), state, receptors
+
+    def restate(self, config_yaml: str, config_key: str) -> None:
+        """A resumed run given a later time.end: store the config it now runs to, and mark the file
+        unfinished until that end is reached."""
+        with _writing(self.path, self.committed):
+            meta = self.file.require_group("meta")
+            if "config" in meta:
+                del meta["config"]
+            meta.create_dataset("config", data=config_yaml, dtype=h5py.string_dtype())
+            self.file.attrs.update(config_sha256=config_key, complete=False)
+            self.file.flush()
 
     @property
     def n_snapshots(self) -> int:
@@ -296,6 +384,10 @@ class Hdf5Writer(HoldsFile):
         field was solved (solver_info: SOLVER_COLUMNS' values, the worst since the last snapshot)
         and, for runs that can be resumed, the field (and a coupled run's IL-2Ra per cell) at full
         precision as the checkpoint."""
+        with _writing(self.path, self.committed):
+            self._append(time_s, field_xyz, columns, checkpoint, il2ra, solver_info)
+
+    def _append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool, il2ra, solver_info):
         i = self.n_snapshots
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
@@ -318,10 +410,15 @@ class Hdf5Writer(HoldsFile):
                 group[checkpoint_slot(i, name)][...] = state
         self.file.flush()
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
+        self.committed = i + 1
         self.file.flush()
         xdmf.write_sidecar(self.path, self.scenario.grid, self.time[: i + 1])
 
     def write_attribution(self, attribution) -> None:
+        with _writing(self.path, self.committed):
+            self._write_attribution(attribution)
+
+    def _write_attribution(self, attribution) -> None:
         g = self.file.require_group("attribution")
         for name in list(g):
             del g[name]
@@ -351,6 +448,10 @@ class Hdf5Writer(HoldsFile):
 
     def write_readouts(self, summary, time_s: float) -> None:
         """The per-type readouts of the last field (readouts.Summary.types) as (cell_type,) columns."""
+        with _writing(self.path, self.committed):
+            self._write_readouts(summary, time_s)
+
+    def _write_readouts(self, summary, time_s: float) -> None:
         g = self.file.require_group("readouts")
         for name in list(g):
             del g[name]
@@ -365,5 +466,22 @@ class Hdf5Writer(HoldsFile):
         self.file.flush()
 
     def set_attrs(self, **attrs):
-        self.file.attrs.update(attrs)
-        self.file.flush()
+        with _writing(self.path, self.committed):
+            self.file.attrs.update(attrs)
+            self.file.flush()
+
+
+def lock_output(path: Path, key: str = "output.dir") -> FolderLock:
+    """Create the folder of `path` and take its lock, before anything in it is read or written:
+    OutputError if it cannot be created or another run is writing there."""
+    from .folder_lock import FolderBusy
+
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return FolderLock.acquire(folder)
+    except FolderBusy:
+        raise OutputError(f"{key} = {str(folder)!r}: another il2rd run is writing {Path(path).name} there right now; "
+                          f"wait for it to end, or choose another {key}") from None
+    except OSError as err:
+        raise OutputError(f"{key} = {str(folder)!r}: cannot write {Path(path).name} there ({err})") from err

@@ -193,6 +193,14 @@ def load(path: str | Path) -> RunFile:
     """Open a run's file for reading (keep it open while using the lazy arrays; close() or `with`)."""
     path = Path(path)
     f = h5py.File(path, "r")
+    try:
+        return _read(path, f)
+    except BaseException:  # a foreign or damaged file: raise what is missing, leave no handle open
+        f.close()
+        raise
+
+
+def _read(path: Path, f: h5py.File) -> RunFile:
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     n = int(attrs.get("n_snapshots", f["time"].shape[0]))
     cells = {name: f["cells"][name][:] for name in ("x", "y", "z", "type")}
