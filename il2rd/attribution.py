@@ -224,12 +224,12 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -
     grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
     if not len(type_indices):
         return np.zeros((0, *grid.shape))
-    if scenario.settings.cell_radius_um is None:
+    if not scenario.settings.subgrid_uptake:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
     law = _stencil_law(scenario, il2ra, secretion_course)
     spread = lambda mine: subgrid.voxel_fields(  # noqa: E731
-        grid.shape, pop.voxel[mine], grid.spacing_um, law.diffusion_um2_per_s, law.radius_um, law.vmax[mine],
+        grid.shape, pop.voxel[mine], grid.spacing_um, law.diffusion_um2_per_s, law.radius_um[mine], law.vmax[mine],
         law.km[mine], law.secretion[mine], law.periodic)[0]
     total = spread(law.secretion > 0)
     fraction = lambda part: np.where(total > 0, part / np.where(total > 0, total, 1.0), 0.0)  # noqa: E731
@@ -240,11 +240,11 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -
 @dataclass(frozen=True)
 class _StencilLaw:
     """The sub-grid closure's inputs as cells.field_coefficients and readouts use them: the
-    closure's D (alpha D_eff, cells.closure_diffusion_um2_per_s, um^2/s), the cell radius (um),
+    closure's D (alpha D_eff, cells.closure_diffusion_um2_per_s, um^2/s), the cells' radii (um),
     each cell's collapsed uptake law and secretion, the periodic axes."""
 
     diffusion_um2_per_s: float
-    radius_um: float
+    radius_um: np.ndarray  # (n,) each cell's radius a (um)
     vmax: np.ndarray  # (n,) molecules/s
     km: np.ndarray  # (n,) pM
     secretion: np.ndarray  # (n,) molecules/s
@@ -261,7 +261,7 @@ def _stencil_law(scenario, il2ra=None, secretion_course=None) -> _StencilLaw:
     if secretion_course is not None:
         secretion = secretion * np.asarray(secretion_course, np.float64)
     diffusion = cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction)
-    return _StencilLaw(diffusion, settings.cell_radius_um, vmax, km, secretion, cells.periodic_axes(scenario.grid))
+    return _StencilLaw(diffusion, cells.cell_radii_um(pop, settings.types), vmax, km, secretion, cells.periodic_axes(scenario.grid))
 
 
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
@@ -290,7 +290,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     volume = scenario.interstitial_voxel_volume_um3
     sigma = np.asarray(uptake_per_il2(c, coef), np.float64)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
-    if settings.cell_radius_um is None:  # each cell takes up sigma_i x_i of a field part x
+    if not settings.subgrid_uptake:  # each cell takes up sigma_i x_i of a field part x
         index = tuple(pop.voxel.T)
         sharing = None
         taken = lambda x: sigma[index] * np.asarray(x, np.float64)[index]  # noqa: E731
@@ -357,7 +357,7 @@ def _autocrine_stencil(c, scenario, law: _StencilLaw, sharing, sigma, secretes: 
     if len(mine) == 0:
         return autocrine, 0.0
     idx, weights = subgrid.secretion_stencils(pop.voxel[mine], grid.shape, grid.spacing_um, law.diffusion_um2_per_s,
-                                              law.radius_um, law.vmax[mine], law.km[mine], law.periodic)
+                                              law.radius_um[mine], law.vmax[mine], law.km[mine], law.periodic)
     offsets = idx - pop.voxel[mine][:, None, :]
     flat, share = (a[mine] for a in sharing)
     read = share * sigma.reshape(-1)[flat]  # (n, 7): p_ij sigma_j, 1/s

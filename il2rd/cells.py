@@ -1,7 +1,14 @@
 """Cell types, their placement on the lattice, and the per-cell table.
 
-Each cell sits in one voxel, at most one cell per voxel. A cell type carries the parameters of
-the field equation (kinetics.py):
+Each cell sits in one voxel. A cell is a sphere of its type's radius a (radius_um): with the
+sub-grid closure (subgrid.py, the default) a voxel of edge h may hold several cells, each its
+own sink on its own stencil, as long as they fit (:func:`cells_per_voxel`):
+
+    one cell of any radius (the closure itself needs h >= 4 pi G(1,0,0) a = 1.08 a), or
+    several, each with a <= h/2, whose sphere volumes add up to at most h^3.
+
+With point sinks (physics.cell_radius = null) a voxel holds at most one cell. A cell type also
+carries the parameters of the field equation (kinetics.py):
 
     secretion_molecules_per_s   q, IL-2 released by one cell
     receptors                   IL-2Ra (CD25) per cell, mean
@@ -71,6 +78,32 @@ class CellType:
     secretion_onset_s: float | None = None  # solver.kind=coupled: secretion time course; None = constant
     secretion_peak_s: float | None = None
     secretion_off_s: float | None = None
+    radius_um: float = 5.0  # a, the cell's sphere radius (sub-grid closure, subgrid.py; placement capacity)
+
+
+def sphere_volume_um3(radius_um):
+    """4/3 pi a^3 (um^3)."""
+    return 4.0 / 3.0 * math.pi * np.asarray(radius_um, np.float64) ** 3
+
+
+def shares_voxels(spacing_um: float, radius_um: float) -> bool:
+    """Whether a cell of radius a may share a voxel of edge h with others: a <= h/2 (so that its
+    sphere fits between the voxel's faces) and two such cells fit by volume, 2 (4/3 pi a^3) <= h^3."""
+    return radius_um <= 0.5 * spacing_um and 2.0 * float(sphere_volume_um3(radius_um)) <= spacing_um**3 * (1 + 1e-12)
+
+
+def cells_per_voxel(spacing_um: float, radius_um: float | None) -> int:
+    """How many cells of radius a fit one voxel of edge h: floor(h^3 / (4/3 pi a^3)) where they
+    can share (:func:`shares_voxels`), else 1 (a single cell fits any voxel the closure accepts).
+    radius None: point sinks, one per voxel."""
+    if radius_um is None or not shares_voxels(spacing_um, radius_um):
+        return 1
+    return int(math.floor(spacing_um**3 * (1 + 1e-12) / float(sphere_volume_um3(radius_um))))
+
+
+def cell_radii_um(population: "Population", types: dict[str, CellType]) -> np.ndarray:
+    """(n,) each cell's sphere radius a (um), its type's radius_um."""
+    return type_table(types, population.type_names)["radius_um"][population.type_index]
 
 
 @dataclass(frozen=True)
@@ -151,9 +184,56 @@ def voxel_centres_um(grid: Grid) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
 
 
-def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names: tuple[str, ...], seed: int) -> Population:
-    """Place `count` cells of each (type, count, region) request uniformly at random on free
-    voxels of its region, in the order given, without two cells sharing a voxel."""
+def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names: tuple[str, ...], seed: int,
+                 radius_um: dict[str, float] | None = None) -> Population:
+    """Place `count` cells of each (type, count, region) request uniformly at random on voxels of
+    its region that have room for it, in the order given.
+
+    radius_um: each type's sphere radius (um), with the sub-grid closure: a voxel takes cells
+    while they fit (module docstring). None (point sinks), or no type that can share a voxel at
+    this spacing: at most one cell per voxel, drawn without replacement among the free voxels."""
+    if radius_um is None or not any(shares_voxels(grid.spacing_um, radius_um[n]) for n, c, _ in requests if c):
+        return _place_one_per_voxel(grid, requests, type_names, seed)
+    rng = np.random.default_rng(seed)
+    volume = grid.voxel_volume_um3 * (1 + 1e-12)
+    used_um3 = np.zeros(grid.n_voxels)  # sphere volume in each voxel; inf once a cell that cannot share sits there
+    occupied = np.zeros(grid.n_voxels, bool)
+    flat_chosen, type_of = [], []
+    for name, count, region in requests:
+        if count == 0:
+            continue
+        a = radius_um[name]
+        v = float(sphere_volume_um3(a))
+        shares = shares_voxels(grid.spacing_um, a)
+        inside = region.mask(grid).ravel()
+        remaining, chosen = count, []
+        while remaining:
+            room = np.floor((volume - used_um3) / v) if shares else np.zeros(grid.n_voxels)
+            room = np.where(occupied, np.maximum(room, 0), np.maximum(room, 1)) * inside
+            candidates = np.flatnonzero(room > 0)
+            if len(candidates) == 0:
+                _does_not_fit(name, count - remaining, count, region, f"cells of radius {a:g} um fill its voxels of "
+                              f"{grid.spacing_um:g} um (sum of sphere volumes <= h^3)")
+            # each cell draws a voxel uniformly among those with room; a voxel drawn more often than
+            # it has room for keeps the first ones, the others draw again
+            picks = rng.choice(candidates, size=remaining, replace=True)
+            order = np.argsort(picks, kind="stable")
+            sorted_picks = picks[order]
+            first = np.searchsorted(sorted_picks, sorted_picks, side="left")
+            rank = np.empty(remaining, np.int64)
+            rank[order] = np.arange(remaining) - first
+            accepted = picks[rank < room[picks]]
+            np.add.at(used_um3, accepted, v if shares else np.inf)
+            occupied[accepted] = True
+            chosen.append(accepted)
+            remaining -= len(accepted)
+        flat_chosen.append(np.concatenate(chosen))
+        type_of.append(np.full(count, type_names.index(name)))
+    return _population(grid, flat_chosen, type_of, type_names)
+
+
+def _place_one_per_voxel(grid: Grid, requests, type_names, seed) -> Population:
+    """place_random with at most one cell per voxel."""
     rng = np.random.default_rng(seed)
     free = np.ones(grid.n_voxels, bool)
     flat_chosen, type_of = [], []
@@ -162,17 +242,25 @@ def place_random(grid: Grid, requests: list[tuple[str, int, Region]], type_names
             continue
         candidates = np.flatnonzero(free & region.mask(grid).ravel())
         if count > len(candidates):
-            where = "the lattice" if region.kind == "lattice" else f"its {region.kind} region"
-            if region.kind in anatomy.COMPARTMENTS:
-                where += " of the lymph node"
-            raise PlacementError(
-                f"cell_types.{name}: {count} cells do not fit: {where} has {len(candidates)} free voxels "
-                f"left (one cell per voxel); lower its count/density or enlarge the region or lattice"
-            )
+            _does_not_fit(name, len(candidates), count, region, "one cell per voxel")
         chosen = rng.choice(candidates, size=count, replace=False)
         free[chosen] = False
         flat_chosen.append(chosen)
         type_of.append(np.full(count, type_names.index(name)))
+    return _population(grid, flat_chosen, type_of, type_names)
+
+
+def _does_not_fit(name: str, placed: int, count: int, region: Region, rule: str):
+    where = "the lattice" if region.kind == "lattice" else f"its {region.kind} region"
+    if region.kind in anatomy.COMPARTMENTS:
+        where += " of the lymph node"
+    raise PlacementError(
+        f"cell_types.{name}: {count} cells do not fit: {where} has room for {placed} more ({rule}); "
+        f"lower its count/density or enlarge the region or lattice"
+    )
+
+
+def _population(grid: Grid, flat_chosen, type_of, type_names) -> Population:
     flat = np.concatenate(flat_chosen) if flat_chosen else np.zeros(0, np.int64)
     voxel = np.stack(np.unravel_index(flat, grid.shape), axis=-1).astype(np.int64).reshape(-1, 3)
     types = np.concatenate(type_of) if type_of else np.zeros(0, np.int64)
@@ -213,14 +301,16 @@ def draw_receptors(population: Population, types: dict[str, CellType], seed: int
     return replace(population, **drawn)
 
 
-def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
+def read_csv(path: str | Path, grid: Grid, type_names: tuple[str, ...], radius_um: dict[str, float] | None = None) -> Population:
     """Every cell from a CSV with header x,y,z,type (positions in um, columns in any order) and
-    optionally a receptors column (receptors per cell; without it each cell has its type's mean)."""
+    optionally a receptors column (receptors per cell; without it each cell has its type's mean).
+    radius_um: each type's sphere radius with the sub-grid closure (cells sharing a voxel must fit
+    it, module docstring); None: point sinks, at most one cell per voxel."""
     path = Path(path)
     if not path.is_file():
         raise PlacementError(f"cells.csv = {str(path)!r}: no such file")
     try:
-        return _read_csv(path, grid, type_names)
+        return _read_csv(path, grid, type_names, radius_um)
     except (UnicodeDecodeError, OSError) as err:
         raise PlacementError(f"cells.csv = {str(path)!r}: cannot be read as a text CSV ({err})") from err
 
@@ -233,7 +323,7 @@ def csv_number(text: str) -> float:
     return float(text)
 
 
-def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population:
+def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...], radius_um) -> Population:
     positions, types, line_of, receptors = [], [], [], []
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
@@ -283,15 +373,37 @@ def _read_csv(path: Path, grid: Grid, type_names: tuple[str, ...]) -> Population
     position = np.asarray(positions, np.float64).reshape(-1, 3)
     voxel = grid.voxel_of(position)
     flat = np.ravel_multi_index(voxel.T, grid.shape) if len(voxel) else np.zeros(0, np.int64)
-    unique, counts = np.unique(flat, return_counts=True)
-    if np.any(counts > 1):
-        rows = np.flatnonzero(flat == unique[counts > 1][0])
+    types = np.asarray(types, np.int64)
+    crowded = _overfilled_voxel(flat, types, grid.spacing_um, type_names, radius_um)
+    if crowded is not None:
+        rows = np.flatnonzero(flat == crowded)
+        where = f"cells.csv lines {[line_of[i] for i in rows]}: {len(rows)} cells in voxel {tuple(int(v) for v in voxel[rows[0]])}"
+        if radius_um is None:
+            raise PlacementError(f"{where}; at most one cell per voxel with point sinks (physics.cell_radius = null, "
+                                 f"spacing {grid.spacing_um:g} um)")
+        radii = [radius_um[type_names[t]] for t in types[rows]]
         raise PlacementError(
-            f"cells.csv lines {[line_of[i] for i in rows]}: two cells in voxel {tuple(int(v) for v in voxel[rows[0]])}; "
-            f"at most one cell per voxel (spacing {grid.spacing_um:g} um)"
-        )
-    return Population(voxel, position, np.asarray(types, np.int32), type_names,
+            f"{where} do not fit it: radii {radii} um, sphere volumes {float(np.sum(sphere_volume_um3(radii))):.4g} um^3 "
+            f"for a voxel of {grid.voxel_volume_um3:.4g} um^3; cells share a voxel only if each radius is <= h/2 = "
+            f"{grid.spacing_um / 2:g} um and their sphere volumes add up to <= h^3 (move a cell or refine the lattice)")
+    return Population(voxel, position, types.astype(np.int32), type_names,
                       np.asarray(receptors, np.float64) if "receptors" in column else None)
+
+
+def _overfilled_voxel(flat: np.ndarray, type_index: np.ndarray, spacing_um: float, type_names, radius_um):
+    """The first flat voxel index whose cells do not fit it (module docstring), or None.
+    radius_um None: point sinks, any voxel with two cells."""
+    if len(flat) == 0:
+        return None
+    unique, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    shared = counts[inverse] > 1
+    if radius_um is None:
+        bad = shared
+    else:
+        a = np.array([radius_um[n] for n in type_names], np.float64)[type_index]
+        volume = np.bincount(inverse, weights=sphere_volume_um3(a))[inverse]
+        bad = shared & ((a > 0.5 * spacing_um) | (volume > spacing_um**3 * (1 + 1e-12)))
+    return int(flat[np.flatnonzero(bad)[0]]) if np.any(bad) else None
 
 
 def type_table(types: dict[str, CellType], names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -304,6 +416,7 @@ def type_table(types: dict[str, CellType], names: tuple[str, ...]) -> dict[str, 
         "km_pM": np.array([types[n].km_pM for n in names]),
         "km_intermediate_pM": np.array([types[n].km_intermediate_pM for n in names]),
         "k_int_per_s": np.array([types[n].k_int_per_s for n in names]),
+        "radius_um": np.array([types[n].radius_um for n in names], np.float64),
     }
 
 
@@ -366,7 +479,7 @@ def field_coefficients(
     *,
     volume_fraction: float = 1.0,
     tortuosity: float = 1.0,
-    cell_radius_um: float | None = None,
+    cell_radius_um=None,
 ) -> FieldCoefficients:
     """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients).
 
@@ -380,7 +493,8 @@ def field_coefficients(
     and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel. The
     intermediate-affinity class gets fields of its own only if some cell has such receptors
     (else scalars 0 and 1, which cost nothing).
-    cell_radius_um: spread each cell over the sub-grid stencil of subgrid.py instead, with its two
+    cell_radius_um: the cells' radii a (um; a number, or (n,) per cell, :func:`cell_radii_um`):
+    spread each cell over the sub-grid stencil of subgrid.py instead, with its two
     classes collapsed into one law (UptakeLaws.collapsed). Multiplied by alpha, the lattice
     equation is that of free medium (per tissue volume V) with D = alpha D_eff, the closure's
     setting (:func:`closure_diffusion_um2_per_s`); its rates per interstitial volume are those /alpha.

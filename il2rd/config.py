@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import anatomy, resources
 from .anatomy import AnatomyError, NodeAnatomy
+from . import cells
 from .cells import CellType, Region
 from .receptors import Signalling, receptor_classes
 from .grid import BOUNDARY_KINDS, FACES, Grid
@@ -41,6 +42,7 @@ MAX_CONCENTRATION_PM = 1e12  # 1 mol/L
 MAX_SECRETION_MOLECULES_PER_S = 1e9  # measured: ~1 - 100 per T cell
 MAX_RECEPTORS_PER_CELL = 1e9  # measured: ~1e2 - 1e5
 MAX_FOLLICLES = 1000  # their seeded placement compares each candidate with every accepted centre
+PER_TYPE = "per_type"  # physics.cell_radius: each cell type's own radius (cell_types.<name>.radius)
 
 
 class ConfigError(ValueError):
@@ -82,9 +84,11 @@ class PhysicsConfig:
     # lambda, tortuosity: D_eff = D / lambda^2; 1 = none; ~1.6 in tissue (Nicholson & Sykova 1998).
     # physics.diffusion is then the interstitial-fluid value (~100 um^2/s for IL-2, free solution)
     tortuosity: float = 1.0
-    # a, cell radius (um): null = each cell is a point sink in its voxel; a number applies the
-    # sub-grid closure of il2rd/subgrid.py so that uptake matches a sphere of radius a at any h
-    cell_radius: Optional[float] = None
+    # a, cell radius (um) of the sub-grid closure (il2rd/subgrid.py: uptake and secretion match a
+    # sphere of radius a at any h): per_type = each type's own radius (cell_types.<name>.radius;
+    # on a 2-D lattice, where the closure is not defined, point sinks); a number = that radius
+    # for every type; null = each cell a point sink in its voxel
+    cell_radius: Any = PER_TYPE
 
 
 @dataclass
@@ -128,6 +132,7 @@ class CellTypeConfig:
     # {kind: box, lo: [x,y,z], hi: [x,y,z]} | {kind: sphere, center: [x,y,z], radius: r} (um) |
     # {kind: node|capsule|follicle|medulla|t_zone|interfollicular} (lymph-node compartments, node:)
     region: Optional[Dict[str, Any]] = None
+    radius: float = 5.0  # um, the cells' sphere radius (sub-grid closure, physics.cell_radius=per_type)
 
 
 @dataclass
@@ -259,7 +264,7 @@ class Settings:
     volume_fraction: float = 1.0  # alpha, interstitial volume fraction
     tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
     node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
-    cell_radius_um: float | None = None  # the sub-grid uptake closure's sphere radius (None: point sinks)
+    subgrid_uptake: bool = True  # the sub-grid closure with each type's radius_um (False: point sinks)
     vessels: Vessels = Vessels()  # exchange with blood and lymph
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
@@ -315,17 +320,37 @@ def _vessels(cfg, lymph_node) -> Vessels:
     return vessels
 
 
-def _cell_radius(value: Any, grid: Grid) -> float | None:
-    """physics.cell_radius: where the sub-grid closure (subgrid.py) is defined and wired in."""
+def _cell_radius(value: Any, grid: Grid) -> float | str | None:
+    """physics.cell_radius: None (point sinks), PER_TYPE (each type's radius) or one radius (um)
+    for every type. The closure is 3-D: on a 2-D lattice per_type means point sinks, a number is
+    refused. Each type's radius is checked against the voxel in :func:`_type_radius`."""
+    key = "physics.cell_radius"
     if value is None:
         return None
-    radius = _number("physics.cell_radius", value, low=0, low_open=True, unit="um")
-    smallest = float(subgrid.cross_limit_um(radius))
-    if grid.spacing_um < smallest:
-        raise ConfigError("physics.cell_radius", value, f"needs voxels of at least {smallest:.3g} um (4 pi g1 a); "
-                          f"grid.spacing is {grid.spacing_um:g} um")
+    if isinstance(value, str):
+        if value != PER_TYPE:
+            raise ConfigError(key, value, f"must be {PER_TYPE} (each cell type's radius, cell_types.<name>.radius), "
+                              f"a radius > 0 in um for every type, or null (point sinks)")
+        return None if 1 in grid.shape else PER_TYPE
+    radius = _number(key, value, low=0, low_open=True, unit=f"um; or {PER_TYPE}, or null for point sinks")
     if 1 in grid.shape:
-        raise ConfigError("physics.cell_radius", value, "the sub-grid closure is for 3-D lattices; set it to null in 2-D")
+        raise ConfigError(key, value, "the sub-grid closure is for 3-D lattices; set it to null (or per_type, which "
+                          "falls back to point sinks in 2-D)")
+    return radius
+
+
+def _type_radius(key: str, value: Any, cell_radius: float | str | None, grid: Grid) -> float:
+    """A type's sphere radius (um): its own radius key, or physics.cell_radius where that is a
+    number; with the closure it must reach the voxel: h >= 4 pi G(1,0,0) a (subgrid.py)."""
+    own = _number(f"{key}.radius", value, low=0, low_open=True, unit="um")
+    radius, source = (own, f"{key}.radius") if not isinstance(cell_radius, float) else (cell_radius, "physics.cell_radius")
+    if cell_radius is not None:
+        smallest = float(subgrid.cross_limit_um(radius))
+        if grid.spacing_um < smallest:
+            raise ConfigError(source, radius, f"needs voxels of at least {smallest:.3g} um (4 pi g1 a: below, even the "
+                              f"7-voxel stencil of the sub-grid closure cannot absorb like the sphere); grid.spacing is "
+                              f"{grid.spacing_um:g} um: coarsen it, give a smaller radius, or set physics.cell_radius=null "
+                              f"(point sinks)")
     return radius
 
 
@@ -487,12 +512,19 @@ def _chains(key: str, il2rb: Any, gc: Any) -> dict:
             for chain, value, label in (("il2rb", il2rb, "IL-2Rb"), ("gc", gc, "gc"))}
 
 
-def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
+def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None, cell_radius: float | str | None = None):
     types, placement = {}, []
     if not isinstance(cfg.cell_types, (dict, DictConfig)):
         raise ConfigError("cell_types", cfg.cell_types,
                           "must be a mapping {name: {secretion, receptors, il2rb, gc, receptor_cv, km, k_int, count|density, region}}")
     schema = OmegaConf.structured(CellTypeConfig)
+    capacity = lambda name: cells.cells_per_voxel(grid.spacing_um, None if cell_radius is None else types[name].radius_um)  # noqa: E731
+
+    def _fitting(n: int, name: str) -> str:
+        if cell_radius is None:
+            return "one cell (a point sink; physics.cell_radius = null) fits"
+        return f"{'one cell' if n == 1 else f'{n} cells'} of radius {types[name].radius_um:g} um fit{'s' if n == 1 else ''}"
+
     for name, node in cfg.cell_types.items():
         key = f"cell_types.{name}"
         if node is None:
@@ -517,6 +549,7 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
                                 unit="sd/mean of receptors between cells, a fraction: 0.5 is 50 %"),
             cd25_gain=_number(f"{key}.cd25_gain", merged["cd25_gain"], low=1, unit="receptors at full pSTAT5 / basal"),
             **_secretion_course(f"{key}.secretion_course", merged["secretion_course"]),
+            radius_um=_type_radius(key, merged["radius"], cell_radius, grid),
         )
         region = _region(f"{key}.region", merged["region"], grid, lymph_node)
         count, density = merged["count"], merged["density"]
@@ -528,16 +561,20 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None):
             density = _number(f"{key}.density", density, low=0, unit="cells/mm^3")
             count = round(density * region.volume_um3(grid) / 1e9)
             per_voxel = density * grid.voxel_volume_um3 / 1e9
-            if per_voxel > 1:
+            fit = capacity(name)
+            if per_voxel > fit:
                 raise ConfigError(f"{key}.density", density,
-                                  f"is {per_voxel:.3g} cells per voxel; at most one cell fits a {grid.spacing_um:g} um voxel "
-                                  f"(<= {1e9 / grid.voxel_volume_um3:.4g} cells/mm^3)")
+                                  f"is {per_voxel:.3g} cells per voxel; at most {_fitting(fit, name)} a {grid.spacing_um:g} um "
+                                  f"voxel (<= {fit * 1e9 / grid.voxel_volume_um3:.4g} cells/mm^3)")
         count = _integer(f"{key}.count", 0 if count is None else count)
         placement.append((name, count, region))
-    total = sum(c for _, c, _ in placement)
-    if total > grid.n_voxels:
+    voxels_needed = sum(c / capacity(n) for n, c, _ in placement)
+    if voxels_needed > grid.n_voxels * (1 + 1e-12):
+        rule = "one cell per voxel" if all(capacity(n) == 1 for n, _, _ in placement) else \
+            "as many cells per voxel as fit it: sphere volumes <= h^3"
         raise ConfigError("cell_types", {n: c for n, c, _ in placement},
-                          f"{total} cells requested but the lattice has {grid.n_voxels} voxels (one cell per voxel)")
+                          f"{sum(c for _, c, _ in placement)} cells requested need {voxels_needed:.6g} voxels but the lattice "
+                          f"has {grid.n_voxels} ({rule})")
     return types, placement
 
 
@@ -646,7 +683,7 @@ def parse(cfg: DictConfig) -> Settings:
             raise ConfigError("cells.csv", str(csv), f"{what} (a CSV with header x,y,z,type[,receptors], positions in um)")
     lymph_node = _node(cfg, grid)
     vessels = _vessels(cfg.vessels, lymph_node)
-    types, placement = _cell_types(cfg, grid, csv is not None, lymph_node)
+    types, placement = _cell_types(cfg, grid, csv is not None, lymph_node, cell_radius)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
     if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; cells.read_csv)
@@ -706,7 +743,7 @@ def parse(cfg: DictConfig) -> Settings:
         attribution=_boolean("output.attribution", cfg.output.attribution),
         overwrite=_boolean("output.overwrite", cfg.output.overwrite),
         volume_fraction=volume_fraction,
-        cell_radius_um=cell_radius,
+        subgrid_uptake=cell_radius is not None,
         tortuosity=tortuosity,
         node=lymph_node.built[0] if lymph_node.built else None,
         vessels=vessels,

@@ -90,16 +90,16 @@ class StencilCells:
     outside a non-periodic face replaced by the cell's own voxel) and inside (n, 7) bool, which arms
     lie in the lattice (subgrid.folded_stencils); k_int_per_s (n,): internalisation rate, so that
     V = k_int (R_high + R_int) molecules/s; secretion_molecules_per_s (n,): q_i at the peak of its
-    course. Static: the lattice shape, voxel edge h and cell radius a (um), the closure's
+    course; radius_um (n,): each cell's sphere radius a (um). Static: the lattice shape, voxel edge h, the closure's
     D = alpha D_eff (um^2/s, cells.closure_diffusion_um2_per_s), alpha, the uptake law."""
 
     flat: jax.Array
     inside: jax.Array
     k_int_per_s: jax.Array
     secretion_molecules_per_s: jax.Array
+    radius_um: jax.Array
     shape: tuple[int, int, int] = field(metadata=dict(static=True))
     spacing_um: float = field(metadata=dict(static=True))
-    radius_um: float = field(metadata=dict(static=True))
     diffusion_um2_per_s: float = field(metadata=dict(static=True))
     volume_fraction: float = field(metadata=dict(static=True))
     uptake: str = field(metadata=dict(static=True))
@@ -305,7 +305,7 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         km_intermediate_pM=as_array(per_type("km_intermediate_pM", 1035.0)),
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),
-        stencil=None if settings.cell_radius_um is None else stencil_cells(scenario, per_type, dtype),
+        stencil=stencil_cells(scenario, per_type, dtype) if settings.subgrid_uptake else None,
     )
 
 
@@ -318,7 +318,8 @@ def stencil_cells(scenario, per_type, dtype) -> StencilCells:
         flat=jnp.asarray(flat, jnp.int32), inside=jnp.asarray(inside),
         k_int_per_s=jnp.asarray(per_type("k_int_per_s", 0.0), dtype),
         secretion_molecules_per_s=jnp.asarray(per_type("secretion_molecules_per_s", 0.0), dtype),
-        shape=tuple(grid.shape), spacing_um=float(grid.spacing_um), radius_um=float(settings.cell_radius_um),
+        radius_um=jnp.asarray(per_type("radius_um", 5.0), dtype),
+        shape=tuple(grid.shape), spacing_um=float(grid.spacing_um),
         diffusion_um2_per_s=closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction),
         volume_fraction=float(settings.volume_fraction), uptake=settings.uptake,
     )

@@ -74,14 +74,14 @@ def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:
     pop = scenario.population
     settings = scenario.settings
     laws = cells.uptake_laws(pop, settings.types, il2ra)  # each cell's own chains (receptor_cv spread)
-    if settings.cell_radius_um is None:
+    if not settings.subgrid_uptake:
         seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.volume_fraction)
     else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
         # IL-2 at its surface (subgrid.py)
         uptake, seen = subgrid.cell_uptake_molecules_per_s(
             field_pM, pop.voxel, scenario.grid.spacing_um,
             cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction),
-            settings.cell_radius_um, *laws.collapsed(), settings.uptake, cells.periodic_axes(scenario.grid))
+            cells.cell_radii_um(pop, settings.types), *laws.collapsed(), settings.uptake, cells.periodic_axes(scenario.grid))
     pstat5 = settings.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 

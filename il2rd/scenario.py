@@ -42,12 +42,14 @@ class Scenario:
     def build(cls, settings: Settings) -> "Scenario":
         dtype = enable_precision(settings.precision)
         names = tuple(settings.types)
+        # spherical cells (the sub-grid closure) may share a voxel while they fit it; point sinks may not
+        radius = {n: t.radius_um for n, t in settings.types.items()} if settings.subgrid_uptake else None
         if settings.csv is not None:
             # a CSV gives every cell: its receptors column, or else each type's mean (no spread)
-            population = cells.read_csv(settings.csv, settings.grid, names)
+            population = cells.read_csv(settings.csv, settings.grid, names, radius)
             population = replace(population, receptors=population.receptors_per_cell(settings.types))
         else:
-            population = cells.place_random(settings.grid, settings.placement, names, settings.seed)
+            population = cells.place_random(settings.grid, settings.placement, names, settings.seed, radius)
             # per-cell receptors: log-normal around each type's mean with its receptor_cv
             population = cells.draw_receptors(population, settings.types, settings.seed)
         if settings.csv is not None or any(t.receptor_cv > 0 for t in settings.types.values()):
@@ -70,7 +72,7 @@ class Scenario:
             dtype,
             volume_fraction=settings.volume_fraction,
             tortuosity=settings.tortuosity,
-            cell_radius_um=settings.cell_radius_um,
+            cell_radius_um=cells.cell_radii_um(population, settings.types) if settings.subgrid_uptake else None,
         )
         if settings.vessels.active:
             rate, target = vessels.exchange_fields(settings.vessels, settings.grid, settings.node, settings.seed)

@@ -348,8 +348,9 @@ def test_spread_is_seeded_and_never_moves_a_cell():
 
 
 def test_uptake_and_pstat5_use_each_cells_own_receptors():
+    # point sinks: each cell's own v_max in its voxel, and the voxel's IL-2 is what it sees
     s = parse(compose_config("grid.shape=[16,16,8]", "precision=float64", "cell_types.treg.receptor_cv=1.0",
-                             "cell_types.naive_t.receptor_cv=0.3", "physics.volume_fraction=0.4"))
+                             "cell_types.naive_t.receptor_cv=0.3", "physics.volume_fraction=0.4", "physics.cell_radius=null"))
     scenario = Scenario.build(s)
     pop = scenario.population
     table = cells.type_table(s.types, pop.type_names)
@@ -398,7 +399,7 @@ def test_csv_receptors_column_is_used_and_without_it_the_type_mean(tmp_path):
 # Interstitial volume fraction alpha and tortuosity lambda
 
 def test_defaults_leave_the_coefficients_as_before():
-    s = parse(compose_config("grid.shape=[16,16,8]"))
+    s = parse(compose_config("grid.shape=[16,16,8]", "physics.cell_radius=null"))  # point sinks: q in the cell's voxel
     assert (s.volume_fraction, s.tortuosity) == (1.0, 1.0)
     scenario = Scenario.build(s)
     pop = scenario.population
@@ -415,7 +416,8 @@ def test_balance_in_molecules_closes_with_tissue_alpha_and_lambda():
     alpha, lam = 0.3, 1.6
     s = parse(compose_config("grid.shape=[20,18,16]", "precision=float64", "solver.rtol=1e-11",
                              "grid.boundary=fixed", f"physics.volume_fraction={alpha}", f"physics.tortuosity={lam}",
-                             "physics.diffusion=100", "cell_types.treg.receptor_cv=0.5"))
+                             "physics.diffusion=100", "cell_types.treg.receptor_cv=0.5",
+                             "physics.cell_radius=null"))  # point sinks: each cell's uptake from its voxel's c
     scenario = Scenario.build(s)
     assert float(scenario.coefficients.diffusion_um2_per_s) == pytest.approx(100.0 / lam**2)
     c, info = steady_field(s.grid, scenario.coefficients, options=SolverOptions(rtol=1e-11))

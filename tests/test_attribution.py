@@ -2,8 +2,9 @@
 add up to each cell's uptake, a single source owns everything, with linear uptake each source's
 share field is exactly the field that source makes alone (superposition), IL-2 fed through
 fixed faces is attributed to the boundary; and mechanism checks on placement. Each for point-sink
-cells and for the sub-grid closure (physics.cell_radius), whose cells secrete and take up over
-overlapping 7-voxel stencils; there the autocrine part is also checked against the sphere."""
+cells (physics.cell_radius=null) and for the sub-grid closure (the default: each type's radius),
+whose cells secrete and take up over overlapping 7-voxel stencils; there the autocrine part is
+also checked against the sphere."""
 
 import dataclasses
 import math
@@ -21,8 +22,9 @@ from il2rd.simulate import run
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 TIGHT = ["precision=float64", "solver.rtol=1e-11"]
-CLOSURE = ["physics.cell_radius=5.0"]  # spherical cells of radius 5 um on the default 10 um voxels
-MODES = {"point": [], "closure": CLOSURE}
+CLOSURE = []  # the default: spherical cells of their type's radius (5 um here) on the default 10 um voxels
+POINT = ["physics.cell_radius=null"]  # each cell a point sink in its voxel
+MODES = {"point": POINT, "closure": CLOSURE}
 
 
 def scenario_of(*overrides):
@@ -150,7 +152,7 @@ def test_steady_run_writes_the_attribution(tmp_path, mode):
 
 def test_autocrine_is_a_lower_bound_that_the_window_makes_nearly_exact():
     """The local-window autocrine uptake against sigma_i s_i [A^-1]_ii from full-lattice solves."""
-    sc = scenario_of("grid.shape=[20,20,12]", "+cell_types.treg.secretion=1.0", *TIGHT)
+    sc = scenario_of("grid.shape=[20,20,12]", "+cell_types.treg.secretion=1.0", *POINT, *TIGHT)
     c = steady(sc)
     a = attribute(c, sc)
     from il2rd import grid as grid_mod
@@ -199,7 +201,8 @@ def _alone(sc, i):
     vmax, km = cells.collapsed_uptake(pop, settings.types)
     q = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
     diffusion = cells.closure_diffusion_um2_per_s(sc.coefficients.diffusion_um2_per_s, settings.volume_fraction)
-    secretion = subgrid.voxel_fields(sc.grid.shape, pop.voxel[[i]], sc.grid.spacing_um, diffusion, settings.cell_radius_um,
+    secretion = subgrid.voxel_fields(sc.grid.shape, pop.voxel[[i]], sc.grid.spacing_um, diffusion,
+                                     cells.cell_radii_um(pop, settings.types)[[i]],
                                      vmax[[i]], km[[i]], q[[i]], cells.periodic_axes(sc.grid))[0]
     coef = sc.coefficients.replace(secretion_pM_per_s=jnp.asarray(secretion, sc.coefficients.dtype),
                                    face_values_pM=jnp.zeros_like(sc.coefficients.face_values_pM))

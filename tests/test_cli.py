@@ -27,7 +27,9 @@ import il2rd
 from il2rd.config import parse
 
 SHAPE = (16, 12, 8)  # nx, ny, nz
-SMALL = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]},{SHAPE[2]}]"]
+# point sinks: the contract checks read each cell's IL-2 from its voxel of the stored field (with the
+# default sub-grid closure a cell sees the IL-2 at its surface instead; tests/test_subgrid.py)
+SMALL = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]},{SHAPE[2]}]", "physics.cell_radius=null"]
 SPACING = 10.0
 
 

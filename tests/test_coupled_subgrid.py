@@ -92,7 +92,7 @@ def test_jax_voxel_fields_are_the_numpy_closure(h, periodic):
 
 
 def _overrides(*extra):
-    return ["grid.shape=[16,16,16]", "physics.cell_radius=5", "solver.kind=coupled", "solver.dt=1800",
+    return ["grid.shape=[16,16,16]", "solver.kind=coupled", "solver.dt=1800",  # the closure by default: 5 um cells
             "precision=float64", "solver.rtol=1e-10", "physics.volume_fraction=0.3", "physics.tortuosity=1.6",
             "physics.diffusion=100", "+cell_types.treg.il2rb=3e4", "+cell_types.treg.gc=1e5",
             "cell_types.il2_producer.secretion=100", "output.progress=false", *extra]
@@ -164,7 +164,7 @@ def test_with_feedback_the_coupled_state_is_the_backward_euler_subgrid_field_of_
     reference = cells.field_coefficients(
         sc.grid, dataclasses.replace(pop, receptors=np.asarray(r)), types, settings.diffusion_um2_per_s,
         settings.decay_per_s, settings.face_values_pM, settings.uptake, jnp.float64,
-        volume_fraction=settings.volume_fraction, tortuosity=settings.tortuosity, cell_radius_um=settings.cell_radius_um)
+        volume_fraction=settings.volume_fraction, tortuosity=settings.tortuosity, cell_radius_um=cells.cell_radii_um(pop, settings.types))
     now = coefficients_at(sc.coefficients, kin, r, t)
     for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"):
         assert _max_relative(getattr(now, name), getattr(reference, name)) < 1e-12, name

@@ -37,7 +37,8 @@ from il2rd.simulate import run
 
 SHAPE = (12, 10, 8)  # nx, ny, nz
 SPACING = 10.0
-TRANSIENT = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]},{SHAPE[2]}]", "solver.kind=implicit", "time.end=40",
+# point sinks: the schema checks read each cell's IL-2 from its voxel of the stored field
+TRANSIENT = [f"grid.shape=[{SHAPE[0]},{SHAPE[1]},{SHAPE[2]}]", "physics.cell_radius=null", "solver.kind=implicit", "time.end=40",
              "time.snapshot_every=10", "precision=float64", "output.progress=false"]
 TIMES = [0.0, 10.0, 20.0, 30.0, 40.0]
 GZIP_FILTER, ZSTD_FILTER = 1, 32015  # HDF5 filter ids (zstd: the registered id hdf5plugin uses)

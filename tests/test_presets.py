@@ -98,11 +98,12 @@ def total_secretion_molecules_per_s(scenario: Scenario) -> float:
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    """small_run(preset): the steady run of `preset` on the small lattice, computed once per module."""
+    """small_run(preset, *extra): the steady run of `preset` (with overrides) on the small lattice,
+    computed once per module."""
 
     @lru_cache(maxsize=None)
-    def run_preset(preset: str):
-        return run(composed(preset), output_dir=tmp_path_factory.mktemp(f"preset-{preset}"))
+    def run_preset(preset: str, *extra: str):
+        return run(composed(preset, *extra), output_dir=tmp_path_factory.mktemp(f"preset-{preset}"))
 
     return run_preset
 
@@ -297,7 +298,11 @@ def test_mutein_lowers_treg_uptake_at_the_same_dose(small_run):
     assert by_type(mutein_run)["treg"].mean_uptake_molecules_per_s < by_type(wild_run)["treg"].mean_uptake_molecules_per_s
     # what the Tregs leave reaches the others: more IL-2 everywhere, more for the NK cells
     assert mutein_run.summary.mean_il2_pM > wild_run.summary.mean_il2_pM
-    assert by_type(mutein_run)["nk"].mean_uptake_molecules_per_s > by_type(wild_run)["nk"].mean_uptake_molecules_per_s
+    # NK cells carry two receptor classes, which the default sub-grid closure folds into one law per
+    # cell (cells.UptakeLaws.collapsed: 2 % high at the NKs' ~2 nM, more than the ~0.1 % gain compared
+    # here); the two classes as such act in point sinks
+    wild_points, mutein_points = (small_run(p, "physics.cell_radius=null") for p in ("therapy_high", "mutein"))
+    assert by_type(mutein_points)["nk"].mean_uptake_molecules_per_s > by_type(wild_points)["nk"].mean_uptake_molecules_per_s
 
 
 def test_removing_a_consumer_type_raises_the_il2_the_others_see(small_run, tmp_path):

@@ -79,7 +79,8 @@ def test_uniform_tissue_of_two_class_consumers_has_the_exact_uniform_field(tmp_p
     cfg = compose_config(
         *ONLY_NK, "grid.shape=[4,4,4]", "grid.boundary=periodic", "precision=float64", "solver.rtol=1e-11",
         f"+cell_types.nk.secretion={q}", f"+cell_types.nk.receptors={ra}", f"+cell_types.nk.il2rb={rb}",
-        f"+cell_types.nk.gc={gc}", "+cell_types.nk.count=64", f"physics.decay={decay}", "output.attribution=false")
+        f"+cell_types.nk.gc={gc}", "+cell_types.nk.count=64", f"physics.decay={decay}", "output.attribution=false",
+        "physics.cell_radius=null")  # point sinks: both classes as such (the closure folds them into one law)
     s = parse(cfg)
     result = run(cfg, output_dir=tmp_path)
     high, low = ra, gc - ra
@@ -138,7 +139,8 @@ def test_library_nk_cells_take_up_and_signal_through_both_classes():
                              "node.t_zone_depth=30", "node.follicles.count=2", "node.follicles.radius=40",
                              "node.follicles.spread=70", "cell_types.treg.count=100", "cell_types.cd4_activated.count=20",
                              "cell_types.cd8_activated.count=10", "cell_types.dc.count=25", "cell_types.b_cell.count=320",
-                             "cell_types.nk.count=20", "precision=float64"))
+                             "cell_types.nk.count=20", "precision=float64",
+                             "physics.cell_radius=null"))  # point sinks: each class its own voxel fields
     scenario = Scenario.build(s)
     pop = scenario.population
     nk = pop.type_index == pop.type_names.index("nk")
