@@ -58,7 +58,7 @@ def points_that_fit(scenario, fraction: float = 0.5) -> int:
     host's available memory, within resources.memory_limit), each costing what one run of its kind
     was measured to allocate (resources.run_bytes, less the start-up cost paid once)."""
     s = scenario.settings
-    per_point = resources.run_bytes(scenario.grid.n_voxels, s.solver_kind, s.precision, s.cell_radius_um is not None,
+    per_point = resources.run_bytes(scenario.grid.n_voxels, s.solver_kind, s.precision, s.subgrid_uptake,
                                     s.attribution) - resources.START_UP_BYTES
     stats = jax.devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
