@@ -313,7 +313,8 @@ def test_collect_turns_foreign_and_damaged_files_into_rows(tmp_path):
 
 @pytest.mark.parametrize("overrides, key", [
     (["node.follicles.count=200000"], "node.follicles.count"),
-    (["grid.spacing=1e-6"], "cell_types"),
+    (["grid.spacing=1e-6", "physics.cell_radius=null"], "cell_types"),  # point sinks: an empty tissue
+    (["grid.spacing=1e-6"], "cell_types.il2_producer.radius"),  # spheres: a voxel far smaller than a cell
     (["grid.boundary=fixed", "grid.boundary_value=3e18"], "grid.boundary_value"),
     (["vessels.blood_il2=1e20"], "vessels.blood_il2"),
     (["cell_types.il2_producer.secretion=1e30"], "cell_types.il2_producer.secretion"),
