@@ -42,7 +42,9 @@ def point(i: int, n_runs: int, every: int = 20) -> tuple[str, list[str]]:
         return "killed", [f"seed={i}", *KILLED]
     if j % 2:
         return "refused", [*good, "physics.diffusion=-1"]
-    return "unconverged", [*good, "solver.rtol=1e-12"]
+    # one Newton step from c = 0 meets neither rtol nor the round-off floor (solvers/steady.py); an
+    # unreachable rtol no longer fails, float32 then stops at its floor and says so
+    return "unconverged", [*good, "solver.max_newton=1"]
 
 
 def _kill_mid_run(overrides: list[str], folder: Path) -> None:
