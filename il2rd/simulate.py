@@ -370,12 +370,12 @@ def _reuse(path: Path, scenario) -> Result:
             field, il2ra, t_s = checkpoint[checkpoint_slot(last)][...], il2ra[...], float(previous.time[last])
         stored = _stored_attribution(previous) if _attributable(scenario.settings) else None
     log.info("%s already holds this config's finished run: not recomputed", path)
+    final = {}
+    if il2ra is not None:  # a coupled run's summary is that of its final state, not the basal one
+        scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
     if stored is not None or not _attributable(scenario.settings):
         return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored, solver)
-    final = {}
-    if il2ra is not None:
-        scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
-    shares = attribute(field, scenario, **final) if _attributable(scenario.settings) else None
+    shares = attribute(field, scenario, **final)
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares, solver)
 
 
@@ -470,7 +470,7 @@ def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
                 "devices.shard=true on several devices") from None
         finally:
             try:
-                if writer.file.id.valid:
+                if writer.file.id.valid and not writer.file.attrs.get("complete", False):  # _finish set it
                     writer.set_attrs(wall_time_s=wallclock.perf_counter() - started)
             except OutputError:
                 pass
