@@ -454,7 +454,8 @@ RESIDUAL = re.compile(r"relative residual ([0-9.eE+-]+)")
 
 
 @pytest.mark.parametrize("overrides, rtol", [
-    pytest.param(["precision=float32", "solver.rtol=1e-12"], 1e-12, id="float32-below-round-off"),
+    # (an rtol below float32's round-off converges at the round-off floor: solvers/steady.py, test_balance.py)
+    pytest.param(["precision=float32", "solver.max_newton=1"], 1e-6, id="float32-newton-budget"),
     pytest.param(["precision=float64", "solver.max_newton=1"], 1e-6, id="newton-budget"),
     pytest.param(["precision=float64", "solver.max_iter=1", "solver.max_newton=2"], 1e-6, id="krylov-budget"),
 ])
@@ -698,7 +699,7 @@ def command_runs(tmp_path_factory):
     """Each SUBPROCESS_CASES input, and one unconvergeable solve, run by the real `il2rd`."""
     table = {i: o for i, o, _, _ in BAD_INPUT}
     jobs = {name: [*TINY, *table[name]] for name in SUBPROCESS_CASES}
-    jobs["unconvergeable"] = [*SMALL, "precision=float32", "solver.rtol=1e-12"]
+    jobs["unconvergeable"] = [*SMALL, "precision=float32", "solver.max_newton=1"]  # (rtol 1e-12 now stops at the float32 floor)
     procs = {}
     for name, overrides in jobs.items():
         work = tmp_path_factory.mktemp(name)
