@@ -185,8 +185,7 @@ def _check_solve(info, t: float, options) -> None:
 
 def solver_columns(info) -> dict:
     """The /solver/* values of a NewtonInfo (io/hdf5.py SOLVER_COLUMNS); a batch's stay arrays."""
-    return {name: np.asarray(getattr(info, name)) for name in ("relative_residual", "backward_error",
-                                                                "newton_iterations", "krylov_iterations")}
+    return {name: np.asarray(getattr(info, name)) for name in SOLVER_COLUMNS}
 
 
 def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, batched: bool = False, cells=None):
