@@ -9,7 +9,7 @@ from pathlib import Path
 def test_float32_tier_passes_with_x64_off():
     tier = Path(__file__).parent / "float32"
     env = dict(os.environ, IL2RD_TEST_X64="0", JAX_ENABLE_X64="0")
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(tier), "-q", "-p", "no:cacheprovider", "-x"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(tier), "-q", "-p", "no:cacheprovider", "-x", "-n", "0"],
                           env=env, capture_output=True, text=True, timeout=1200)
     print(proc.stdout[-6000:], proc.stderr[-3000:])
     assert proc.returncode == 0, "the float32 tier failed (its output is printed above)"
