@@ -197,6 +197,7 @@ class VesselsConfig:
 @dataclass
 class DevicesConfig:
     shard: bool = False  # split the lattice into slabs along x over all visible devices
+    compilation_cache: bool = True  # keep compiled kernels on disk for later runs (compilation_cache.py)
 
 
 @dataclass
@@ -358,6 +359,11 @@ def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(key, value, "must be true or false")
     return value
+
+
+def compilation_cache(cfg: DictConfig) -> bool:
+    """devices.compilation_cache, checked (a stored config from before the key existed: on)."""
+    return _boolean("devices.compilation_cache", OmegaConf.select(cfg, "devices.compilation_cache", default=True))
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]):
@@ -703,6 +709,7 @@ def parse(cfg: DictConfig) -> Settings:
         reference_km_pM=_number("signalling.reference_km", cfg.signalling.reference_km, low=0, low_open=True, unit="pM"),
     )
     shard = _boolean("devices.shard", cfg.devices.shard)
+    compilation_cache(cfg)  # checked here with the rest; read where the run starts (simulate.run)
     if shard:
         import jax
 

@@ -50,6 +50,7 @@ def config_key(cfg: DictConfig) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("resume", None)
     container.pop("output", None)
+    container.get("devices", {}).pop("compilation_cache", None)  # where kernels come from, not what they compute
     return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()
 
 
