@@ -47,12 +47,12 @@ wraps through a periodic face lies outside the window and counts as lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .compilation import jit
 from . import cells, subgrid, units
 from . import grid as grid_mod
 from .grid import Grid
@@ -92,7 +92,7 @@ def _solve_many(rhs, c, grid: Grid, coef: FieldCoefficients, options: SolverOpti
     return jax.lax.map(one, rhs, batch_size=batch)
 
 
-@partial(jax.jit, static_argnames=("grid", "with_boundary", "with_blood", "options"))
+@jit(static_argnames=("grid", "with_boundary", "with_blood", "options"))
 def source_fields(c, secretions, grid: Grid, coef: FieldCoefficients, with_boundary: bool, options: SolverOptions,
                   with_blood: bool = False):
     """(c_k for each secretion field s_k [, c_boundary] [, c_blood]) stacked, pM, and the PCG
@@ -117,7 +117,7 @@ def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxe
                                jnp.ones((n, 1), absorption_per_s.dtype), half_width, chunk, rtol, maxiter)[:, 0]
 
 
-@partial(jax.jit, static_argnames=("grid", "half_width", "chunk", "rtol", "maxiter"))
+@jit(static_argnames=("grid", "half_width", "chunk", "rtol", "maxiter"))
 def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, offsets, weights, half_width: int,
                         chunk: int = 1024, rtol: float = 1e-6, maxiter: int = 1000):
     """x_W = A_W^-1 b_i read at the voxels where b_i sits (s, (n, m)): for each voxel i of

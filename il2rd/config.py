@@ -197,7 +197,7 @@ class VesselsConfig:
 @dataclass
 class DevicesConfig:
     shard: bool = False  # split the lattice into slabs along x over all visible devices
-    compilation_cache: bool = True  # keep compiled kernels on disk for later runs (compilation_cache.py)
+    compilation_cache: bool = True  # keep compiled kernels on disk for later runs (compilation.py)
 
 
 @dataclass

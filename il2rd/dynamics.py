@@ -56,12 +56,12 @@ on stencils placed once on the host; and in step 1 a cell sees the IL-2 at its s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .compilation import jit
 from . import subgrid
 from .cells import UptakeLaws, closure_diffusion_um2_per_s, periodic_axes
 from .grid import Grid
@@ -213,7 +213,7 @@ def stencil_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors
                         vmax_pM_per_s=(vmax / st.volume_fraction).astype(dtype), km_pM=km.astype(dtype))
 
 
-_stencil_coefficients_jit = jax.jit(stencil_coefficients)
+_stencil_coefficients_jit = jit(stencil_coefficients)
 
 
 def pstat5_of(c, receptors, cells: CellKinetics):
@@ -258,7 +258,7 @@ def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: C
     return (c, receptors), info
 
 
-@partial(jax.jit, static_argnames=("grid", "n_steps", "options"))
+@jit(static_argnames=("grid", "n_steps", "options"))
 def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, n_steps: int,
                     options: SolverOptions):
     """n_steps coupled steps from time t; returns the new state and the worst NewtonInfo."""
@@ -272,7 +272,7 @@ def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells
     return state, info
 
 
-initial_state_jit = jax.jit(initial_state, static_argnames=("grid", "options", "initial_field"))
+initial_state_jit = jit(initial_state, static_argnames=("grid", "options", "initial_field"))
 
 
 def cell_kinetics(scenario, dtype) -> CellKinetics:

@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from . import compilation_cache, config, readouts
+from . import compilation, config, readouts
 from . import dynamics
 from .attribution import Attribution, attribute
 from . import runfolder
@@ -423,7 +423,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
     started = wallclock.perf_counter()
-    compilation_cache.configure(config.compilation_cache(cfg))  # before anything compiles
+    compilation.configure_cache(config.compilation_cache(cfg))  # before anything compiles
     if cfg.get("resume") is not None:
         settings, scenario, output = runfolder.open_resume(cfg, overrides)
     else:

@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import compilation_cache, config, resources, runfolder
+from . import compilation, config, resources, runfolder
 from .cells import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
@@ -85,9 +85,9 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
     each run's file (None for a refused config).
     """
     try:  # before anything compiles; a bad value is refused with its point below
-        compilation_cache.configure(config.compilation_cache(cfgs[0]) if cfgs else True)
+        compilation.configure_cache(config.compilation_cache(cfgs[0]) if cfgs else True)
     except config.ConfigError:
-        compilation_cache.configure(True)
+        compilation.configure_cache(True)
     points, files = [], []
     for cfg, out in zip(cfgs, output_dirs):
         try:

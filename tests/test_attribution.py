@@ -231,7 +231,7 @@ def test_closure_autocrine_is_a_lower_bound_that_the_window_makes_exact():
     assert np.all(a.autocrine_molecules_per_s[pop.type_index != pop.type_names.index("il2_producer")] == 0)
 
 
-@pytest.mark.parametrize("h", [8.0, 10.0, 20.0])
+@pytest.mark.parametrize("h", [8.0, 20.0])  # a/h from 0.63 to 0.25
 def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
     """One secreting, consuming linear cell (a = 5 um) in a decay-free 32^3 box with absorbing
     faces: the attributed autocrine fraction against the sphere's k/(4 pi D a + k). Below

@@ -52,7 +52,7 @@ GRIDS = [
 ]
 
 PROPERTY_SETTINGS = settings(
-    max_examples=12,
+    max_examples=8,  # derandomized: the same 8 drawn problems every run
     deadline=None,
     derandomize=True,
     database=None,

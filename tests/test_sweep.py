@@ -24,6 +24,9 @@ from il2rd.simulate import run
 from il2rd.sweep import run_batched
 
 SMALL = ["grid.shape=[12,10,8]", "output.progress=false"]
+# the multirun commands check files, tables and launchers, not the attribution (in-process tests
+# above and tests/test_attribution.py do): leaving it out spares its compilation in every process
+COMMAND = [*SMALL, "output.attribution=false"]
 
 
 def compose_many(*override_sets):
@@ -107,7 +110,7 @@ def check_table_against_files(sweep: Path, rows: list[dict], expected_params: li
 
 def test_multirun_collect_with_a_failed_run_and_rerun_skipping(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "physics.diffusion=5,-1,20", "seed=0,1", *SMALL, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "physics.diffusion=5,-1,20", "seed=0,1", *COMMAND, f"hydra.sweep.dir={sweep}"]
     proc = il2rd(*args, cwd=tmp_path)
     assert proc.returncode != 0  # Hydra reports the failed job at the end ...
     assert "physics.diffusion = -1.0" in proc.stderr
@@ -132,7 +135,7 @@ def test_multirun_collect_with_a_failed_run_and_rerun_skipping(tmp_path):
 
 def test_a_killed_run_is_reported_and_a_rerun_redoes_it(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "physics.diffusion=5,20", *SMALL, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "physics.diffusion=5,20", *COMMAND, f"hydra.sweep.dir={sweep}"]
     assert il2rd(*args, cwd=tmp_path).returncode == 0
     with h5py.File(sweep / "1" / "il2rd.h5", "r+") as f:  # as a run killed part-way leaves it
         f.attrs["complete"] = False
@@ -145,7 +148,7 @@ def test_a_killed_run_is_reported_and_a_rerun_redoes_it(tmp_path):
 
 
 def test_batched_launcher_gives_the_basic_launchers_results(tmp_path):
-    common = ["-m", "physics.diffusion=5,20", "cell_types.treg.receptors=5e3,2e4", *SMALL]
+    common = ["-m", "physics.diffusion=5,20", "cell_types.treg.receptors=5e3,2e4", *COMMAND]
     basic, batched = tmp_path / "basic", tmp_path / "batched"
     assert il2rd(*common, f"hydra.sweep.dir={basic}", cwd=tmp_path).returncode == 0
     proc = il2rd(*common, "hydra/launcher=il2rd_batched", f"hydra.sweep.dir={batched}", cwd=tmp_path)
@@ -162,7 +165,7 @@ def test_batched_launcher_gives_the_basic_launchers_results(tmp_path):
 def test_submitit_local_launcher_runs_the_cluster_code_path(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
-    proc = il2rd("-m", "physics.diffusion=5,20", *SMALL, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+    proc = il2rd("-m", "physics.diffusion=5,20", *COMMAND, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
                  f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_table(sweep)
@@ -180,7 +183,7 @@ def test_sweep_presets_compose(tmp_path):
 
 
 def test_sharded_lattice_gives_the_single_device_field(tmp_path):
-    args = ["grid.shape=[16,12,10]", "output.progress=false", "precision=float64"]
+    args = ["grid.shape=[16,12,10]", "output.progress=false", "output.attribution=false", "precision=float64"]
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     four = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     assert il2rd(*args, f"hydra.run.dir={single}", cwd=tmp_path).returncode == 0

@@ -37,12 +37,12 @@ never differentiating through the Newton iterations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from ..compilation import jit
 from .. import grid as grid_mod
 from .. import kinetics
 from ..grid import Grid
@@ -189,10 +189,10 @@ def solve_steady(grid: Grid, coef: FieldCoefficients, c0=None, options: SolverOp
     return c, NewtonInfo(residual, backward, newton_its.astype(jnp.int32), krylov_its.astype(jnp.int32), converged > 0.5)
 
 
-steady_field = jax.jit(solve_steady, static_argnames=("grid", "options"))
+steady_field = jit(solve_steady, static_argnames=("grid", "options"))
 
 
-@partial(jax.jit, static_argnames=("grid", "options"))
+@jit(static_argnames=("grid", "options"))
 def steady_field_batch(grid: Grid, coef: FieldCoefficients, options: SolverOptions = SolverOptions()):
     """steady_field vmapped over coefficients stacked along a leading batch axis."""
     return jax.vmap(lambda k: solve_steady(grid, k, None, options))(coef)

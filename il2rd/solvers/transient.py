@@ -12,12 +12,12 @@ explicit  Forward Euler, first order. Stable and non-negative when
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..compilation import jit
 from .. import kinetics
 from ..grid import Grid
 from ..kinetics import FieldCoefficients
@@ -81,10 +81,10 @@ def advance(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str,
     return c, info
 
 
-advance_jit = jax.jit(advance, static_argnames=("grid", "n_steps", "kind", "options"))
+advance_jit = jit(advance, static_argnames=("grid", "n_steps", "kind", "options"))
 
 
-@partial(jax.jit, static_argnames=("grid", "n_steps", "kind", "options"))
+@jit(static_argnames=("grid", "n_steps", "kind", "options"))
 def advance_batch(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str, options: SolverOptions):
     """advance vmapped over fields and coefficients stacked along a leading batch axis."""
     return jax.vmap(lambda c1, k: advance(c1, grid, k, dt, n_steps, kind, options))(c, coef)

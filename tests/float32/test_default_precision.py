@@ -65,8 +65,12 @@ PHYSICAL = [
 ]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("case", PHYSICAL, ids=lambda c: f"{c['shape'][0]}^3-src{c['source_fraction']}-con{c['consumer_fraction']}")
+# two placements of each random tissue; the one-source boxes have a single placement
+CASES = [(case, seed) for case in PHYSICAL for seed in ((0,) if case["source_fraction"] == 0.0 else (0, 1))]
+
+
+@pytest.mark.parametrize(("case", "seed"), CASES,
+                         ids=[f"{c['shape'][0]}^3-src{c['source_fraction']}-con{c['consumer_fraction']}-{s}" for c, s in CASES])
 def test_physical_problems_converge_and_match_float64(case, seed):
     shape = case["shape"]
     grid = Grid(shape, 10.0, (case.get("boundary", "zero_flux"),) * 6)
@@ -98,11 +102,11 @@ def test_random_problems_converge_in_float32(problem):
 
 
 def test_implicit_steps_match_float64():
-    shape = (20, 20, 20)
+    shape = (16, 16, 16)
     grid = Grid(shape, 10.0)
     secretion, vmax, km = random_cells(shape, 10.0, 3, 0.01, 0.3)
     coef = coefficients(shape, 10.0, 2.8e-5, secretion, vmax, km, None, "saturating", jnp.float32)
-    dt, n = 60.0, 5
+    dt, n = 60.0, 3
     c, info = advance_jit(jnp.zeros(shape, jnp.float32), grid, coef, jnp.float32(dt), n, "implicit", OPTIONS)
     assert_converged(info)
     ref = np.zeros(shape)

@@ -17,7 +17,7 @@ def test_default_tissue_runs_in_float32(kind, tmp_path):
     extra = [] if kind == "steady" else ["time.end=1200", "time.snapshot_every=600", "solver.dt=300"]
     if kind == "explicit":
         extra[-1] = "solver.dt=1"
-    cfg = compose_config("grid.shape=[24,24,24]", f"solver.kind={kind}", "output.progress=false", *extra)
+    cfg = compose_config("grid.shape=[16,16,16]", f"solver.kind={kind}", "output.progress=false", *extra)
     assert cfg.precision == "float32"
     result = run(cfg, tmp_path)
     assert result.field_pM.dtype == np.float32 and np.all(np.isfinite(result.field_pM))
