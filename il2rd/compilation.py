@@ -57,6 +57,7 @@ class _Kernel:
     def __init__(self, fun, jit_kwargs):
         functools.update_wrapper(self, fun)
         self._fun, self._jit_kwargs, self._jitted = fun, jit_kwargs, None
+        self._nested = jax.jit(fun, **jit_kwargs)  # inside another kernel: compiled with that one's options
 
     def _compiled(self):
         if self._jitted is None:
@@ -64,7 +65,8 @@ class _Kernel:
         return self._jitted
 
     def __call__(self, *args, **kwargs):
-        return self._compiled()(*args, **kwargs)
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((args, kwargs)))
+        return (self._nested if traced else self._compiled())(*args, **kwargs)
 
     def lower(self, *args, **kwargs):
         return self._compiled().lower(*args, **kwargs)

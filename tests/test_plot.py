@@ -142,8 +142,8 @@ def test_default_output_folder_is_figures_beside_the_file(tmp_path, steady_file)
     path = tmp_path / "run" / "il2rd.h5"
     path.parent.mkdir()
     shutil.copy(steady_file, path)
-    written = plot.make_figures(path, gif=False)
-    assert {p.parent for p in written} == {path.parent / "figures"}
+    written = plot.make_figures(path, gif=False, only=("slice", "histograms"))
+    assert {p.parent for p in written} == {path.parent / "figures"} and len(written) == 2
     assert all(p.is_file() for p in written)
 
 
@@ -199,13 +199,24 @@ def test_command_writes_and_lists_the_figures_for_the_requested_time(tmp_path, t
 
     # --time 12 draws the snapshot nearest 12 s (t = 10 s): the same image as asking for 10 s
     # here, and not the last snapshot's (the default)
-    at_10 = plot.make_figures(transient_file, tmp_path / "at_10", time_s=10.0, gif=False)
-    last = plot.make_figures(transient_file, tmp_path / "last", gif=False)
-    for name in ("slice.png", "histograms.png"):
+    compared = ("slice", "histograms")
+    at_10 = plot.make_figures(transient_file, tmp_path / "at_10", time_s=10.0, gif=False, only=compared)
+    last = plot.make_figures(transient_file, tmp_path / "last", gif=False, only=compared)
+    for name in (f"{c}.png" for c in compared):
         cli_pixels = rgb(out / name)
         assert np.array_equal(cli_pixels, rgb(tmp_path / "at_10" / name)), name
         assert not np.array_equal(cli_pixels, rgb(tmp_path / "last" / name)), name
-    assert len(at_10) == len(last) == len(FIGURES)
+    assert [p.name for p in at_10] == [p.name for p in last] == [f"{c}.png" for c in compared]
+
+
+def test_only_the_requested_figures_are_drawn(tmp_path, transient_file):
+    out = tmp_path / "some"
+    proc = run_plot(tmp_path, str(transient_file), "--out", str(out), "--only", "histograms,slice")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["histograms.png", "slice.gif", "slice.png"]
+    proc = run_plot(tmp_path, str(transient_file), "--out", str(tmp_path / "none"), "--only", "slices")
+    assert proc.returncode == 2 and "--only = slices" in proc.stderr and "histograms" in proc.stderr
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("when", ["100", "nan", "-20"])

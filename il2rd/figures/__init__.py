@@ -45,16 +45,22 @@ FIGURES = {  # file stem: maker(run, snapshot index)
 
 
 def make_figures(h5_path, out_dir=None, time_s: float | None = None, pdf: bool = False, gif: bool = True,
-                 report=print) -> list[Path]:
+                 report=print, only=None) -> list[Path]:
     """Write the figure set of one run; returns the files written. Each figure the run cannot
     support is reported (`report`, one line: its file and why) and not written. The folder is
-    made only when the first figure is written, so a refused file leaves none."""
+    made only when the first figure is written, so a refused file leaves none. `only`: names
+    of FIGURES to draw (default all; the GIF comes with 'slice')."""
+    unknown = sorted(set(only or ()) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"only = {', '.join(unknown)}: no such figure; the figures are {', '.join(FIGURES)}")
+    wanted = FIGURES if only is None else {name: FIGURES[name] for name in FIGURES if name in only}
+    gif = gif and "slice" in wanted
     h5_path = Path(h5_path)
     out = Path(out_dir) if out_dir is not None else h5_path.parent / "figures"
     written = []
     with load(h5_path) as run:
         index = run.snapshot_index(time_s)  # a time the file does not hold is refused before any drawing
-        for name, make in FIGURES.items():
+        for name, make in wanted.items():
             try:
                 fig = make(run, index)
             except FigureSkipped as why:
@@ -79,13 +85,18 @@ def main(argv=None) -> int:
     parser.add_argument("--time", type=float, help="snapshot time in s, within the run's (nearest is used; default: the last)")
     parser.add_argument("--pdf", action="store_true", help="also write PDF versions")
     parser.add_argument("--no-gif", action="store_true", help="skip the animation")
+    parser.add_argument("--only", help=f"comma-separated figures to draw (default all): {', '.join(FIGURES)}")
     args = parser.parse_args(argv)
+    only = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
+    if only is not None and sorted(set(only) - set(FIGURES)):
+        print(f"il2rd-plot: error: --only = {args.only}: the figures are {', '.join(FIGURES)}", file=sys.stderr)
+        return 2
     if not args.file.is_file():
         print(f"il2rd-plot: error: file = {str(args.file)!r}: no such file", file=sys.stderr)
         return 2
     try:
         written = make_figures(args.file, args.out, args.time, args.pdf, not args.no_gif,
-                               report=lambda line: print(f"il2rd-plot: {line}", file=sys.stderr))
+                               report=lambda line: print(f"il2rd-plot: {line}", file=sys.stderr), only=only)
     except ValueError as err:
         if args.time is not None and "time =" in str(err):
             print(f"il2rd-plot: error: --time = {args.time:g}: {str(err).partition(': ')[2]}", file=sys.stderr)
