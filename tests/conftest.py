@@ -27,6 +27,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "") and not os.environ.get("IL2RD_TEST_KEEP_XLA_FLAGS"):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAG}".strip()
+    os.environ["IL2RD_TEST_XLA_FLAG"] = TEST_XLA_FLAG  # what the float32 tier takes out again
 
 import jax  # noqa: E402  (after the cache folder and the flags are in the environment)
 import pytest  # noqa: E402
