@@ -21,8 +21,8 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 # Compile with LLVM's optimisation level 0: the suite's time is mostly compilation of small problems,
-# which this cuts by about a third (tests/test_attribution.py + test_exact_solutions.py: 135 s -> 117 s
-# on 2 cores). The arithmetic is the same IEEE arithmetic (XLA enables no fast-math at any level);
+# and this cuts compilation by about a third and the tests' time by about an eighth, the solves
+# being slower (tests/test_attribution.py + test_exact_solutions.py: 135 s -> 117 s on 2 cores). The arithmetic is the same IEEE arithmetic (XLA enables no fast-math at any level);
 # the float32 tier (test_float32_tier.py) runs at XLA's default level, exactly as users do.
 TEST_XLA_FLAG = "--xla_backend_optimization_level=0"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "") and not os.environ.get("IL2RD_TEST_KEEP_XLA_FLAGS"):

@@ -1,4 +1,4 @@
-"""The persistent compilation cache (il2rd/compilation_cache.py), through the real command: on by
+"""The persistent compilation cache (il2rd/compilation.py), through the real command: on by
 default in the user cache folder, reused by a later run with the same field bitwise, off with one key."""
 
 import os
