@@ -36,7 +36,10 @@ def test_a_second_run_reuses_every_cached_kernel_and_gives_the_same_field(tmp_pa
     written = _entries(folder)
     assert written, f"the first run cached nothing in {folder}"
     second = _il2rd(tmp_path / "second", cache)
-    assert _entries(folder) == written  # every kernel read back, none compiled and written again
+    after = _entries(folder)
+    # every kernel the first run cached is read back, none compiled and written again (a kernel that
+    # compiled just under the 0.1 s threshold the first time may be added now: timing, not a miss)
+    assert {name: after.get(name) for name in written} == written
     with h5py.File(first) as a, h5py.File(second) as b:
         np.testing.assert_array_equal(a["il2"][...], b["il2"][...])
 
