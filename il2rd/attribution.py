@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compilation import jit
-from . import cells, subgrid, units
+from . import cells, coupling, subgrid, units
 from . import grid as grid_mod
 from .grid import Grid
 from .kinetics import FieldCoefficients, uptake_per_il2
@@ -227,41 +227,27 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -
     if not scenario.settings.subgrid_uptake:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
-    law = _stencil_law(scenario, il2ra, secretion_course)
-    spread = lambda mine: subgrid.voxel_fields(  # noqa: E731
-        grid.shape, pop.voxel[mine], grid.spacing_um, law.diffusion_um2_per_s, law.radius_um[mine], law.vmax[mine],
-        law.km[mine], law.secretion[mine], law.periodic)[0]
-    total = spread(law.secretion > 0)
+    cp, (vmax, km, q) = scenario.coupling, _stencil_law(scenario, il2ra, secretion_course)
+    spread = lambda mine: np.asarray(coupling.voxel_fields_jit(cp, vmax, km, jnp.where(mine, q, 0.0))[0], np.float64)  # noqa: E731
+    total = spread(q > 0)
     fraction = lambda part: np.where(total > 0, part / np.where(total > 0, total, 1.0), 0.0)  # noqa: E731
     secretion = np.asarray(coef.secretion_pM_per_s, np.float64)
-    return np.stack([secretion * fraction(spread((pop.type_index == k) & (law.secretion > 0))) for k in type_indices])
+    return np.stack([secretion * fraction(spread(jnp.asarray(pop.type_index == k) & (q > 0))) for k in type_indices])
 
 
-@dataclass(frozen=True)
-class _StencilLaw:
-    """The sub-grid closure's inputs as cells.field_coefficients and readouts use them: the
-    closure's D (alpha D_eff, cells.closure_diffusion_um2_per_s, um^2/s), the cells' radii (um),
-    each cell's collapsed uptake law and secretion, the periodic axes."""
-
-    diffusion_um2_per_s: float
-    radius_um: np.ndarray  # (n,) each cell's radius a (um)
-    vmax: np.ndarray  # (n,) molecules/s
-    km: np.ndarray  # (n,) pM
-    secretion: np.ndarray  # (n,) molecules/s
-    periodic: tuple[bool, bool, bool]
-
-
-def _stencil_law(scenario, il2ra=None, secretion_course=None) -> _StencilLaw:
-    """il2ra, secretion_course: each cell's IL-2Ra and secretion time-course factor f_i(t) at the
+def _stencil_law(scenario, il2ra=None, secretion_course=None):
+    """(V molecules/s, K_M pM, q molecules/s), each (n,) in the run's dtype: each cell's collapsed
+    uptake law (cells.UptakeLaws.collapsed) and secretion as the sub-grid closure spreads them.
+    il2ra, secretion_course: each cell's IL-2Ra and secretion time-course factor f_i(t) at the
     field's moment where they change (solver.kind=coupled: the final state), else None (its own
     IL-2Ra, constant secretion q_i)."""
     pop, settings = scenario.population, scenario.settings
-    vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)  # each cell's one law, two receptor classes collapsed
+    vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)
     secretion = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
     if secretion_course is not None:
         secretion = secretion * np.asarray(secretion_course, np.float64)
-    diffusion = cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction)
-    return _StencilLaw(diffusion, cells.cell_radii_um(pop, settings.types), vmax, km, secretion, cells.periodic_axes(scenario.grid))
+    dtype = scenario.coupling.radius_um.dtype
+    return tuple(jnp.asarray(a, dtype) for a in (vmax, km, secretion))
 
 
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
@@ -288,20 +274,19 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     secretions = type_secretions(scenario, secreting, il2ra, secretion_course)
     fields, _ = source_fields(c, jnp.asarray(secretions), grid, coef, with_boundary, options, with_blood)
     volume = scenario.interstitial_voxel_volume_um3
-    sigma = np.asarray(uptake_per_il2(c, coef), np.float64)
+    sigma = uptake_per_il2(c, coef)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
     if not settings.subgrid_uptake:  # each cell takes up sigma_i x_i of a field part x
         index = tuple(pop.voxel.T)
-        sharing = None
-        taken = lambda x: sigma[index] * np.asarray(x, np.float64)[index]  # noqa: E731
+        share = None
+        sigma_at = np.asarray(sigma, np.float64)[index]
+        taken = lambda x: sigma_at * np.asarray(x, np.float64)[index]  # noqa: E731
     else:  # its share p_ij of sigma_j x_j in each voxel j of its stencil
         law = _stencil_law(scenario, il2ra, secretion_course)
-        sharing = subgrid.uptake_sharing(field_pM, pop.voxel, grid.spacing_um, law.diffusion_um2_per_s, law.radius_um,
-                                         law.vmax, law.km, settings.uptake, law.periodic)
-        flat, share = sharing
-        taken = lambda x: np.sum(share * (sigma.reshape(-1) * np.asarray(x, np.float64).reshape(-1))[flat], axis=1)  # noqa: E731
+        share = coupling.sharing_jit(scenario.coupling, c, *law[:2])
+        taken = lambda x: np.asarray(coupling.taken_jit(scenario.coupling, share, sigma * jnp.asarray(x, c.dtype)), np.float64)  # noqa: E731
     by_cell = np.stack([to_molecules(taken(f)) for f in fields], axis=-1)
-    uptake = to_molecules(taken(np.maximum(np.asarray(field_pM, np.float64), 0.0)))
+    uptake = to_molecules(taken(jnp.maximum(c, 0.0)))
     total = max(float(uptake.sum()), np.finfo(float).tiny)
     closure = float(np.sum(np.abs(by_cell.sum(axis=-1) - uptake)) / total)
 
@@ -317,10 +302,10 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         output.append(to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64)
                                                 * np.asarray(coef.exchange_target_pM, np.float64)))))
     secretes = np.isin(pop.type_index, secreting)
-    if sharing is None:
+    if share is None:
         autocrine, change = _autocrine(c, grid, coef, pop, secretes, options, volume, autocrine_half_width)
     else:
-        autocrine, change = _autocrine_stencil(c, scenario, law, sharing, sigma, secretes, options, autocrine_half_width)
+        autocrine, change = _autocrine_stencil(c, scenario, law, share, sigma, secretes, options, autocrine_half_width)
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, autocrine, change,
                        pop.type_index)
 
@@ -344,32 +329,32 @@ def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray
     return autocrine, change
 
 
-def _autocrine_stencil(c, scenario, law: _StencilLaw, sharing, sigma, secretes: np.ndarray, options: SolverOptions,
-                       half_width: int):
+def _autocrine_stencil(c, scenario, law, share, sigma, secretes: np.ndarray, options: SolverOptions, half_width: int):
     """Sub-grid closure: each secreting cell's uptake of its own secretion,
 
         q_i sum_j p_ij sigma_j [A_W^-1 w_i]_j      (molecules/s; w_i its secretion stencil, sum 1),
 
     and the window change (module docstring)."""
-    grid, pop = scenario.grid, scenario.population
+    grid, pop, cp = scenario.grid, scenario.population, scenario.coupling
     autocrine = np.zeros(len(pop))
     mine = np.flatnonzero(secretes)
     if len(mine) == 0:
         return autocrine, 0.0
-    idx, weights = subgrid.secretion_stencils(pop.voxel[mine], grid.shape, grid.spacing_um, law.diffusion_um2_per_s,
-                                              law.radius_um[mine], law.vmax[mine], law.km[mine], law.periodic)
-    offsets = idx - pop.voxel[mine][:, None, :]
-    flat, share = (a[mine] for a in sharing)
-    read = share * sigma.reshape(-1)[flat]  # (n, 7): p_ij sigma_j, 1/s
+    vmax, km, q = law
+    flat, inside = cp.flat[mine], cp.inside[mine]
+    weights = coupling.fold(cp, coupling.laws(cp, vmax, km).stencil_weights)[mine]  # arms beyond a face: weight 0
+    read = share[mine] * sigma.reshape(-1)[flat]  # (n, 7): p_ij sigma_j, 1/s
+    voxels = jnp.asarray(pop.voxel[mine], jnp.int32)
+    unwrapped = voxels[:, None, :] + jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None]
     # an arm wrapped through a periodic face lies outside the window: its secretion counts as lost
-    lost = np.any(np.abs(offsets) > 1, axis=-1)
-    offsets[lost] = 0
-    weights, read = np.where(lost, 0.0, weights), np.where(lost, 0.0, read)
+    lost = inside & jnp.any((unwrapped < 0) | (unwrapped >= jnp.asarray(grid.shape)), axis=-1)
+    offsets = jnp.where((inside & ~lost)[..., None], jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None], 0)
+    weights, read = jnp.where(lost, 0.0, weights), np.asarray(jnp.where(lost, 0.0, read), np.float64)
     coef = scenario.coefficients
     absorption = _absorption(c, coef)
     fraction, smaller = (np.sum(read * np.asarray(local_green_stencil(
-        absorption, grid, coef.diffusion_um2_per_s, jnp.asarray(pop.voxel[mine], jnp.int32), jnp.asarray(offsets, jnp.int32),
-        jnp.asarray(weights, coef.dtype), half, rtol=options.rtol), np.float64), axis=1) for half in (half_width, half_width - 1))
-    autocrine[mine] = law.secretion[mine] * fraction
+        absorption, grid, coef.diffusion_um2_per_s, voxels, offsets, weights.astype(coef.dtype), half, rtol=options.rtol),
+        np.float64), axis=1) for half in (half_width, half_width - 1))
+    autocrine[mine] = np.asarray(q, np.float64)[mine] * fraction
     change = float(np.max((fraction - smaller) / np.where(fraction > 0, fraction, 1.0)))
     return autocrine, change

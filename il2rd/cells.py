@@ -53,7 +53,8 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from . import anatomy, kinetics, receptors, subgrid, units
+from . import anatomy, kinetics, receptors, units
+from . import coupling as coupling_mod
 from .anatomy import NodeAnatomy
 from .grid import Grid
 from .kinetics import FieldCoefficients
@@ -479,7 +480,7 @@ def field_coefficients(
     *,
     volume_fraction: float = 1.0,
     tortuosity: float = 1.0,
-    cell_radius_um=None,
+    coupling=None,
 ) -> FieldCoefficients:
     """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients).
 
@@ -493,11 +494,9 @@ def field_coefficients(
     and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel. The
     intermediate-affinity class gets fields of its own only if some cell has such receptors
     (else scalars 0 and 1, which cost nothing).
-    cell_radius_um: the cells' radii a (um; a number, or (n,) per cell, :func:`cell_radii_um`):
-    spread each cell over the sub-grid stencil of subgrid.py instead, with its two
-    classes collapsed into one law (UptakeLaws.collapsed). Multiplied by alpha, the lattice
-    equation is that of free medium (per tissue volume V) with D = alpha D_eff, the closure's
-    setting (:func:`closure_diffusion_um2_per_s`); its rates per interstitial volume are those /alpha.
+    coupling: the cells' coupling.CellCoupling (:func:`coupling_of`): spread each cell over its
+    sub-grid stencil (subgrid.py) instead, with its two classes collapsed into one law
+    (UptakeLaws.collapsed), coupling.voxel_fields.
     """
     table = type_table(types, population.type_names)
     t = population.type_index
@@ -506,11 +505,10 @@ def field_coefficients(
     secretion = np.zeros(grid.shape)
     vmax, km, vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape), 0.0, 1.0
     index = tuple(population.voxel.T)
-    if cell_radius_um is not None:
-        secretion, vmax, km = subgrid.voxel_fields(
-            grid.shape, population.voxel, grid.spacing_um, closure_diffusion_um2_per_s(diffusion_um2_per_s / tortuosity**2, volume_fraction),
-            cell_radius_um, *laws.collapsed(), table["secretion_molecules_per_s"][t], periodic_axes(grid))
-        secretion, vmax = secretion / volume_fraction, vmax / volume_fraction
+    if coupling is not None:
+        as_law = lambda a: jnp.asarray(a, coupling.radius_um.dtype)  # noqa: E731
+        secretion, vmax, km = coupling_mod.voxel_fields_jit(
+            coupling, *(as_law(a) for a in laws.collapsed()), as_law(table["secretion_molecules_per_s"][t]))
     else:
         to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, volume)  # noqa: E731
         secretion[index] = to_pM(table["secretion_molecules_per_s"][t])
@@ -534,6 +532,15 @@ def field_coefficients(
         exchange_target_pM=as_array(0.0),
         uptake=uptake,
     )
+
+
+def coupling_of(grid: Grid, population: Population, types: dict[str, CellType], effective_diffusion_um2_per_s: float,
+                volume_fraction: float, uptake: str, dtype):
+    """The cells' coupling.CellCoupling for the sub-grid closure: each cell a sphere of its type's
+    radius, the closure's D = alpha D_eff (:func:`closure_diffusion_um2_per_s`)."""
+    return coupling_mod.build(population.voxel, grid.shape, grid.spacing_um, cell_radii_um(population, types),
+                              closure_diffusion_um2_per_s(effective_diffusion_um2_per_s, volume_fraction),
+                              volume_fraction, uptake, dtype, periodic_axes(grid))
 
 
 def closure_diffusion_um2_per_s(effective_diffusion_um2_per_s, volume_fraction: float) -> float:

@@ -47,10 +47,10 @@ With the sub-grid closure (physics.cell_radius, subgrid.py) a cell's uptake and 
 spread over its 7-voxel stencil with weights that depend on its linear rate k = V/K, V and K its
 two receptor classes collapsed into one law (cells.UptakeLaws.collapsed): V = k_int (R_high +
 R_int), V/K = k_int (R_high/K_high + R_int/K_int). R changes every step, so the voxel fields are
-rebuilt from the cells' current laws inside the jitted step (subgrid.stencil_fields, the same
-formulas as the steady set-up in cells.field_coefficients: closure D = alpha D_eff, rates / alpha),
-on stencils placed once on the host; and in step 1 a cell sees the IL-2 at its surface
-(subgrid.stencil_cell_uptake), as the readouts report it, not its voxel's value.
+rebuilt from the cells' current laws inside the jitted step (coupling.voxel_fields, as the steady
+set-up in cells.field_coefficients), on the scenario's one coupling.CellCoupling; and in step 1 a
+cell sees the IL-2 at its surface (coupling.cell_uptake), as the readouts report it, not its
+voxel's value.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compilation import jit
-from . import subgrid
-from .cells import UptakeLaws, closure_diffusion_um2_per_s, periodic_axes
+from . import coupling
+from .cells import UptakeLaws
+from .coupling import CellCoupling
 from .grid import Grid
 from .kinetics import FieldCoefficients
 from .receptors import Signalling, receptor_classes
@@ -84,29 +85,6 @@ class ReceptorFeedback:
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class StencilCells:
-    """What the sub-grid closure (physics.cell_radius) needs to rebuild the cells' voxel fields in
-    the coupled step: flat (n, 7) int32, each cell's stencil voxels as flat C-order indices (arms
-    outside a non-periodic face replaced by the cell's own voxel) and inside (n, 7) bool, which arms
-    lie in the lattice (subgrid.folded_stencils); k_int_per_s (n,): internalisation rate, so that
-    V = k_int (R_high + R_int) molecules/s; secretion_molecules_per_s (n,): q_i at the peak of its
-    course; radius_um (n,): each cell's sphere radius a (um). Static: the lattice shape, voxel edge h, the closure's
-    D = alpha D_eff (um^2/s, cells.closure_diffusion_um2_per_s), alpha, the uptake law."""
-
-    flat: jax.Array
-    inside: jax.Array
-    k_int_per_s: jax.Array
-    secretion_molecules_per_s: jax.Array
-    radius_um: jax.Array
-    shape: tuple[int, int, int] = field(metadata=dict(static=True))
-    spacing_um: float = field(metadata=dict(static=True))
-    diffusion_um2_per_s: float = field(metadata=dict(static=True))
-    volume_fraction: float = field(metadata=dict(static=True))
-    uptake: str = field(metadata=dict(static=True))
-
-
-@jax.tree_util.register_dataclass
-@dataclass(frozen=True)
 class CellKinetics:
     """Per-cell arrays (n cells) the coupled solver needs: where each cell sits and how its
     uptake and secretion map onto its voxel.
@@ -117,8 +95,10 @@ class CellKinetics:
     voxel's v_max; secretion_pM_per_s: q_i / (6.022e-4 alpha V) at the peak of its time course;
     onset_s, peak_s, off_s: the time course; timed: whether the cell follows it (else constant);
     km_pM, km_intermediate_pM: the Michaelis constants of its two receptor classes;
-    stencil: the sub-grid closure's StencilCells with physics.cell_radius, else None (each cell
-    then acts in its own voxel only)."""
+    k_int_per_s: its internalisation rate, so that V = k_int (R_high + R_int) molecules/s;
+    secretion_molecules_per_s: q_i at the peak of its time course;
+    coupling: the scenario's coupling.CellCoupling with the sub-grid closure (physics.cell_radius),
+    else None (each cell then acts in its own voxel only)."""
 
     voxel: jax.Array
     basal_receptors: jax.Array
@@ -133,9 +113,11 @@ class CellKinetics:
     il2rb: jax.Array
     gc: jax.Array
     km_intermediate_pM: jax.Array
+    k_int_per_s: jax.Array
+    secretion_molecules_per_s: jax.Array
     signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
     feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
-    stencil: StencilCells | None = None
+    coupling: CellCoupling | None = None
 
 
 def secretion_profile(t_s, onset_s, peak_s, off_s):
@@ -169,7 +151,7 @@ def secretion_course(cells: CellKinetics, t_s):
 def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
     """The field coefficients with each cell's v_max from its current IL-2Ra and its
     secretion at time t (with the sub-grid closure: :func:`stencil_coefficients`)."""
-    if cells.stencil is not None:  # jitted: the host calls it eagerly at every snapshot
+    if cells.coupling is not None:  # jitted: the host calls it eagerly at every snapshot
         return _stencil_coefficients_jit(coef, cells, receptors, t_s)
     index = tuple(cells.voxel.T)
     rate = cells.secretion_pM_per_s * secretion_course(cells, t_s)
@@ -189,7 +171,7 @@ def collapsed_law(cells: CellKinetics, receptors):
     """Each cell's one uptake law (V molecules/s, K_M pM) for IL-2Ra `receptors`: its two receptor
     classes collapsed (cells.UptakeLaws.collapsed), V = k_int (R_high + R_int),
     V / K_M = k_int (R_high / K_high + R_int / K_int). Sub-grid closure only."""
-    k_int = cells.stencil.k_int_per_s
+    k_int = cells.k_int_per_s
     high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
     return UptakeLaws(high, intermediate, k_int * high, cells.km_pM, k_int * intermediate, cells.km_intermediate_pM).collapsed()
 
@@ -203,14 +185,11 @@ def stencil_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors
 
     (w, v, kappa from each cell's k = V/K_M with the closure's D = alpha D_eff). The intermediate
     class stays folded into the one law (its fields stay the scalars 0 and 1)."""
-    st = cells.stencil
     vmax, km = collapsed_law(cells, receptors)
-    secretion = st.secretion_molecules_per_s * secretion_course(cells, t_s)
-    secretion, vmax, km = subgrid.stencil_fields(st.shape, st.flat, st.inside, st.spacing_um, st.diffusion_um2_per_s,
-                                                 st.radius_um, vmax, km, secretion)
+    secretion, vmax, km = coupling.voxel_fields(cells.coupling, vmax, km,
+                                                cells.secretion_molecules_per_s * secretion_course(cells, t_s))
     dtype = coef.dtype
-    return coef.replace(secretion_pM_per_s=(secretion / st.volume_fraction).astype(dtype),
-                        vmax_pM_per_s=(vmax / st.volume_fraction).astype(dtype), km_pM=km.astype(dtype))
+    return coef.replace(secretion_pM_per_s=secretion.astype(dtype), vmax_pM_per_s=vmax.astype(dtype), km_pM=km.astype(dtype))
 
 
 _stencil_coefficients_jit = jit(stencil_coefficients)
@@ -225,14 +204,12 @@ def pstat5_of(c, receptors, cells: CellKinetics):
 def seen(c, cells: CellKinetics, receptors=None):
     """IL-2 (pM) each cell sees: its voxel's value; with the sub-grid closure the IL-2 at its
     surface, from its share of its stencil's uptake and its own law for IL-2Ra `receptors`
-    (subgrid.stencil_cell_uptake, what readouts.cell_columns reports)."""
-    if cells.stencil is None:
+    (coupling.cell_uptake, what readouts.cell_columns reports)."""
+    if cells.coupling is None:
         return jnp.maximum(c[tuple(cells.voxel.T)], 0.0)
-    st = cells.stencil
     vmax, km = collapsed_law(cells, cells.basal_receptors if receptors is None else receptors)
-    _, surface = subgrid.stencil_cell_uptake(c, st.flat, st.inside, st.spacing_um, st.diffusion_um2_per_s, st.radius_um,
-                                             vmax, km, st.uptake)
-    return surface.astype(c.dtype)  # its xp.ones(n) is float64 where x64 is on: keep the run's precision
+    _, surface = coupling.cell_uptake(cells.coupling, c, vmax, km)
+    return surface.astype(c.dtype)
 
 
 def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions, t_s=0.0,
@@ -303,23 +280,9 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         il2rb=as_array(pop.receptors_per_cell(types, "il2rb")),
         gc=as_array(pop.receptors_per_cell(types, "gc")),
         km_intermediate_pM=as_array(per_type("km_intermediate_pM", 1035.0)),
+        k_int_per_s=as_array(per_type("k_int_per_s", 0.0)),
+        secretion_molecules_per_s=as_array(per_type("secretion_molecules_per_s", 0.0)),
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),
-        stencil=stencil_cells(scenario, per_type, dtype) if settings.subgrid_uptake else None,
-    )
-
-
-def stencil_cells(scenario, per_type, dtype) -> StencilCells:
-    """The StencilCells of a scenario with physics.cell_radius: stencils placed on the host, and the
-    closure's D from the scenario's own D_eff as readouts.cell_columns takes it."""
-    grid, settings = scenario.grid, scenario.settings
-    flat, inside = subgrid.folded_stencils(scenario.population.voxel, grid.shape, periodic_axes(grid))
-    return StencilCells(
-        flat=jnp.asarray(flat, jnp.int32), inside=jnp.asarray(inside),
-        k_int_per_s=jnp.asarray(per_type("k_int_per_s", 0.0), dtype),
-        secretion_molecules_per_s=jnp.asarray(per_type("secretion_molecules_per_s", 0.0), dtype),
-        radius_um=jnp.asarray(per_type("radius_um", 5.0), dtype),
-        shape=tuple(grid.shape), spacing_um=float(grid.spacing_um),
-        diffusion_um2_per_s=closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction),
-        volume_fraction=float(settings.volume_fraction), uptake=settings.uptake,
+        coupling=scenario.coupling,
     )

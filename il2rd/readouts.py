@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax.numpy as jnp
 import numpy as np
 
-from . import cells, subgrid
+from . import cells, coupling
 from . import grid as grid_mod
 from . import units
 
@@ -77,11 +78,10 @@ def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:
     if not settings.subgrid_uptake:
         seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.volume_fraction)
     else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
-        # IL-2 at its surface (subgrid.py)
-        uptake, seen = subgrid.cell_uptake_molecules_per_s(
-            field_pM, pop.voxel, scenario.grid.spacing_um,
-            cells.closure_diffusion_um2_per_s(scenario.coefficients.diffusion_um2_per_s, settings.volume_fraction),
-            cells.cell_radii_um(pop, settings.types), *laws.collapsed(), settings.uptake, cells.periodic_axes(scenario.grid))
+        # IL-2 at its surface (coupling.cell_uptake), in the run's precision
+        dtype = scenario.coupling.radius_um.dtype
+        uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
+            scenario.coupling, jnp.asarray(field_pM, dtype), *(jnp.asarray(a, dtype) for a in laws.collapsed())))
     pstat5 = settings.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from . import cells, vessels
 from .cells import Population
+from .coupling import CellCoupling
 from .config import Settings, check_steady_field_exists
 from .devices import shard_coefficients, x_slabs
 from .kinetics import FieldCoefficients
@@ -28,6 +29,7 @@ class Scenario:
     settings: Settings
     population: Population
     coefficients: FieldCoefficients
+    coupling: CellCoupling | None = None  # the cells' stencils with the sub-grid closure (coupling.py); None: point sinks
 
     @property
     def grid(self):
@@ -61,6 +63,8 @@ class Scenario:
                 float(table["secretion_molecules_per_s"][population.type_index].sum()),
                 float((laws.vmax_high_molecules_per_s + laws.vmax_intermediate_molecules_per_s).sum()),
             )
+        coupling = cells.coupling_of(settings.grid, population, settings.types, settings.diffusion_um2_per_s / settings.tortuosity**2,
+                                     settings.volume_fraction, settings.uptake, dtype) if settings.subgrid_uptake else None
         coef = cells.field_coefficients(
             settings.grid,
             population,
@@ -72,11 +76,11 @@ class Scenario:
             dtype,
             volume_fraction=settings.volume_fraction,
             tortuosity=settings.tortuosity,
-            cell_radius_um=cells.cell_radii_um(population, settings.types) if settings.subgrid_uptake else None,
+            coupling=coupling,
         )
         if settings.vessels.active:
             rate, target = vessels.exchange_fields(settings.vessels, settings.grid, settings.node, settings.seed)
             coef = coef.replace(exchange_per_s=jnp.asarray(rate, dtype), exchange_target_pM=jnp.asarray(target, dtype))
         if settings.shard:
             coef = shard_coefficients(coef, x_slabs())
-        return cls(settings, population, coef)
+        return cls(settings, population, coef, coupling)

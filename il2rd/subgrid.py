@@ -137,7 +137,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import units
-from .receptors import _xp
 
 WATSON_SIMPLE_CUBIC = (
     math.sqrt(6.0) / (32.0 * math.pi**3)
@@ -150,13 +149,6 @@ LATTICE_GREEN_ORIGIN = WATSON_SIMPLE_CUBIC / 6.0
 
 LATTICE_GREEN_NEIGHBOUR = LATTICE_GREEN_ORIGIN - 1.0 / 6.0
 """g1 = G(1, 0, 0) = g - 1/6 = 0.086064343191996 (harmonicity of G at the origin)."""
-
-def _arrays(*values):
-    """(xp, arrays): jax.numpy and the values as JAX arrays (their own dtype) if any is one, else
-    numpy and float64 arrays."""
-    xp = _xp(*values)
-    return xp, [xp.asarray(v) if xp is jnp else np.asarray(v, np.float64) for v in values]
-
 
 STENCIL_OFFSETS = np.array(
     [[0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.int64
@@ -184,13 +176,12 @@ class SubgridUptake(NamedTuple):
 
 def sphere_capacity_um3_per_s(diffusion_um2_per_s, radius_um):
     """S = 4 pi D a (um^3/s): the diffusion-limited uptake of a sphere per unit bath concentration."""
-    _, (d, a) = _arrays(diffusion_um2_per_s, radius_um)
-    return 4.0 * np.pi * d * a
+    return 4.0 * np.pi * diffusion_um2_per_s * radius_um
 
 
 def single_voxel_limit_um(radius_um):
     """The smallest voxel edge (4 pi g a, um) at which one voxel can absorb like the sphere."""
-    return 4.0 * np.pi * LATTICE_GREEN_ORIGIN * _arrays(radius_um)[1][0]
+    return 4.0 * np.pi * LATTICE_GREEN_ORIGIN * radius_um
 
 
 def cross_limit_um(radius_um):
@@ -200,14 +191,14 @@ def cross_limit_um(radius_um):
 
 def sphere_uptake_um3_per_s(diffusion_um2_per_s, radius_um, rate_um3_per_s):
     """U_sphere / c_inf = k S / (S + k) (um^3/s) for a linear consumer sphere in a bath."""
-    s = sphere_capacity_um3_per_s(diffusion_um2_per_s, radius_um)
+    s = sphere_capacity_um3_per_s(diffusion_um2_per_s, np.asarray(radius_um, np.float64))
     k = np.asarray(rate_um3_per_s, np.float64)
     return k * s / (s + k)
 
 
 def sphere_autocrine_fraction(diffusion_um2_per_s, radius_um, rate_um3_per_s):
     """The fraction k / (S + k) of its own secretion that a linear consumer sphere captures."""
-    s = sphere_capacity_um3_per_s(diffusion_um2_per_s, radius_um)
+    s = sphere_capacity_um3_per_s(diffusion_um2_per_s, np.asarray(radius_um, np.float64))
     k = np.asarray(rate_um3_per_s, np.float64)
     return k / (s + k)
 
@@ -247,12 +238,10 @@ def lattice_autocrine_fraction(spacing_um, diffusion_um2_per_s, rate_um3_per_s, 
 
 
 def centre_weight(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s):
-    """w0: the stencil's centre weight (1 for h >= 4 pi g a), see the module docstring.
-    numpy, or jax.numpy for JAX arrays (whose values cannot be checked here: the config checks h)."""
-    xp, arrays = _arrays(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)
-    h, d, a, k = xp.broadcast_arrays(*arrays)
-    if xp is np:
-        _check(h, a, k)
+    """w0: the stencil's centre weight (1 for h >= 4 pi g a), see the module docstring. JAX, so
+    that it runs inside jitted code: the caller checks h against the closure's limit
+    (:func:`check_voxel`)."""
+    h, d, a, k = jnp.broadcast_arrays(*(jnp.asarray(v) for v in (spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)))
     g1 = LATTICE_GREEN_NEIGHBOUR
     sigma = sphere_capacity_um3_per_s(d, a) / (d * h)  # S / (D h)
     beta = k / (d * h)
@@ -260,8 +249,8 @@ def centre_weight(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s):
     t = sigma / (sigma + beta)
     m = 1.0 - beta * t * g1
     c = 6.0 * t * (1.0 - sigma * g1) / sigma
-    w0 = ((m - t) + xp.sqrt((m - t) ** 2 + 4.0 * m * c)) / (2.0 * m)
-    return xp.where(h >= single_voxel_limit_um(a), 1.0, xp.clip(w0, 0.0, 1.0))
+    w0 = ((m - t) + jnp.sqrt((m - t) ** 2 + 4.0 * m * c)) / (2.0 * m)
+    return jnp.where(h >= single_voxel_limit_um(a), 1.0, jnp.clip(w0, 0.0, 1.0))
 
 
 def effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s) -> SubgridUptake:
@@ -269,24 +258,23 @@ def effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)
     radius a (um) and linear rate k (um^3/s; k = k_int R / K_M for saturating cells), on voxels of
     edge h (um) with diffusion D (um^2/s).
 
-    Vectorised: the arguments broadcast against each other (e.g. k of shape (n_cells,)); numpy,
-    or jax.numpy where k is a JAX array (the coupled step).
+    Vectorised: the arguments broadcast against each other (e.g. k of shape (n_cells,)); JAX
+    arrays, jittable (coupling.py applies it to every cell; h must pass :func:`check_voxel`).
     For an isolated cell in an infinite lattice, (*) with these parameters equals k S/(S + k)."""
-    xp, arrays = _arrays(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)
-    h, d, a, k = xp.broadcast_arrays(*arrays)
+    h, d, a, k = jnp.broadcast_arrays(*(jnp.asarray(v) for v in (spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)))
     w0 = centre_weight(h, d, a, k)
     w1 = (1.0 - w0) / 6.0
     large = h >= single_voxel_limit_um(a)
     extra_resistance = 1.0 / sphere_capacity_um3_per_s(d, a) - LATTICE_GREEN_ORIGIN / (d * h)  # s/um^3, >= 0 when large
-    k_over_kappa = xp.where(large, 1.0 + k * xp.where(large, extra_resistance, 0.0), 1.0)
+    k_over_kappa = jnp.where(large, 1.0 + k * jnp.where(large, extra_resistance, 0.0), 1.0)
     kappa = k / k_over_kappa
     # V split like the linear-regime flux (centre c_0 : faces c_1 = 1 : 1 + beta w0 / 6), so that all
     # stencil voxels approach saturation together, as the sphere's surface does
     beta = kappa / (d * h)
     v0 = w0 / (1.0 + beta * w0 * w1)
     v1 = (1.0 - v0) / 6.0
-    face_factor = xp.where(w1 > 0, v1 / xp.where(w1 > 0, w1, 1.0), 1.0)
-    stack = lambda centre, face: xp.concatenate([centre[..., None], xp.repeat(face[..., None], 6, axis=-1)], axis=-1)  # noqa: E731
+    face_factor = jnp.where(w1 > 0, v1 / jnp.where(w1 > 0, w1, 1.0), 1.0)
+    stack = lambda centre, face: jnp.concatenate([centre[..., None], jnp.repeat(face[..., None], 6, axis=-1)], axis=-1)  # noqa: E731
     return SubgridUptake(
         stencil_weights=stack(w0, w1),
         rate_um3_per_s=kappa,
@@ -295,140 +283,18 @@ def effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)
     )
 
 
-def voxel_fields(shape, voxel, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                 secretion_molecules_per_s, periodic=(False, False, False)):
-    """Corrected per-voxel fields for kinetics.FieldCoefficients from per-cell values (n,):
-
-        secretion_pM_per_s = sum_cells w_j q / (6.022e-4 h^3)
-        vmax_pM_per_s      = sum_cells v_j V / (6.022e-4 h^3)
-        km_pM              = vmax_pM_per_s h^3 / sum_cells w_j kappa   (1 where no cell reaches)
-
-    Overlapping stencils add their rates and maxima; the combined K_M keeps both the summed linear
-    slope and the summed maximum exact (sum V_i c/(K_i + c) is then approximated by one
-    Michaelis-Menten term). Returns (secretion, vmax, km), each of `shape` (numpy, float64)."""
-    flat, inside = folded_stencils(voxel, shape, periodic)
-    return stencil_fields(shape, flat, inside, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                          secretion_molecules_per_s)
-
-
-def stencil_fields(shape, flat, inside, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                   secretion_molecules_per_s):
-    """:func:`voxel_fields` for stencils already placed by :func:`folded_stencils` (flat (n, 7)
-    voxel indices, inside (n, 7)): the weights of arms outside the lattice are folded into the
-    cell's own voxel (:func:`fold_weights`), the scatter adds overlapping stencils. numpy, or
-    jax.numpy for JAX arrays: the jitted coupled step rebuilds the fields each step from the cells'
-    current laws V (molecules/s), K_M (pM) and secretion q (molecules/s), each (n,) or a scalar;
-    spacing_um must be a number (h^3 converts molecules/s to pM/s)."""
-    xp, (v, km, q) = _arrays(vmax_molecules_per_s, km_pM, secretion_molecules_per_s)
-    n = flat.shape[0]
-    p = effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, _linear_rate_um3_per_s(v, km))
-    volume = float(spacing_um) ** 3
-    to_pM = lambda f: units.cell_rate_to_voxel_rate_pM_per_s(f, volume)  # noqa: E731
-    w = fold_weights(xp.broadcast_to(p.stencil_weights, (n, 7)), inside)
-    vw = fold_weights(xp.broadcast_to(p.vmax_weights, (n, 7)), inside)
-    size = math.prod(tuple(shape))
-    scatter = lambda weights, values: _scatter_add(  # noqa: E731
-        size, flat, weights * xp.broadcast_to(values, (n,))[:, None]).reshape(tuple(shape))
-    secretion = to_pM(scatter(w, q))
-    vmax = to_pM(scatter(vw, v))
-    rate = scatter(w, p.rate_um3_per_s)  # um^3/s
-    km_field = xp.where(rate > 0, vmax * volume / xp.where(rate > 0, rate, 1.0), 1.0)
-    return secretion, vmax, km_field
-
-
 def surface_concentration_pM(uptake_molecules_per_s, vmax_molecules_per_s, km_pM, law="saturating"):
     """The IL-2 a cell's receptors see (pM): the concentration at which its own law gives its
     uptake, c_s = K_M U / V (linear) or K_M U / (V - U) (saturating). 0 for a cell without
-    receptors; inf if U >= V (saturating). numpy or jax.numpy, by the inputs."""
-    xp, (u, v, k_m) = _arrays(uptake_molecules_per_s, vmax_molecules_per_s, km_pM)
+    receptors; inf if U >= V (saturating). JAX arrays."""
+    u, v, k_m = (jnp.asarray(x) for x in (uptake_molecules_per_s, vmax_molecules_per_s, km_pM))
     if law == "linear":
-        out = k_m * u / xp.where(v > 0, v, 1.0)
+        out = k_m * u / jnp.where(v > 0, v, 1.0)
     elif law == "saturating":
-        out = xp.where(u < v, k_m * u / xp.where(u < v, v - u, 1.0), np.inf)
+        out = jnp.where(u < v, k_m * u / jnp.where(u < v, v - u, 1.0), np.inf)
     else:
         raise ValueError(f"law {law!r}; allowed: 'saturating', 'linear'")
-    return xp.where(v > 0, out, 0.0)
-
-
-def cell_uptake_molecules_per_s(c_pM, voxel, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s,
-                                km_pM, law="saturating", periodic=(False, False, False)):
-    """Each cell's uptake (molecules/s) from a steady field c (pM) built with :func:`voxel_fields`,
-    and the IL-2 its receptors see (pM, :func:`surface_concentration_pM`).
-
-    The uptake of a stencil voxel (one Michaelis-Menten term for all the cells that reach it) is
-    shared among those cells in proportion to their own terms V_ij c/(K_ij + c) there
-    (:func:`uptake_sharing`), so the cells' uptakes add up to the field's. For a linear, isolated
-    cell on small voxels the seen IL-2 is the stencil average sum_j w_j c_j; on large voxels it is
-    c_0 kappa / k (below the voxel value)."""
-    c = np.asarray(c_pM, np.float64)
-    flat, inside = folded_stencils(voxel, c.shape, periodic)
-    return stencil_cell_uptake(c, flat, inside, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM, law)
-
-
-def stencil_cell_uptake(c_pM, flat, inside, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                        law="saturating"):
-    """:func:`cell_uptake_molecules_per_s` for stencils already placed by :func:`folded_stencils`:
-    (uptake molecules/s, seen pM), each (n,). numpy, or jax.numpy for JAX arrays (what each cell
-    sees in the coupled step, as readouts.cell_columns reads it)."""
-    xp, (c, v, km) = _arrays(c_pM, vmax_molecules_per_s, km_pM)
-    c = xp.maximum(c, 0.0)
-    n = flat.shape[0]
-    v, km = v * xp.ones(n), km * xp.ones(n)
-    share = stencil_sharing(c, flat, spacing_um, diffusion_um2_per_s, radius_um, v, km, law)
-    # the field's uptake in each voxel, from the same combined coefficients voxel_fields builds
-    _, vmax_f, km_f = stencil_fields(c.shape, flat, inside, spacing_um, diffusion_um2_per_s, radius_um, v, km, 0.0)
-    vmax_f = units.voxel_rate_to_cell_rate_molecules_per_s(vmax_f, float(spacing_um) ** 3)
-    field = (vmax_f * c / (km_f if law == "linear" else km_f + c)).reshape(-1)
-    uptake = xp.sum(share * field[flat], axis=1)
-    return uptake, surface_concentration_pM(uptake, v, km, law)
-
-
-def uptake_sharing(c_pM, voxel, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                   law="saturating", periodic=(False, False, False)):
-    """Which part of each stencil voxel's uptake belongs to each cell: (flat, share), both (n, 7).
-
-    flat[i, j]: the flat (C-order) index in c's shape of cell i's stencil voxel j (arms outside the
-    lattice act in the cell's own voxel); share[i, j] = p_ij, cell i's fraction of that voxel's
-    uptake, in proportion to its own Michaelis-Menten term there:
-
-        p_ij = sigma_ij / sum_{cells i' reaching j} sigma_i'j,
-        sigma_ij = V_ij / (K_ij + c_j)  ('saturating'),  V_ij / K_ij  ('linear')     (per unit IL-2)
-
-    (V_ij = v_j V_i, K_ij = K_i x km_factor_j: :func:`effective_uptake`); 0 where no cell with
-    receptors reaches. With sigma_j the voxel's uptake per unit IL-2 (pM/s per pM), cell i takes
-    up sum_j p_ij sigma_j x_j of any part x of the field (pM): of the whole field in
-    :func:`cell_uptake_molecules_per_s`, of one source's part in attribution.py."""
-    c = np.maximum(np.asarray(c_pM, np.float64), 0.0)
-    flat, _ = folded_stencils(voxel, c.shape, periodic)
-    n = len(flat)
-    v = np.asarray(vmax_molecules_per_s, np.float64) * np.ones(n)
-    km = np.asarray(km_pM, np.float64) * np.ones(n)
-    return flat, stencil_sharing(c, flat, spacing_um, diffusion_um2_per_s, radius_um, v, km, law)
-
-
-def stencil_sharing(c_pM, flat, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                    law="saturating"):
-    """share (n, 7) of :func:`uptake_sharing` for stencils already placed (flat (n, 7) from
-    :func:`folded_stencils`), c >= 0, V and K_M (n,); numpy or jax.numpy, by the inputs."""
-    xp, (c, v, km) = _arrays(c_pM, vmax_molecules_per_s, km_pM)
-    n = flat.shape[0]
-    p = effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, _linear_rate_um3_per_s(v, km))
-    v_arm = xp.broadcast_to(p.vmax_weights, (n, 7)) * v[:, None]
-    k_arm = xp.broadcast_to(p.km_factors, (n, 7)) * km[:, None]
-    own = v_arm / (k_arm if law == "linear" else k_arm + c.reshape(-1)[flat])
-    total = _scatter_add(c.size, flat, own)[flat]  # sum over the cells reaching j
-    return xp.where(total > 0, own / xp.where(total > 0, total, 1.0), 0.0)
-
-
-def secretion_stencils(voxel, shape, spacing_um, diffusion_um2_per_s, radius_um, vmax_molecules_per_s, km_pM,
-                       periodic=(False, False, False)):
-    """Each cell's secretion stencil as :func:`voxel_fields` spreads it: (idx (n, 7, 3), weights
-    (n, 7)), the voxels of its stencil and the fraction of its secretion q that goes to each,
-    arms outside the lattice folded into its own voxel (weight 0 there, idx its own voxel)."""
-    voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
-    k = _linear_rate_um3_per_s(np.asarray(vmax_molecules_per_s, np.float64) * np.ones(len(voxel)), km_pM)
-    w = np.broadcast_to(effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, k).stencil_weights, (len(voxel), 7))
-    return _folded(voxel, shape, w, periodic)
+    return jnp.where(v > 0, out, 0.0)
 
 
 def far_field_pM(uptake_molecules_per_s, surface_pM, diffusion_um2_per_s, radius_um):
@@ -448,82 +314,18 @@ def linearised_km_pM(far_field_pM_, diffusion_um2_per_s, radius_um, vmax_molecul
     return np.asarray(km_pM, np.float64) + np.maximum(surface, 0.0)
 
 
-def stencil_voxels(voxel, shape, periodic=(False, False, False)):
-    """(n, 7, 3) voxel indices of each cell's stencil and an (n, 7) mask of those inside the
-    lattice (periodic axes wrap). Arms outside a non-periodic face are meant to be folded back
-    into the cell's own voxel (:func:`scatter_stencil` does that)."""
-    voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
-    idx = voxel[:, None, :] + STENCIL_OFFSETS[None, :, :]
-    n = np.asarray(shape, np.int64)
-    per = np.asarray(periodic, bool)
-    idx = np.where(per, idx % n, idx)
-    inside = np.all((idx >= 0) & (idx < n), axis=-1)
-    return idx, inside
+def linear_rate_um3_per_s(vmax_molecules_per_s, km_pM):
+    """k = V / K_M (um^3/s), 0 for a cell without receptors."""
+    v, km = jnp.asarray(vmax_molecules_per_s), jnp.asarray(km_pM)
+    return jnp.where(v > 0, v / units.pM_to_molecules_per_um3(km), 0.0)
 
 
-def folded_stencils(voxel, shape, periodic=(False, False, False)):
-    """(flat, inside), both (n, 7), numpy: the flat (C-order) index in `shape` of each cell's
-    stencil voxels, arms outside a non-periodic face replaced by the cell's own voxel, and the
-    mask of the arms inside the lattice. Cells do not move, so the coupled step gets these once,
-    from the host (dynamics.cell_kinetics)."""
-    idx, inside = _folded_voxels(voxel, shape, periodic)
-    flat = np.ravel_multi_index(tuple(idx.reshape(-1, 3).T), tuple(shape)).reshape(-1, 7)
-    return flat, inside
-
-
-_CENTRE_ARM = np.arange(7) == 0
-
-
-def fold_weights(stencil_weights, inside):
-    """Stencil weights (n, 7) with the weight of arms outside the lattice (inside False) moved
-    to the cell's own voxel (arm 0): a cell keeps its total rate, maximum and secretion at a
-    face. numpy or jax.numpy, by the inputs."""
-    xp = _xp(stencil_weights, inside)
-    w = xp.where(inside, stencil_weights, 0.0)
-    return w + xp.where(_CENTRE_ARM, (1.0 - w.sum(axis=1))[:, None], 0.0)
-
-
-def scatter_stencil(shape, voxel, stencil_weights, per_cell_values, periodic=(False, False, False)):
-    """Sum per_cell_values[i] * stencil_weights[i, j] onto the voxels of each cell's stencil
-    (a field of `shape`); overlapping stencils add, arms outside the lattice go to the cell's voxel."""
-    flat, inside = folded_stencils(voxel, shape, periodic)
-    w = fold_weights(np.asarray(stencil_weights, np.float64).reshape(-1, 7), inside)
-    return _scatter_add(math.prod(tuple(shape)), flat, w * np.asarray(per_cell_values, np.float64).reshape(-1, 1)).reshape(tuple(shape))
-
-
-def _scatter_add(size, flat, values):
-    """A flat field of `size` voxels with values (n, 7) added at flat (n, 7) (repeats add):
-    np.bincount, or .at[].add for JAX arrays."""
-    if _xp(flat, values) is np:  # bincount: the repeat-adding scatter, much faster than np.add.at
-        return np.bincount(flat.reshape(-1), weights=values.reshape(-1), minlength=size).astype(np.float64)
-    return jnp.zeros(size, values.dtype).at[flat.reshape(-1)].add(values.reshape(-1))
-
-
-def _folded_voxels(voxel, shape, periodic):
-    """(idx (n, 7, 3), inside (n, 7)): each cell's stencil voxels, arms outside the lattice
-    replaced by the cell's own voxel, and which arms lie inside."""
-    idx, inside = stencil_voxels(np.asarray(voxel, np.int64).reshape(-1, 3), shape, periodic)
-    return np.where(inside[..., None], idx, idx[:, :1, :]), inside
-
-
-def _folded(voxel, shape, stencil_weights, periodic):
-    """(idx, weights) of each cell's stencil with the weight of arms outside the lattice moved to
-    its own voxel (the arm's idx becomes the cell's voxel, its weight 0)."""
-    idx, inside = _folded_voxels(voxel, shape, periodic)
-    return idx, fold_weights(np.asarray(stencil_weights, np.float64).reshape(-1, 7), inside)
-
-
-def _linear_rate_um3_per_s(vmax_molecules_per_s, km_pM):
-    """k = V / K_M (um^3/s), 0 for a cell without receptors (numpy or jax.numpy)."""
-    xp, (v, km) = _arrays(vmax_molecules_per_s, km_pM)
-    return xp.where(v > 0, v / units.pM_to_molecules_per_um3(km), 0.0)
-
-
-def _check(h, a, k):
-    if np.any(~np.isfinite(k)) or np.any(k < 0):
-        raise ValueError("rate_um3_per_s must be finite and >= 0")
-    if np.any(h < cross_limit_um(a)):
+def check_voxel(spacing_um: float, radius_um):
+    """Refuse (ValueError) a voxel edge h below the closure's limit 4 pi G(1,0,0) a of any radius a
+    (um): even the 7-point stencil cannot absorb like the sphere there."""
+    a = np.asarray(radius_um, np.float64)
+    if np.any(spacing_um < cross_limit_um(a)):
         raise ValueError(
-            f"voxel edge {np.min(h):g} um is below 4 pi G(1,0,0) a = {float(np.max(cross_limit_um(a))):g} um: "
+            f"voxel edge {spacing_um:g} um is below 4 pi G(1,0,0) a = {float(np.max(cross_limit_um(a))):g} um: "
             "even the 7-point stencil cannot absorb like the sphere"
         )

@@ -169,3 +169,44 @@ def pair_orders(steps, errors) -> np.ndarray:
 def relative_max_error(approx, exact) -> float:
     approx, exact = np.asarray(approx, np.float64), np.asarray(exact, np.float64)
     return float(np.max(np.abs(approx - exact)) / np.max(np.abs(exact)))
+
+
+def closure(shape, voxel, spacing_um, diffusion, radius_um, uptake="saturating", periodic=(False, False, False)):
+    """The coupling.CellCoupling of cells at voxel (n, 3) in free medium (alpha = 1), in the
+    session's precision."""
+    from il2rd import coupling
+
+    return coupling.build(voxel, shape, spacing_um, radius_um, diffusion, 1.0, uptake, jnp.result_type(float), periodic)
+
+
+def closure_fields(shape, voxel, spacing_um, diffusion, radius_um, vmax, km, secretion, periodic=(False, False, False)):
+    """(secretion pM/s, v_max pM/s, K_M pM) fields of cells with laws V (molecules/s), K_M (pM)
+    and secretion q (molecules/s) under the sub-grid closure (coupling.voxel_fields), as numpy."""
+    from il2rd import coupling
+
+    cp = closure(shape, voxel, spacing_um, diffusion, radius_um, periodic=periodic)
+    args = (jnp.asarray(np.asarray(a, np.float64), cp.radius_um.dtype) for a in (vmax, km, secretion))
+    return tuple(np.asarray(f) for f in coupling.voxel_fields(cp, *args))
+
+
+def closure_cell_uptake(c, voxel, spacing_um, diffusion, radius_um, vmax, km, law="saturating", periodic=(False, False, False)):
+    """(uptake molecules/s, seen pM) of each cell from the field c (coupling.cell_uptake), as numpy."""
+    from il2rd import coupling
+
+    cp = closure(np.shape(c), voxel, spacing_um, diffusion, radius_um, law, periodic)
+    args = (jnp.asarray(np.asarray(a, np.float64), cp.radius_um.dtype) for a in (c, vmax, km))
+    return tuple(np.asarray(a) for a in coupling.cell_uptake(cp, *args))
+
+
+def scatter_stencil(shape, voxel, stencil_weights, per_cell_values):
+    """sum_i values_i w_ij on the voxels of each cell's 7-point stencil (arms outside the lattice
+    into the cell's own voxel), numpy, independent of il2rd's scatter."""
+    offsets = [(0, 0, 0), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+    field = np.zeros(shape)
+    weights = np.asarray(stencil_weights, np.float64).reshape(len(voxel), 7)
+    for cell, w, value in zip(np.asarray(voxel).reshape(-1, 3), weights, np.ravel(per_cell_values)):
+        for offset, wj in zip(offsets, w):
+            at = cell + np.asarray(offset)
+            inside = np.all((at >= 0) & (at < np.asarray(shape)))
+            field[tuple(at if inside else cell)] += wj * value
+    return field

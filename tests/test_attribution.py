@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from compose import compose_config
 
+from helpers import closure_fields
+
 from il2rd import cells, config, readouts, subgrid, units
 from il2rd.attribution import BOUNDARY, attribute, source_fields, type_secretions
 from il2rd.scenario import Scenario
@@ -201,7 +203,7 @@ def _alone(sc, i):
     vmax, km = cells.collapsed_uptake(pop, settings.types)
     q = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
     diffusion = cells.closure_diffusion_um2_per_s(sc.coefficients.diffusion_um2_per_s, settings.volume_fraction)
-    secretion = subgrid.voxel_fields(sc.grid.shape, pop.voxel[[i]], sc.grid.spacing_um, diffusion,
+    secretion = closure_fields(sc.grid.shape, pop.voxel[[i]], sc.grid.spacing_um, diffusion,
                                      cells.cell_radii_um(pop, settings.types)[[i]],
                                      vmax[[i]], km[[i]], q[[i]], cells.periodic_axes(sc.grid))[0]
     coef = sc.coefficients.replace(secretion_pM_per_s=jnp.asarray(secretion, sc.coefficients.dtype),
@@ -262,7 +264,7 @@ def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
             assert fraction == pytest.approx(k / (k + box_capacity(h)), rel=1e-6)
             assert fraction == pytest.approx(sphere, rel=0.05)
         else:
-            kappa = subgrid.effective_uptake(h, 10.0, RADIUS, k).rate_um3_per_s
+            kappa = float(subgrid.effective_uptake(h, 10.0, RADIUS, k).rate_um3_per_s)
             r = subgrid.LATTICE_GREEN_ORIGIN / (10.0 * h) - box_resistance(h)
             assert fraction == pytest.approx(kappa * r / (1 + kappa * r), rel=1e-6)
             limit = 4 * math.pi * subgrid.LATTICE_GREEN_ORIGIN * RADIUS / h  # 0.79 at 20 um

@@ -18,7 +18,7 @@ import pytest
 from compose import compose_config
 from helpers import coefficients, np_tendency
 
-from il2rd import cells, readouts, subgrid, units
+from il2rd import cells, coupling, readouts, subgrid, units
 from il2rd.attribution import attribute
 from il2rd.config import parse
 from il2rd.dynamics import (advance_coupled, cell_kinetics, coefficients_at, initial_state_jit, secretion_course,
@@ -47,13 +47,52 @@ def _cells_at_faces(shape, n, rng):
     return np.stack(np.unravel_index(flat, shape), axis=-1)
 
 
+def _loop_closure(c, voxel, shape, h, periodic, vmax, km, q, law):
+    """The closure's fields and each cell's (uptake, seen), cell by cell and arm by arm in plain
+    Python (independent of coupling.py's vectorised scatter, fold and sharing): the per-cell
+    weights from subgrid.effective_uptake, arms beyond a non-periodic face into the cell's voxel."""
+    offsets = subgrid.STENCIL_OFFSETS
+    k = np.where(vmax > 0, vmax / units.pM_to_molecules_per_um3(km), 0.0)
+    p = subgrid.effective_uptake(h, D, RADIUS, k)
+    w, vw, kf, kappa = (np.asarray(a, np.float64) for a in (p.stencil_weights, p.vmax_weights, p.km_factors, p.rate_um3_per_s))
+    sec, vm, rate = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    arms = []
+    for i, cell in enumerate(voxel):
+        at_cell = []
+        for j, off in enumerate(offsets):
+            at = np.array(cell) + off
+            for axis in range(3):
+                if periodic[axis]:
+                    at[axis] %= shape[axis]
+            inside = bool(np.all((at >= 0) & (at < np.array(shape))))
+            at = tuple(at) if inside else tuple(cell)
+            at_cell.append(at)
+            sec[at] += w[i, j] * q[i]
+            vm[at] += vw[i, j] * vmax[i]
+            rate[at] += w[i, j] * kappa[i]
+        arms.append(at_cell)
+    to_pM = lambda f: units.cell_rate_to_voxel_rate_pM_per_s(f, h**3)  # noqa: E731
+    km_field = np.where(rate > 0, to_pM(vm) * h**3 / np.where(rate > 0, rate, 1.0), 1.0)
+    field_uptake = vm * c / (km_field if law == "linear" else km_field + c)  # molecules/s per voxel
+    own = np.zeros((len(voxel), 7))
+    total = np.zeros(shape)
+    for i in range(len(voxel)):
+        for j, at in enumerate(arms[i]):
+            own[i, j] = vw[i, j] * vmax[i] / (kf[i, j] * km[i] + (0.0 if law == "linear" else c[at]))
+            total[at] += own[i, j]
+    uptake = np.array([sum(own[i, j] / total[at] * field_uptake[at] for j, at in enumerate(arms[i]) if total[at] > 0)
+                       for i in range(len(voxel))])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seen = np.where(vmax > 0, km * uptake / (vmax if law == "linear" else vmax - uptake), 0.0)
+    return (to_pM(sec), to_pM(vm), km_field), (uptake, seen)
+
+
 @pytest.mark.parametrize("h", [8.0, 10.0, 20.0])
 @pytest.mark.parametrize("periodic", [(False, False, False), (True, False, True)])
-def test_jax_voxel_fields_are_the_numpy_closure(h, periodic):
-    """subgrid.stencil_fields and stencil_cell_uptake under jax.jit (float64), on stencils placed on
-    the host, equal subgrid.voxel_fields and cell_uptake_molecules_per_s (numpy) to 1e-12 for cells
-    of k/S from 1e-3 to 1e3 (and without receptors), some at faces (arms folded or wrapped),
-    overlapping; the fields keep every cell's secretion and maximum."""
+def test_the_coupling_is_the_closure_cell_by_cell(h, periodic):
+    """coupling.voxel_fields and coupling.cell_uptake under jax.jit (float64) equal a cell-by-cell,
+    arm-by-arm loop to 1e-12 for cells of k/S from 1e-3 to 1e3 (and without receptors), some at
+    faces (arms folded or wrapped), overlapping; the fields keep every cell's secretion and maximum."""
     rng = np.random.default_rng(int(h) + 7 * periodic[0])
     shape = (7, 6, 5)
     voxel = _cells_at_faces(shape, 70, rng)
@@ -63,27 +102,27 @@ def test_jax_voxel_fields_are_the_numpy_closure(h, periodic):
     k[:4] = 0.0  # cells without receptors (secreting DCs)
     vmax = k * units.pM_to_molecules_per_um3(km)
     q = rng.uniform(0.0, 50.0, n)
-    flat, inside = subgrid.folded_stencils(voxel, shape, periodic)
-    assert not inside.all() and (periodic[0] or not inside[0, 2])  # arms left the lattice at the corner cell
-
-    fields = jax.jit(lambda f, i, v, K, s: subgrid.stencil_fields(shape, f, i, h, D, RADIUS, v, K, s))
-    got = fields(jnp.asarray(flat, jnp.int32), jnp.asarray(inside), jnp.asarray(vmax), jnp.asarray(km), jnp.asarray(q))
-    want = subgrid.voxel_fields(shape, voxel, h, D, RADIUS, vmax, km, q, periodic)
-    for name, g, w in zip(("secretion", "vmax", "km"), got, want):
-        assert g.dtype == jnp.float64
-        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-12 * np.max(np.abs(w)), err_msg=name)
-    to_molecules = lambda f: units.voxel_rate_to_cell_rate_molecules_per_s(np.sum(np.asarray(f)), h**3)  # noqa: E731
-    assert to_molecules(got[0]) == pytest.approx(q.sum(), rel=1e-12)
-    assert to_molecules(got[1]) == pytest.approx(vmax.sum(), rel=1e-12)
-
     c = rng.uniform(0.0, 300.0, shape)
+    cp = coupling.build(voxel, shape, h, RADIUS, D, 1.0, "saturating", jnp.float64, periodic)
+    assert not np.asarray(cp.inside).all() and (periodic[0] or not bool(cp.inside[0, 2]))  # arms left at the corner
+
+    fields = jax.jit(coupling.voxel_fields)(cp, jnp.asarray(vmax), jnp.asarray(km), jnp.asarray(q))
     for law in ("saturating", "linear"):
-        uptake = jax.jit(lambda c_, f, i, v, K: subgrid.stencil_cell_uptake(c_, f, i, h, D, RADIUS, v, K, law))
-        got = uptake(jnp.asarray(c), jnp.asarray(flat, jnp.int32), jnp.asarray(inside), jnp.asarray(vmax), jnp.asarray(km))
-        want = subgrid.cell_uptake_molecules_per_s(c, voxel, h, D, RADIUS, vmax, km, law, periodic)
-        for name, g, w in zip(("uptake", "seen"), got, want):  # seen is inf where a saturating cell's share reaches V
-            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-12 * np.max(np.abs(w[np.isfinite(w)])),
-                                       err_msg=f"{law} {name}")
+        want_fields, want_cells = _loop_closure(c, voxel, shape, h, periodic, vmax, km, q, law)
+        for name, g, w in zip(("secretion", "vmax", "km"), fields, want_fields):
+            assert g.dtype == jnp.float64
+            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-12 * np.max(np.abs(w)), err_msg=name)
+        got = jax.jit(coupling.cell_uptake)(dataclasses.replace(cp, uptake=law), jnp.asarray(c), jnp.asarray(vmax),
+                                            jnp.asarray(km))
+        uptake, seen = (np.asarray(a) for a in got)
+        np.testing.assert_allclose(uptake, want_cells[0], rtol=1e-12, atol=1e-12 * np.max(want_cells[0]), err_msg=law)
+        # seen = K U / (V - U) is inf where a saturating cell's share reaches V, and ill-conditioned next to it
+        sharp = (law == "linear") | (want_cells[0] < (1 - 1e-9) * vmax)
+        np.testing.assert_allclose(seen[sharp], want_cells[1][sharp], rtol=1e-9, atol=1e-12, err_msg=f"{law} seen")
+        assert np.all(seen[~sharp & (vmax > 0)] > 1e6 * km[~sharp & (vmax > 0)]), law
+    to_molecules = lambda f: units.voxel_rate_to_cell_rate_molecules_per_s(np.sum(np.asarray(f)), h**3)  # noqa: E731
+    assert to_molecules(fields[0]) == pytest.approx(q.sum(), rel=1e-12)
+    assert to_molecules(fields[1]) == pytest.approx(vmax.sum(), rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,7 +203,7 @@ def test_with_feedback_the_coupled_state_is_the_backward_euler_subgrid_field_of_
     reference = cells.field_coefficients(
         sc.grid, dataclasses.replace(pop, receptors=np.asarray(r)), types, settings.diffusion_um2_per_s,
         settings.decay_per_s, settings.face_values_pM, settings.uptake, jnp.float64,
-        volume_fraction=settings.volume_fraction, tortuosity=settings.tortuosity, cell_radius_um=cells.cell_radii_um(pop, settings.types))
+        volume_fraction=settings.volume_fraction, tortuosity=settings.tortuosity, coupling=sc.coupling)
     now = coefficients_at(sc.coefficients, kin, r, t)
     for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"):
         assert _max_relative(getattr(now, name), getattr(reference, name)) < 1e-12, name

@@ -11,6 +11,8 @@ from hydra import compose, initialize_config_dir
 
 import il2rd.cli
 import il2rd.simulate
+from helpers import closure_cell_uptake
+
 from il2rd import cells, subgrid
 from il2rd.config import ConfigError, parse, register_configs
 from il2rd.io.hdf5 import OutputError
@@ -63,7 +65,7 @@ def test_steady_run_balances_secretion_against_removal(tmp_path, boundary):
     # uptake of this field, read back through its own law
     scenario = Scenario.build(parse(cfg))
     laws = cells.collapsed_uptake(scenario.population, scenario.settings.types)
-    _, surface = subgrid.cell_uptake_molecules_per_s(field, population.voxel, 10.0, 10.0, 5.0, *laws)
+    _, surface = closure_cell_uptake(field, population.voxel, 10.0, 10.0, 5.0, *laws)
     for i, t in enumerate(s.types):
         assert t.mean_il2_pM == pytest.approx(surface[population.type_index == i].mean(), rel=1e-9)
     # producers see more IL-2 than the average voxel; Tregs (most receptors) take up most per cell

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import closure_cell_uptake, closure_fields, scatter_stencil
+
 from il2rd import subgrid, units
 from il2rd.grid import Grid
 from il2rd.kinetics import FieldCoefficients, uptake_rate
@@ -86,8 +88,8 @@ def linear_fields(h, k, corrected, secretion_molecules_per_s=0.0):
     volume = h**3
     if corrected:
         p = subgrid.effective_uptake(h, D, RADIUS, k)
-        rate = subgrid.scatter_stencil((N,) * 3, [CELL], p.stencil_weights, [p.rate_um3_per_s])
-        sec = subgrid.scatter_stencil((N,) * 3, [CELL], p.stencil_weights, [secretion_molecules_per_s])
+        rate = scatter_stencil((N,) * 3, [CELL], p.stencil_weights, [p.rate_um3_per_s])
+        sec = scatter_stencil((N,) * 3, [CELL], p.stencil_weights, [secretion_molecules_per_s])
     else:
         rate = np.zeros((N,) * 3)
         rate[CELL] = k
@@ -141,7 +143,7 @@ def test_corrected_parameters_reproduce_the_sphere_in_the_infinite_lattice(h):
 
 def test_too_small_voxels_are_rejected():
     with pytest.raises(ValueError, match="cannot absorb"):
-        subgrid.effective_uptake(5.0, D, RADIUS, S)
+        subgrid.check_voxel(5.0, RADIUS)
 
 
 def test_surface_concentration_inverts_the_uptake_laws():
@@ -157,13 +159,13 @@ def test_overlapping_stencils_add_slopes_and_maxima():
     voxel = np.array([[2, 2, 2], [3, 2, 2], [0, 0, 0]])  # two neighbours, one in a corner
     vmax = np.array([11.0, 1.1, 5.0])
     km = np.array([43.0, 430.0, 43.0])
-    secretion, vmax_f, km_f = subgrid.voxel_fields(shape, voxel, h, D, RADIUS, vmax, km, [10.0, 0.0, 0.0])
+    secretion, vmax_f, km_f = closure_fields(shape, voxel, h, D, RADIUS, vmax, km, [10.0, 0.0, 0.0])
     volume = h**3
     assert units.voxel_rate_to_cell_rate_molecules_per_s(vmax_f.sum(), volume) == pytest.approx(vmax.sum())
     assert units.voxel_rate_to_cell_rate_molecules_per_s(secretion.sum(), volume) == pytest.approx(10.0)
     k = vmax / units.pM_to_molecules_per_um3(km)
     slope = np.where(vmax_f > 0, vmax_f / km_f, 0.0).sum() * volume  # um^3/s
-    assert slope == pytest.approx(subgrid.effective_uptake(h, D, RADIUS, k).rate_um3_per_s.sum())
+    assert slope == pytest.approx(float(subgrid.effective_uptake(h, D, RADIUS, k).rate_um3_per_s.sum()))
     assert np.all(km_f[vmax_f == 0] == 1.0)
 
 
@@ -222,7 +224,7 @@ def test_autocrine_capture_on_large_voxels_is_the_documented_compromise():
     for strength in (0.1, 10.0):
         k = strength * S
         uptake, _ = _solve_uptake(h, *linear_fields(h, k, True, q), 0.0, "linear")
-        kappa = subgrid.effective_uptake(h, D, RADIUS, k).rate_um3_per_s
+        kappa = float(subgrid.effective_uptake(h, D, RADIUS, k).rate_um3_per_s)
         r = subgrid.LATTICE_GREEN_ORIGIN / (D * h) - box_resistance(h)
         assert uptake / q == pytest.approx(kappa * r / (1 + kappa * r), rel=1e-4)
         ratio = (uptake / q) / subgrid.sphere_autocrine_fraction(D, RADIUS, k)
@@ -232,7 +234,7 @@ def test_autocrine_capture_on_large_voxels_is_the_documented_compromise():
 def saturating_uptake(h, k, c_inf_pM, corrected):
     vmax = k * units.pM_to_molecules_per_um3(KM_PM)  # molecules/s
     if corrected:
-        _, vmax_f, km_f = subgrid.voxel_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [KM_PM], [0.0])
+        _, vmax_f, km_f = closure_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [KM_PM], [0.0])
     else:
         vmax_f, km_f = np.zeros((N,) * 3), np.ones((N,) * 3)
         vmax_f[CELL], km_f[CELL] = units.cell_rate_to_voxel_rate_pM_per_s(vmax, h**3), KM_PM
@@ -279,9 +281,9 @@ def test_each_cell_reads_its_uptake_and_surface_concentration(h):
     for strength in (0.1, 10.0):
         k = strength * S
         vmax = k * units.pM_to_molecules_per_um3(KM_PM)
-        _, vmax_f, km_f = subgrid.voxel_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [KM_PM], [0.0])
+        _, vmax_f, km_f = closure_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [KM_PM], [0.0])
         total, c = _solve_uptake(h, vmax_f, km_f, 0.0, 1.0, "linear")
-        uptake, seen = subgrid.cell_uptake_molecules_per_s(c, [CELL], h, D, RADIUS, vmax, KM_PM, "linear")
+        uptake, seen = closure_cell_uptake(c, [CELL], h, D, RADIUS, vmax, KM_PM, "linear")
         assert uptake[0] == pytest.approx(total, rel=1e-12)
         assert seen[0] == pytest.approx(box_capacity(h) / (box_capacity(h) + k), rel=1e-3)
         assert seen[0] == pytest.approx(S / (S + k), rel=0.05)
@@ -295,9 +297,9 @@ def test_attribution_between_overlapping_cells_conserves_uptake():
     vmax = np.array([11.0, 2.0, 0.5, 5.0])
     km = np.array([43.0, 43.0, 1000.0, 43.0])
     c = np.random.default_rng(1).uniform(1.0, 200.0, shape)
-    _, vmax_f, km_f = subgrid.voxel_fields(shape, voxel, h, D, RADIUS, vmax, km, 0.0)
+    _, vmax_f, km_f = closure_fields(shape, voxel, h, D, RADIUS, vmax, km, 0.0)
     field_total = units.voxel_rate_to_cell_rate_molecules_per_s(np.sum(vmax_f * c / (km_f + c)), h**3)
-    uptake, seen = subgrid.cell_uptake_molecules_per_s(c, voxel, h, D, RADIUS, vmax, km)
+    uptake, seen = closure_cell_uptake(c, voxel, h, D, RADIUS, vmax, km)
     assert uptake.sum() == pytest.approx(field_total, rel=1e-12)
     assert np.all((uptake > 0) & (uptake < vmax)) and np.all(seen > 0)
 
@@ -314,9 +316,9 @@ def test_exact_saturating_route_by_linearised_outer_iteration(h):
             exact_box = subgrid.sphere_saturating_uptake_molecules_per_s(c_inf, D, radius_box, vmax, KM_PM)
             km_eff = KM_PM
             for _ in range(3):
-                _, vmax_f, km_f = subgrid.voxel_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [km_eff], [0.0])
+                _, vmax_f, km_f = closure_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [km_eff], [0.0])
                 _, c = _solve_uptake(h, vmax_f, km_f, 0.0, c_inf, "linear")
-                uptake, surface = subgrid.cell_uptake_molecules_per_s(c, [CELL], h, D, RADIUS, vmax, km_eff, "linear")
+                uptake, surface = closure_cell_uptake(c, [CELL], h, D, RADIUS, vmax, km_eff, "linear")
                 far = subgrid.far_field_pM(uptake, surface, D, RADIUS)
                 km_eff = subgrid.linearised_km_pM(far, D, RADIUS, vmax, KM_PM)[0]
             assert uptake[0] == pytest.approx(exact_box, rel=1e-3), (h, strength, c_inf)

@@ -1,0 +1,190 @@
+"""The cell coupling: which voxels each cell's uptake and secretion act on, and with what weights.
+
+Each cell i is a sphere of radius a_i spread over a 7-voxel stencil, its own voxel and its 6 face
+neighbours (subgrid.STENCIL_OFFSETS), with weights from its linear rate k_i = V_i / K_i by the
+sub-grid closure (subgrid.effective_uptake): w_ij for its linear rate and secretion, v_ij for its
+maximum. Arms that leave the lattice through a non-periodic face act in the cell's own voxel
+(:func:`fold`), so a cell keeps its total rate, maximum and secretion at a face. Overlapping
+stencils (neighbouring cells, several cells in one voxel) add.
+
+A :class:`CellCoupling` is built once per scenario (:func:`build`) and is the only description of
+where cells act: the set-up (cells.field_coefficients), the coupled step (dynamics.py), the
+readouts and the attribution all take it. It is a JAX pytree whose arrays may be traced, and every
+function here is jittable with the lattice static, so cells can change their laws (and positions:
+:func:`stencils` is jitted) inside jitted code. Laws are passed in per call as (n,) arrays:
+V (molecules/s), K_M (pM), secretion q (molecules/s).
+
+Units: um, s, pM, molecules (il2rd/units.py). The closure works in the free-medium problem of
+the field per tissue volume (D = alpha D_eff, cells.closure_diffusion_um2_per_s); the fields
+:func:`voxel_fields` returns are per interstitial volume, as the lattice equation takes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import subgrid, units
+from .compilation import jit
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class CellCoupling:
+    """flat (n, 7) int32: the flat C-order index of each cell's stencil voxels (arms outside a
+    non-periodic face replaced by the cell's own voxel); inside (n, 7) bool: the arms inside the
+    lattice; radius_um (n,): each cell's sphere radius a. Static: the lattice shape, the voxel edge
+    h (um), the closure's D = alpha D_eff (um^2/s), alpha and the uptake law ('saturating' or
+    'linear')."""
+
+    flat: jax.Array
+    inside: jax.Array
+    radius_um: jax.Array
+    shape: tuple[int, int, int] = field(metadata=dict(static=True))
+    spacing_um: float = field(metadata=dict(static=True))
+    diffusion_um2_per_s: float = field(metadata=dict(static=True))
+    volume_fraction: float = field(metadata=dict(static=True))
+    uptake: str = field(metadata=dict(static=True))
+
+    @property
+    def n_cells(self) -> int:
+        return self.flat.shape[0]
+
+    @property
+    def n_voxels(self) -> int:
+        return math.prod(self.shape)
+
+
+@jit(static_argnames=("shape", "periodic"))
+def stencils(voxel, shape: tuple[int, int, int], periodic: tuple[bool, bool, bool]):
+    """(flat (n, 7) int32, inside (n, 7) bool) of cells at voxel (n, 3): each cell's stencil
+    voxels (periodic axes wrap; arms outside a non-periodic face replaced by the cell's own voxel)
+    and which arms lie in the lattice."""
+    voxel = jnp.asarray(voxel, jnp.int32).reshape(-1, 3)
+    n = jnp.asarray(shape, jnp.int32)
+    idx = voxel[:, None, :] + jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None]
+    idx = jnp.where(jnp.asarray(periodic), idx % n, idx)
+    inside = jnp.all((idx >= 0) & (idx < n), axis=-1)
+    idx = jnp.where(inside[..., None], idx, idx[:, :1, :])
+    flat = (idx[..., 0] * shape[1] + idx[..., 1]) * shape[2] + idx[..., 2]
+    return flat.astype(jnp.int32), inside
+
+
+def build(voxel, shape: tuple[int, int, int], spacing_um: float, radius_um, diffusion_um2_per_s: float,
+          volume_fraction: float, uptake: str, dtype, periodic: tuple[bool, bool, bool] = (False, False, False)) -> CellCoupling:
+    """The coupling of cells at voxel (n, 3) with radii a (um, a number or (n,)) on a lattice of
+    `shape` and voxel edge h = spacing_um; diffusion_um2_per_s: the closure's D = alpha D_eff.
+    Refuses (ValueError) a voxel below the closure's limit 4 pi G(1,0,0) a for any cell
+    (subgrid.check_voxel)."""
+    voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
+    radius = np.broadcast_to(np.asarray(radius_um, np.float64), (len(voxel),))
+    if len(radius):
+        subgrid.check_voxel(spacing_um, radius)
+    shape = tuple(int(n) for n in shape)
+    flat, inside = stencils(jnp.asarray(voxel, jnp.int32), shape, tuple(bool(p) for p in periodic))
+    return CellCoupling(flat, inside, jnp.asarray(radius, dtype), shape, float(spacing_um), float(diffusion_um2_per_s),
+                        float(volume_fraction), uptake)
+
+
+_CENTRE_ARM = np.arange(7) == 0
+
+
+def fold(coupling: CellCoupling, weights):
+    """Stencil weights (n, 7) with the weight of arms outside the lattice moved to the cell's own
+    voxel (arm 0)."""
+    w = jnp.where(coupling.inside, weights, 0.0)
+    return w + jnp.where(_CENTRE_ARM, (1.0 - w.sum(axis=1))[:, None], 0.0)
+
+
+def laws(coupling: CellCoupling, vmax_molecules_per_s, km_pM) -> subgrid.SubgridUptake:
+    """Each cell's closure (subgrid.effective_uptake) for its law V, K_M; the per-arm arrays
+    (n, 7) as for a cell in the open lattice (:func:`fold` moves the weight of arms beyond a face
+    to the cell's own voxel: the fields do, the sharing keeps each arm's own term)."""
+    n = coupling.n_cells
+    v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    p = subgrid.effective_uptake(coupling.spacing_um, coupling.diffusion_um2_per_s, coupling.radius_um,
+                                 subgrid.linear_rate_um3_per_s(v, km))
+    full = lambda a: jnp.broadcast_to(a, (n, 7))  # noqa: E731
+    return subgrid.SubgridUptake(full(p.stencil_weights), p.rate_um3_per_s, full(p.vmax_weights), full(p.km_factors))
+
+
+def scatter(coupling: CellCoupling, values):
+    """The field (coupling.shape) with values (n, 7) added at each cell's stencil voxels."""
+    flat = jnp.zeros(coupling.n_voxels, values.dtype).at[coupling.flat.reshape(-1)].add(values.reshape(-1))
+    return flat.reshape(coupling.shape)
+
+
+def voxel_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_molecules_per_s):
+    """The lattice coefficients of the cells' laws and secretions, per interstitial volume alpha h^3:
+
+        s     = sum_i w_ij q_i / (6.022e-4 alpha h^3)                  pM/s
+        v_max = sum_i v_ij V_i / (6.022e-4 alpha h^3)                  pM/s
+        K_M   = alpha h^3 v_max / sum_i w_ij kappa_i                    pM (1 where no cell reaches)
+
+    The combined K_M keeps both the summed linear slope and the summed maximum of the cells that
+    reach a voxel exact (their sum of Michaelis-Menten terms is approximated by one)."""
+    n = coupling.n_cells
+    v, q = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(secretion_molecules_per_s, (n,))
+    p = laws(coupling, v, km_pM)
+    w, vw = fold(coupling, p.stencil_weights), fold(coupling, p.vmax_weights)
+    volume = coupling.volume_fraction * coupling.spacing_um**3  # alpha h^3, um^3
+    secretion = units.cell_rate_to_voxel_rate_pM_per_s(scatter(coupling, w * q[:, None]), volume)
+    vmax = units.cell_rate_to_voxel_rate_pM_per_s(scatter(coupling, vw * v[:, None]), volume)
+    rate = scatter(coupling, w * p.rate_um3_per_s[:, None])  # um^3/s
+    km = jnp.where(rate > 0, vmax * volume / jnp.where(rate > 0, rate, 1.0), 1.0)
+    return secretion, vmax, km
+
+
+def sharing(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
+    """p_ij (n, 7): cell i's part of the uptake of its stencil voxel j, in proportion to its own
+    Michaelis-Menten term there,
+
+        p_ij = sigma_ij / sum_{cells i' reaching j} sigma_i'j,
+        sigma_ij = V_ij / (K_ij + c_j)  ('saturating'),  V_ij / K_ij  ('linear'),
+
+    V_ij = v_ij V_i, K_ij = K_i x km_factor_j (subgrid.effective_uptake); 0 where no cell with
+    receptors reaches. A cell takes up sum_j p_ij sigma_j x_j of any part x of the field
+    (:func:`taken`): of the whole field in :func:`cell_uptake`, of one source's part in
+    attribution.py."""
+    n = coupling.n_cells
+    v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    p = laws(coupling, v, km)
+    v_arm = p.vmax_weights * v[:, None]
+    k_arm = p.km_factors * km[:, None]
+    c = jnp.maximum(c_pM, 0.0).reshape(-1)[coupling.flat]
+    own = v_arm / (k_arm if coupling.uptake == "linear" else k_arm + c)
+    total = scatter(coupling, own).reshape(-1)[coupling.flat]
+    return jnp.where(total > 0, own / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def taken(coupling: CellCoupling, share, per_voxel):
+    """sum_j p_ij x_j (n,): each cell's part of a per-voxel quantity x (a field's shape) through
+    its stencil shares p (:func:`sharing`), e.g. x = sigma c_k, the uptake of source k's IL-2."""
+    return jnp.sum(share * per_voxel.reshape(-1)[coupling.flat], axis=1)
+
+
+def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
+    """(uptake molecules/s, seen pM), each (n,): each cell's share of the uptake of the voxels
+    its stencil reaches (the field's uptake from the coefficients :func:`voxel_fields` builds, so
+    that the cells' uptakes add up to the field's), and the IL-2 its receptors see, the
+    concentration at which its own law gives that uptake (subgrid.surface_concentration_pM).
+    For a linear, isolated cell on small voxels the seen IL-2 is the stencil average sum_j w_j c_j;
+    on large voxels it is c_0 kappa / k (below the voxel value)."""
+    n = coupling.n_cells
+    v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    c = jnp.maximum(c_pM, 0.0)
+    _, vmax_field, km_field = voxel_fields(coupling, v, km, 0.0)
+    vmax_field = units.voxel_rate_to_cell_rate_molecules_per_s(vmax_field, coupling.volume_fraction * coupling.spacing_um**3)
+    per_voxel = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)  # molecules/s
+    uptake = taken(coupling, sharing(coupling, c, v, km), per_voxel)
+    return uptake, subgrid.surface_concentration_pM(uptake, v, km, coupling.uptake)
+
+
+cell_uptake_jit = jit(cell_uptake)
+sharing_jit = jit(sharing)
+taken_jit = jit(taken)
+voxel_fields_jit = jit(voxel_fields)
