@@ -31,9 +31,9 @@ Steady fields only: the shares of a transient field depend on its history.
 With the sub-grid closure (physics.cell_radius, subgrid.py) each cell i secretes and takes up over
 its 7-voxel stencil, and stencils of different cells and types overlap, so a voxel has no one
 type. Then s_k is the secretion of type k's cells alone, spread over their stencils as the run
-spreads all (subgrid.voxel_fields; :func:`type_secretions`), and a cell's uptake is its share p_ij
-of the uptake sigma_j c_j of each voxel j its stencil reaches (subgrid.uptake_sharing, the sharing
-subgrid.cell_uptake_molecules_per_s uses), so
+spreads all (coupling.voxel_fields; :func:`type_secretions`), and a cell's uptake is its share p_ij
+of the uptake sigma_j c_j of each voxel j its stencil reaches (coupling.sharing, as
+coupling.cell_uptake shares it), so
 
     cell i takes up  sum_j p_ij sigma_j c_k,j  of source k's IL-2   (pM/s, x the interstitial voxel volume),
 
@@ -107,7 +107,7 @@ def source_fields(c, secretions, grid: Grid, coef: FieldCoefficients, with_bound
 
 
 def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, half_width: int,
-                         chunk: int = 1024, rtol: float = 1e-6, maxiter: int = 1000):
+                         chunk: int = 256, rtol: float = 1e-6, maxiter: int = 1000):
     """[A_W^-1]_ii (s) for each voxel i of voxels (n, 3): A = -D lap + diag(absorption) restricted
     to the cube W of half-width w around i (clipped at the lattice). A lower bound of [A^-1]_ii
     (module docstring); :func:`local_green_stencil` with a unit right-hand side."""
@@ -119,7 +119,7 @@ def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxe
 
 @jit(static_argnames=("grid", "half_width", "chunk", "rtol", "maxiter"))
 def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, offsets, weights, half_width: int,
-                        chunk: int = 1024, rtol: float = 1e-6, maxiter: int = 1000):
+                        chunk: int = 256, rtol: float = 1e-6, maxiter: int = 1000):
     """x_W = A_W^-1 b_i read at the voxels where b_i sits (s, (n, m)): for each voxel i of
     voxels (n, 3), b_i = sum_j weights[i, j] e_(i + offsets[i, j]) (offsets (n, m, 3) within
     +-1, repeated offsets add), A = -D lap + diag(absorption) restricted to the cube W of
@@ -134,11 +134,9 @@ def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxel
     coupling = diffusion_um2_per_s / grid.spacing_um**2
 
     def neighbours(v):  # sum of the 6 face neighbours, 0 beyond the cube
-        total = jnp.zeros_like(v)
-        for axis in range(3):
-            padded = jnp.pad(v, [(1, 1) if a == axis else (0, 0) for a in range(3)])
-            total = total + jax.lax.slice_in_dim(padded, 0, n, axis=axis) + jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
-        return total
+        p = jnp.pad(v, 1)
+        return (p[:-2, 1:-1, 1:-1] + p[2:, 1:-1, 1:-1] + p[1:-1, :-2, 1:-1] + p[1:-1, 2:, 1:-1]
+                + p[1:-1, 1:-1, :-2] + p[1:-1, 1:-1, 2:])
 
     def one(args):
         voxel, offset, weight = args
@@ -217,7 +215,7 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -
     coef.secretion_pM_per_s made by the cells of each type k (sum over all types = s).
 
     Point sinks: s where type k's cells sit. Sub-grid closure: type k's cells spread over their
-    stencils (subgrid.voxel_fields, as cells.field_coefficients spreads them all), taken as
+    stencils (coupling.voxel_fields, as cells.field_coefficients spreads them all), taken as
     their fraction of every voxel's s, s_k = s S_k / sum_k' S_k' (S_k: type k's spread alone),
     so that the s_k add up to the field's own s whatever its units. il2ra, secretion_course: a
     coupled run's final state (:func:`attribute`)."""
@@ -329,32 +327,48 @@ def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray
     return autocrine, change
 
 
+# the window change is a diagnostic: measured on at most this many secreting cells (evenly spaced
+# through the table; all of them in smaller tissues), since the second window solve costs ~half the first
+WINDOW_CHANGE_SAMPLE = 1024
+
+
 def _autocrine_stencil(c, scenario, law, share, sigma, secretes: np.ndarray, options: SolverOptions, half_width: int):
     """Sub-grid closure: each secreting cell's uptake of its own secretion,
 
         q_i sum_j p_ij sigma_j [A_W^-1 w_i]_j      (molecules/s; w_i its secretion stencil, sum 1),
 
-    and the window change (module docstring)."""
+    and the window change (module docstring), from the WINDOW_CHANGE_SAMPLE cells."""
     grid, pop, cp = scenario.grid, scenario.population, scenario.coupling
     autocrine = np.zeros(len(pop))
     mine = np.flatnonzero(secretes)
     if len(mine) == 0:
         return autocrine, 0.0
-    vmax, km, q = law
-    flat, inside = cp.flat[mine], cp.inside[mine]
-    weights = coupling.fold(cp, coupling.laws(cp, vmax, km).stencil_weights)[mine]  # arms beyond a face: weight 0
-    read = share[mine] * sigma.reshape(-1)[flat]  # (n, 7): p_ij sigma_j, 1/s
     voxels = jnp.asarray(pop.voxel[mine], jnp.int32)
-    unwrapped = voxels[:, None, :] + jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None]
-    # an arm wrapped through a periodic face lies outside the window: its secretion counts as lost
-    lost = inside & jnp.any((unwrapped < 0) | (unwrapped >= jnp.asarray(grid.shape)), axis=-1)
-    offsets = jnp.where((inside & ~lost)[..., None], jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None], 0)
-    weights, read = jnp.where(lost, 0.0, weights), np.asarray(jnp.where(lost, 0.0, read), np.float64)
+    offsets, weights, read = _own_stencils(cp, *law[:2], share, sigma, jnp.asarray(mine), voxels)
     coef = scenario.coefficients
     absorption = _absorption(c, coef)
-    fraction, smaller = (np.sum(read * np.asarray(local_green_stencil(
-        absorption, grid, coef.diffusion_um2_per_s, voxels, offsets, weights.astype(coef.dtype), half, rtol=options.rtol),
-        np.float64), axis=1) for half in (half_width, half_width - 1))
-    autocrine[mine] = np.asarray(q, np.float64)[mine] * fraction
-    change = float(np.max((fraction - smaller) / np.where(fraction > 0, fraction, 1.0)))
+    solve = lambda cells, half: np.sum(np.asarray(read[cells], np.float64) * np.asarray(local_green_stencil(  # noqa: E731
+        absorption, grid, coef.diffusion_um2_per_s, voxels[cells], offsets[cells], weights[cells].astype(coef.dtype), half,
+        rtol=options.rtol), np.float64), axis=1)
+    fraction = solve(np.arange(len(mine)), half_width)
+    sample = np.unique(np.linspace(0, len(mine) - 1, min(len(mine), WINDOW_CHANGE_SAMPLE)).astype(np.int64))
+    smaller = solve(sample, half_width - 1)
+    autocrine[mine] = np.asarray(law[2], np.float64)[mine] * fraction
+    change = float(np.max((fraction[sample] - smaller) / np.where(fraction[sample] > 0, fraction[sample], 1.0)))
     return autocrine, change
+
+
+@jit
+def _own_stencils(cp, vmax, km, share, sigma, mine, voxels):
+    """(offsets (m, 7, 3), secretion weights w_ij (m, 7), p_ij sigma_j (m, 7)) of the secreting
+    cells `mine` at `voxels`: where each spreads its secretion and reads its uptake, relative to
+    its voxel. An arm wrapped through a periodic face lies outside the window: its secretion
+    counts as lost (weight and read 0)."""
+    stencil = jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None]
+    flat, inside = cp.flat[mine], cp.inside[mine]
+    weights = coupling.fold(cp, coupling.laws(cp, vmax, km).stencil_weights)[mine]  # arms beyond a face: weight 0
+    read = share[mine] * sigma.reshape(-1)[flat]  # 1/s
+    unwrapped = voxels[:, None, :] + stencil
+    lost = inside & jnp.any((unwrapped < 0) | (unwrapped >= jnp.asarray(cp.shape)), axis=-1)
+    offsets = jnp.where((inside & ~lost)[..., None], stencil, 0)
+    return offsets, jnp.where(lost, 0.0, weights), jnp.where(lost, 0.0, read)

@@ -38,8 +38,8 @@ class CellCoupling:
     """flat (n, 7) int32: the flat C-order index of each cell's stencil voxels (arms outside a
     non-periodic face replaced by the cell's own voxel); inside (n, 7) bool: the arms inside the
     lattice; radius_um (n,): each cell's sphere radius a. Static: the lattice shape, the voxel edge
-    h (um), the closure's D = alpha D_eff (um^2/s), alpha and the uptake law ('saturating' or
-    'linear')."""
+    h (um), the closure's D = alpha D_eff (um^2/s), alpha, the uptake law ('saturating' or
+    'linear') and which axes are periodic."""
 
     flat: jax.Array
     inside: jax.Array
@@ -49,6 +49,7 @@ class CellCoupling:
     diffusion_um2_per_s: float = field(metadata=dict(static=True))
     volume_fraction: float = field(metadata=dict(static=True))
     uptake: str = field(metadata=dict(static=True))
+    periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=dict(static=True))
 
     @property
     def n_cells(self) -> int:
@@ -85,9 +86,10 @@ def build(voxel, shape: tuple[int, int, int], spacing_um: float, radius_um, diff
     if len(radius):
         subgrid.check_voxel(spacing_um, radius)
     shape = tuple(int(n) for n in shape)
-    flat, inside = stencils(jnp.asarray(voxel, jnp.int32), shape, tuple(bool(p) for p in periodic))
+    periodic = tuple(bool(p) for p in periodic)
+    flat, inside = stencils(jnp.asarray(voxel, jnp.int32), shape, periodic)
     return CellCoupling(flat, inside, jnp.asarray(radius, dtype), shape, float(spacing_um), float(diffusion_um2_per_s),
-                        float(volume_fraction), uptake)
+                        float(volume_fraction), uptake, periodic)
 
 
 _CENTRE_ARM = np.arange(7) == 0
@@ -108,6 +110,8 @@ def laws(coupling: CellCoupling, vmax_molecules_per_s, km_pM) -> subgrid.Subgrid
     v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
     p = subgrid.effective_uptake(coupling.spacing_um, coupling.diffusion_um2_per_s, coupling.radius_um,
                                  subgrid.linear_rate_um3_per_s(v, km))
+    # computed once per cell: XLA would otherwise fuse the closure's formulas into every arm's use
+    p = jax.lax.optimization_barrier(p)
     full = lambda a: jnp.broadcast_to(a, (n, 7))  # noqa: E731
     return subgrid.SubgridUptake(full(p.stencil_weights), p.rate_um3_per_s, full(p.vmax_weights), full(p.km_factors))
 
@@ -116,6 +120,23 @@ def scatter(coupling: CellCoupling, values):
     """The field (coupling.shape) with values (n, 7) added at each cell's stencil voxels."""
     flat = jnp.zeros(coupling.n_voxels, values.dtype).at[coupling.flat.reshape(-1)].add(values.reshape(-1))
     return flat.reshape(coupling.shape)
+
+
+def spread(coupling: CellCoupling, centre, face):
+    """Fields (*shape, m) of per-cell values whose stencils put centre (n, m) on the cell's voxel and
+    face (n, m) on each of its 6 face neighbours, arms beyond a non-periodic face on the cell's own
+    voxel (as :func:`fold`). The same sum as :func:`scatter` of [centre, face x 6], computed as one
+    scatter onto the cells' own voxels and a neighbour sum of the face part, whose ghost layer
+    repeats the edge (the folded arms) or wraps (periodic axes): n updates instead of 7 n."""
+    m = centre.shape[1]
+    at_cells = jnp.zeros((coupling.n_voxels, 2 * m), centre.dtype).at[coupling.flat[:, 0]].add(
+        jnp.concatenate([centre, face], axis=1)).reshape(*coupling.shape, 2 * m)
+    total, face_field = at_cells[..., :m], at_cells[..., m:]
+    for axis, n in enumerate(coupling.shape):
+        width = [(1, 1) if a == axis else (0, 0) for a in range(3)] + [(0, 0)]
+        padded = jnp.pad(face_field, width, mode="wrap" if coupling.periodic[axis] else "edge")
+        total = total + jax.lax.slice_in_dim(padded, 0, n, axis=axis) + jax.lax.slice_in_dim(padded, 2, n + 2, axis=axis)
+    return total
 
 
 def voxel_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_molecules_per_s):
@@ -130,11 +151,12 @@ def voxel_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_
     n = coupling.n_cells
     v, q = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(secretion_molecules_per_s, (n,))
     p = laws(coupling, v, km_pM)
-    w, vw = fold(coupling, p.stencil_weights), fold(coupling, p.vmax_weights)
+    per_cell = jnp.stack([q, v, p.rate_um3_per_s], axis=1)  # (n, 3): secretion, maximum, linear rate
+    weights = jnp.stack([p.stencil_weights, p.vmax_weights, p.stencil_weights], axis=1)  # (n, 3, 7)
+    fields = spread(coupling, weights[..., 0] * per_cell, weights[..., 1] * per_cell)
     volume = coupling.volume_fraction * coupling.spacing_um**3  # alpha h^3, um^3
-    secretion = units.cell_rate_to_voxel_rate_pM_per_s(scatter(coupling, w * q[:, None]), volume)
-    vmax = units.cell_rate_to_voxel_rate_pM_per_s(scatter(coupling, vw * v[:, None]), volume)
-    rate = scatter(coupling, w * p.rate_um3_per_s[:, None])  # um^3/s
+    secretion, vmax = (units.cell_rate_to_voxel_rate_pM_per_s(fields[..., k], volume) for k in (0, 1))
+    rate = fields[..., 2]  # um^3/s
     km = jnp.where(rate > 0, vmax * volume / jnp.where(rate > 0, rate, 1.0), 1.0)
     return secretion, vmax, km
 
@@ -167,19 +189,21 @@ def taken(coupling: CellCoupling, share, per_voxel):
     return jnp.sum(share * per_voxel.reshape(-1)[coupling.flat], axis=1)
 
 
-def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
-    """(uptake molecules/s, seen pM), each (n,): each cell's share of the uptake of the voxels
-    its stencil reaches (the field's uptake from the coefficients :func:`voxel_fields` builds, so
-    that the cells' uptakes add up to the field's), and the IL-2 its receptors see, the
-    concentration at which its own law gives that uptake (subgrid.surface_concentration_pM).
-    For a linear, isolated cell on small voxels the seen IL-2 is the stencil average sum_j w_j c_j;
-    on large voxels it is c_0 kappa / k (below the voxel value)."""
+def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, field_uptake_pM_per_s=None):
+    """(uptake molecules/s, seen pM), each (n,): each cell's share (:func:`sharing`) of the uptake
+    of the voxels its stencil reaches, so that the cells' uptakes add up to the field's, and the
+    IL-2 its receptors see, the concentration at which its own law gives that uptake
+    (subgrid.surface_concentration_pM). field_uptake_pM_per_s: the field's uptake u(c) per voxel
+    (kinetics.uptake_rate with the coefficients of these laws), else built from the laws
+    (:func:`voxel_fields`). For a linear, isolated cell on small voxels the seen IL-2 is the
+    stencil average sum_j w_j c_j; on large voxels it is c_0 kappa / k (below the voxel value)."""
     n = coupling.n_cells
     v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
     c = jnp.maximum(c_pM, 0.0)
-    _, vmax_field, km_field = voxel_fields(coupling, v, km, 0.0)
-    vmax_field = units.voxel_rate_to_cell_rate_molecules_per_s(vmax_field, coupling.volume_fraction * coupling.spacing_um**3)
-    per_voxel = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)  # molecules/s
+    if field_uptake_pM_per_s is None:
+        _, vmax_field, km_field = voxel_fields(coupling, v, km, 0.0)
+        field_uptake_pM_per_s = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)
+    per_voxel = units.voxel_rate_to_cell_rate_molecules_per_s(field_uptake_pM_per_s, coupling.volume_fraction * coupling.spacing_um**3)
     uptake = taken(coupling, sharing(coupling, c, v, km), per_voxel)
     return uptake, subgrid.surface_concentration_pM(uptake, v, km, coupling.uptake)
 

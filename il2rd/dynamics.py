@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compilation import jit
-from . import coupling
+from . import coupling, units
 from .cells import UptakeLaws
 from .coupling import CellCoupling
 from .grid import Grid
@@ -86,25 +86,23 @@ class ReceptorFeedback:
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class CellKinetics:
-    """Per-cell arrays (n cells) the coupled solver needs: where each cell sits and how its
-    uptake and secretion map onto its voxel.
+    """The per-cell table (n cells) of the coupled solver: each cell's own numbers, in molecules.
 
     voxel: (n, 3) int32; basal_receptors: R0 (IL-2Ra); il2rb, gc: the other chains (inf: not
-    limiting); gain: gamma (1 = no feedback);
-    vmax_per_receptor_pM_per_s: k_int / (6.022e-4 alpha V), a receptor's contribution to its
-    voxel's v_max; secretion_pM_per_s: q_i / (6.022e-4 alpha V) at the peak of its time course;
-    onset_s, peak_s, off_s: the time course; timed: whether the cell follows it (else constant);
-    km_pM, km_intermediate_pM: the Michaelis constants of its two receptor classes;
-    k_int_per_s: its internalisation rate, so that V = k_int (R_high + R_int) molecules/s;
-    secretion_molecules_per_s: q_i at the peak of its time course;
-    coupling: the scenario's coupling.CellCoupling with the sub-grid closure (physics.cell_radius),
-    else None (each cell then acts in its own voxel only)."""
+    limiting); gain: gamma (1 = no feedback); k_int_per_s: internalisation rate, so that a class
+    of R receptors takes up at most V = k_int R molecules/s; secretion_molecules_per_s: q_i at the
+    peak of its time course; onset_s, peak_s, off_s: the time course; timed: whether the cell
+    follows it (else constant); km_pM, km_intermediate_pM: the Michaelis constants of its two
+    receptor classes. Static: interstitial_volume_um3, alpha h^3 of a voxel (what turns a cell's
+    molecules/s into its voxel's pM/s with point sinks); coupling: the scenario's
+    coupling.CellCoupling with the sub-grid closure (physics.cell_radius), else None (each cell
+    then acts in its own voxel only)."""
 
     voxel: jax.Array
     basal_receptors: jax.Array
     gain: jax.Array
-    vmax_per_receptor_pM_per_s: jax.Array
-    secretion_pM_per_s: jax.Array
+    k_int_per_s: jax.Array
+    secretion_molecules_per_s: jax.Array
     onset_s: jax.Array
     peak_s: jax.Array
     off_s: jax.Array
@@ -113,8 +111,7 @@ class CellKinetics:
     il2rb: jax.Array
     gc: jax.Array
     km_intermediate_pM: jax.Array
-    k_int_per_s: jax.Array
-    secretion_molecules_per_s: jax.Array
+    interstitial_volume_um3: float = field(metadata=dict(static=True))
     signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
     feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
     coupling: CellCoupling | None = None
@@ -154,16 +151,16 @@ def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s
     if cells.coupling is not None:  # jitted: the host calls it eagerly at every snapshot
         return _stencil_coefficients_jit(coef, cells, receptors, t_s)
     index = tuple(cells.voxel.T)
-    rate = cells.secretion_pM_per_s * secretion_course(cells, t_s)
+    to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, cells.interstitial_volume_um3)  # noqa: E731
     high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
-    at_cells = lambda f, values: jnp.zeros_like(f).at[index].set(values)  # noqa: E731
+    at_cells = lambda f, values: jnp.zeros_like(f).at[index].set(to_pM(values))  # noqa: E731
     coef = coef.replace(
-        vmax_pM_per_s=at_cells(coef.vmax_pM_per_s, cells.vmax_per_receptor_pM_per_s * high),
-        secretion_pM_per_s=at_cells(coef.secretion_pM_per_s, rate),
+        vmax_pM_per_s=at_cells(coef.vmax_pM_per_s, cells.k_int_per_s * high),
+        secretion_pM_per_s=at_cells(coef.secretion_pM_per_s, cells.secretion_molecules_per_s * secretion_course(cells, t_s)),
     )
     if jnp.ndim(coef.vmax_intermediate_pM_per_s):  # a scalar 0: no cell has IL-2Rb, and none gains any
         coef = coef.replace(vmax_intermediate_pM_per_s=at_cells(coef.vmax_intermediate_pM_per_s,
-                                                                cells.vmax_per_receptor_pM_per_s * intermediate))
+                                                                cells.k_int_per_s * intermediate))
     return coef
 
 
@@ -255,8 +252,6 @@ initial_state_jit = jit(initial_state, static_argnames=("grid", "options", "init
 def cell_kinetics(scenario, dtype) -> CellKinetics:
     """The CellKinetics of a built scenario: its cells, their basal receptors, their types'
     feedback gains and secretion courses (h in the config, s here)."""
-    from . import units
-
     pop, settings = scenario.population, scenario.settings
     types = settings.types
 
@@ -264,7 +259,6 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         values = [getattr(types[n], attr, None) for n in pop.type_names]
         return np.array([default if v is None else v for v in values], np.float64)[pop.type_index]
 
-    volume = scenario.interstitial_voxel_volume_um3
     onset, peak, off = (per_type(a, 0.0) for a in ("secretion_onset_s", "secretion_peak_s", "secretion_off_s"))
     timed = np.array([getattr(types[n], "secretion_onset_s", None) is not None for n in pop.type_names])[pop.type_index]
     as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
@@ -272,16 +266,15 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         voxel=jnp.asarray(pop.voxel, jnp.int32),
         basal_receptors=as_array(pop.receptors_per_cell(types)),
         gain=as_array(per_type("cd25_gain", 1.0)),
-        vmax_per_receptor_pM_per_s=as_array(units.cell_rate_to_voxel_rate_pM_per_s(per_type("k_int_per_s", 0.0), volume)),
-        secretion_pM_per_s=as_array(units.cell_rate_to_voxel_rate_pM_per_s(per_type("secretion_molecules_per_s", 0.0), volume)),
+        k_int_per_s=as_array(per_type("k_int_per_s", 0.0)),
+        secretion_molecules_per_s=as_array(per_type("secretion_molecules_per_s", 0.0)),
         onset_s=as_array(onset), peak_s=as_array(peak), off_s=as_array(off),
         timed=jnp.asarray(timed),
         km_pM=as_array(per_type("km_pM", 43.0)),
         il2rb=as_array(pop.receptors_per_cell(types, "il2rb")),
         gc=as_array(pop.receptors_per_cell(types, "gc")),
         km_intermediate_pM=as_array(per_type("km_intermediate_pM", 1035.0)),
-        k_int_per_s=as_array(per_type("k_int_per_s", 0.0)),
-        secretion_molecules_per_s=as_array(per_type("secretion_molecules_per_s", 0.0)),
+        interstitial_volume_um3=float(scenario.interstitial_voxel_volume_um3),
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),
         coupling=scenario.coupling,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, coupling
+from . import cells, coupling, kinetics
 from . import grid as grid_mod
 from . import units
 
@@ -79,9 +79,10 @@ def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:
         seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.volume_fraction)
     else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
         # IL-2 at its surface (coupling.cell_uptake), in the run's precision
-        dtype = scenario.coupling.radius_um.dtype
+        coef = scenario.coefficients
+        c = jnp.asarray(field_pM, coef.dtype)
         uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
-            scenario.coupling, jnp.asarray(field_pM, dtype), *(jnp.asarray(a, dtype) for a in laws.collapsed())))
+            scenario.coupling, c, *(jnp.asarray(a, coef.dtype) for a in laws.collapsed()), kinetics.uptake_rate(c, coef)))
     pstat5 = settings.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 

@@ -86,8 +86,8 @@ a = 5 um (tests/test_subgrid.py measures these with steady_field):
 
 Exact saturating route (outer iteration, linear solves only): give each cell the linear law with
 K_M replaced by K_eff = K_M + c_s (so k_eff = V / (K_M + c_s)), build the fields with
-:func:`voxel_fields` and solve with uptake 'linear'; read each cell's U and c_s = U / k_eff
-(:func:`cell_uptake_molecules_per_s`), its far field c_far = c_s + U / S (:func:`far_field_pM`),
+coupling.voxel_fields and solve with uptake 'linear'; read each cell's U and c_s = U / k_eff
+(coupling.cell_uptake), its far field c_far = c_s + U / S (:func:`far_field_pM`),
 and update K_eff = K_M + c_s(c_far) from the exact sphere (:func:`linearised_km_pM`). Because the
 linear correction is exact for any rate, the fixed point is the exact Michaelis-Menten sphere; for
 an isolated cell 3 solves from K_eff = K_M reach 3e-4 at h = 8, 10, 20 um and k/S up to 100
@@ -97,14 +97,14 @@ in kinetics.py (e.g. for one voxel the smaller root of R U^2 - (K + c_0 + V R) U
 R = 1/S - g/(D h)).
 
 Two or more cells whose stencils share a voxel add their slopes and their maxima there; the voxel's
-K_M is the ratio of the two sums (:func:`voxel_fields`), exact at both limits. The correction is
+K_M is the ratio of the two sums (coupling.voxel_fields), exact at both limits. The correction is
 calibrated on an isolated cell: in packed tissue (cells one voxel apart) the lattice, like any
 cell-per-voxel model, resolves neither the cells' mutual shielding nor their shapes.
 
 What a cell sees: the receptors see the surface concentration, not the voxel value. Read it back
 from the cell's own law and its uptake: c_s = U / k (linear) or c_s = K_M U / (V - U) (saturating,
 :func:`surface_concentration_pM`), with each cell's uptake shared out of the voxels its stencil
-reaches (:func:`cell_uptake_molecules_per_s`).
+reaches (coupling.cell_uptake).
 
 Scope: 3-D lattices (the sphere and g are 3-D; on a 2-D lattice, nz = 1, the plain model stays:
 config.py makes physics.cell_radius=per_type point sinks there). Stencil arms that leave the
@@ -119,11 +119,10 @@ the (4 pi g a / h) k/(S + k) of case 2 (about 20 % low at 20 um, 5 um cells); th
 need the sub-voxel resistance R = 1/S - g/(D h) in series with its secretion as well, i.e. a
 fraction kappa R of q taken up before it reaches the lattice, which is not built.
 
-Arrays: the closure's formulas take numpy arrays (float64, the readouts and the steady set-up) or
-JAX arrays (in their own dtype, inside the jitted coupled step of dynamics.py, where each cell's
-IL-2Ra and so its law and stencil weights change every step); one implementation serves both
-(:func:`stencil_fields`, :func:`stencil_cell_uptake`). The stencils' voxels never move: they are
-placed once on the host (:func:`folded_stencils`).
+This module holds the closure's formulas for one cell: the exact sphere and lattice results
+(numpy, the references the tests compare with) and the weights of :func:`effective_uptake` (JAX,
+jittable, in the caller's dtype). Where the cells' stencils lie and how their weights become the
+lattice's fields, what each cell takes up and sees, is coupling.py, for every cell at once.
 
 Units: um, s, pM, molecules (il2rd/units.py); rates k, kappa, S in um^3/s.
 """

@@ -46,8 +46,7 @@ def _cells(voxel, basal, gain, secretion, course_h, dtype):
     onset, peak, off = (0.0, 0.0, 0.0) if course_h is None else (HOUR * v for v in course_h)
     return CellKinetics(
         voxel=jnp.asarray(voxel, jnp.int32), basal_receptors=col(basal), gain=col(gain),
-        vmax_per_receptor_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(1.1e-3, H**3)),
-        secretion_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(secretion, H**3)),
+        k_int_per_s=col(1.1e-3), secretion_molecules_per_s=col(secretion), interstitial_volume_um3=H**3,
         onset_s=col(onset), peak_s=col(peak), off_s=col(off), timed=jnp.full((n,), course_h is not None), km_pM=col(43.0),
         il2rb=col(np.inf), gc=col(np.inf), km_intermediate_pM=col(1035.0))
 

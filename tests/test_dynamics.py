@@ -29,8 +29,7 @@ def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=No
     return CellKinetics(
         voxel=jnp.asarray(np.zeros((n, 3), np.int32) if voxel is None else voxel, jnp.int32),
         basal_receptors=col(basal), gain=col(gain),
-        vmax_per_receptor_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(k_int, volume)),
-        secretion_pM_per_s=col(units.cell_rate_to_voxel_rate_pM_per_s(secretion, volume)),
+        k_int_per_s=col(k_int), secretion_molecules_per_s=col(secretion), interstitial_volume_um3=volume,
         onset_s=col(onset or 0.0), peak_s=col(peak or 0.0), off_s=col(off or 0.0),
         timed=jnp.full((n,), onset is not None), km_pM=col(43.0),
         il2rb=col(il2rb), gc=col(gc), km_intermediate_pM=col(1035.0),

@@ -13,7 +13,7 @@ from compose import compose_config
 from scipy.optimize import brentq
 
 from helpers import PM_IN_MOLECULES_PER_UM3
-from il2rd import cells, readouts
+from il2rd import cells, readouts, units
 from il2rd.config import ConfigError, parse
 from il2rd.dynamics import coefficients_at, pstat5_of
 from il2rd.receptors import Signalling, receptor_classes
@@ -122,7 +122,7 @@ def test_cd25_up_regulation_turns_intermediate_into_high_affinity_receptors():
     il2ra = jnp.asarray([25.0, 3000.0, 9000.0])
     now = coefficients_at(coef, cells_, il2ra, 0.0)
     index = tuple(np.asarray(cells_.voxel).T)
-    per_receptor = float(cells_.vmax_per_receptor_pM_per_s[0])
+    per_receptor = units.cell_rate_to_voxel_rate_pM_per_s(float(cells_.k_int_per_s[0]), cells_.interstitial_volume_um3)
     high = np.asarray(now.vmax_pM_per_s)[index] / per_receptor
     low = np.asarray(now.vmax_intermediate_pM_per_s)[index] / per_receptor
     np.testing.assert_allclose(high, [25.0, 3000.0, 6000.0], rtol=1e-12)
