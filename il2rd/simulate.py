@@ -32,6 +32,7 @@ from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, OutputError, checkpoint_slot
 from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .io.reader import load
 from .scenario import Scenario
+from .stopwatch import Stopwatch
 from .solvers.steady import NewtonInfo, steady_field, steady_field_batch
 from .solvers.transient import advance_batch, advance_jit, explicit_stable_dt, explicit_substeps, steps_for_interval
 
@@ -297,18 +298,22 @@ def default_output_dir() -> Path:
     return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
 
-def _record(scenario, writer, cells=None):
+def _record(scenario, writer, cells=None, watch: Stopwatch | None = None):
     """on_snapshot for one run: per-cell readouts and the snapshot into its file. cells: the
-    dynamics.CellKinetics of a coupled run, whose snapshots come with the cells' receptors."""
+    dynamics.CellKinetics of a coupled run, whose snapshots come with the cells' receptors;
+    watch: the run's Stopwatch (stages 'readouts' and 'write')."""
     last = {}
+    watch = watch or Stopwatch()
 
     def on_snapshot(t, c, receptors=None, info=None):
         now = scenario
         if receptors is not None:  # uptake from the receptors and secretion of this moment
             now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, receptors, t))
             receptors = np.asarray(receptors, np.float64)
-        columns = readouts.cell_columns(c, now, receptors)
-        writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady", il2ra=receptors, solver_info=info)
+        with watch.stage("readouts"):
+            columns = readouts.cell_columns(c, now, receptors)
+        with watch.stage("write"):
+            writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady", il2ra=receptors, solver_info=info)
         last.update(columns)
 
     return on_snapshot, last
@@ -330,19 +335,24 @@ def last_solver_columns(f) -> dict | None:
     return {name: f["solver"][name][n - 1].item() for name in SOLVER_COLUMNS if name in f["solver"]}
 
 
-def _finish(writer, scenario, field, last, started: float, il2ra=None, secretion_course=None) -> Result:
+def _finish(writer, scenario, field, last, started: float, watch: Stopwatch, il2ra=None, secretion_course=None) -> Result:
     """il2ra, secretion_course: a coupled run's final IL-2Ra and secretion course factors (scenario
     then holds the coefficients of that state)."""
     # a resumed run that was already complete writes no snapshot: summarise its last field
-    summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, il2ra), scenario)
+    with watch.stage("readouts"):
+        summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, il2ra), scenario)
     shares = None
     interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
     if _attributable(scenario.settings):
-        shares = attribute(field, scenario, il2ra=il2ra, secretion_course=secretion_course)
-        writer.write_attribution(shares)
-    writer.write_readouts(summary, float(writer.time[writer.n_snapshots - 1]))
-    wall = wallclock.perf_counter() - started
-    writer.set_attrs(**summary.attrs(), wall_time_s=wall, complete=True)
+        with watch.stage("attribution"):
+            shares = attribute(field, scenario, il2ra=il2ra, secretion_course=secretion_course)
+        with watch.stage("write"):
+            writer.write_attribution(shares)
+    with watch.stage("write"):
+        writer.write_readouts(summary, float(writer.time[writer.n_snapshots - 1]))
+        wall = wallclock.perf_counter() - started
+        writer.set_attrs(**summary.attrs(), **watch.attrs(), wall_time_s=wall, complete=True)
+    log.info(watch.format())
     return Result(writer.path, field, summary, wall, shares, last_solver_columns(writer.file))
 
 
@@ -423,37 +433,40 @@ def _out_of_memory(err: BaseException) -> bool:
 
 def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
     started = wallclock.perf_counter()
-    compilation.configure_cache(config.compilation_cache(cfg))  # before anything compiles
-    if cfg.get("resume") is not None:
-        settings, scenario, output = runfolder.open_resume(cfg, overrides)
-    else:
-        settings = config.parse(cfg)
-        path, key = runfolder.output_path(settings, output_dir), runfolder.config_key(cfg)
-        scenario = Scenario.build(settings)
-        output = runfolder.open_output(cfg, settings, scenario, path, key)
-        if output.reuse:
-            try:
-                return _reuse(path, scenario)
-            finally:
-                output.release()
+    watch = Stopwatch()
+    with watch.stage("set-up"):
+        compilation.configure_cache(config.compilation_cache(cfg))  # before anything compiles
+        if cfg.get("resume") is not None:
+            settings, scenario, output = runfolder.open_resume(cfg, overrides)
+        else:
+            settings = config.parse(cfg)
+            path, key = runfolder.output_path(settings, output_dir), runfolder.config_key(cfg)
+            scenario = Scenario.build(settings)
+            output = runfolder.open_output(cfg, settings, scenario, path, key)
+    if output.reuse:  # only ever for a fresh run (open_output)
+        try:
+            return _reuse(path, scenario)
+        finally:
+            output.release()
     writer, start_state = output.writer, output.start
     interrupt.writer = writer
     cells = dynamics.cell_kinetics(scenario, scenario.coefficients.dtype) if settings.solver_kind == "coupled" else None
     final = {}  # a coupled run's final cell state, for the attribution
     with writer:
-        on_snapshot, last = _record(scenario, writer, cells)
+        on_snapshot, last = _record(scenario, writer, cells, watch)
         try:
             interrupt.check()
-            if cells is not None:
-                field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
-                                         start_state, cells=cells)
-                # the summary and the attribution of the last field use the coefficients of its state
-                scenario, final = _final_state(scenario, cells, receptors, settings.end_s)
-                field = np.asarray(field)
-            else:
-                field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
-                                         start_state))
-            return _finish(writer, scenario, field, last, started, **final)
+            with watch.stage("solve"):
+                if cells is not None:
+                    field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
+                                             start_state, cells=cells)
+                    # the summary and the attribution of the last field use the coefficients of its state
+                    scenario, final = _final_state(scenario, cells, receptors, settings.end_s)
+                    field = np.asarray(field)
+                else:
+                    field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
+                                             start_state))
+            return _finish(writer, scenario, field, last, started, watch, **final)
         except KeyboardInterrupt:
             raise RunInterrupted(writer.path, writer.committed) from None
         except (SimulationError, OutputError) as err:

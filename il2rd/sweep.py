@@ -31,6 +31,7 @@ from .io.hdf5 import OutputError
 from .scenario import Scenario
 from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve
 from .solvers.transient import explicit_substeps
+from .stopwatch import Stopwatch
 
 log = logging.getLogger("il2rd")
 
@@ -198,7 +199,7 @@ def _solve_together(batch: list[_Point], writers, started: float) -> None:
         raise OutOfMemory(f"out of memory solving a batch of {len(batch)} runs of {first.scenario.grid.shape} voxels "
                           f"({str(err).splitlines()[0][:200]}): lower hydra.launcher.batch_size") from None
     for i, (p, w) in enumerate(zip(batch, writers)):
-        _finish(w, p.scenario, fields[i], recorders[i][1], started)
+        _finish(w, p.scenario, fields[i], recorders[i][1], started, Stopwatch())
 
 
 @dataclass

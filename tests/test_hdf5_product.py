@@ -170,6 +170,11 @@ def test_schema_round_trip(transient):
         assert a["h5py_version"] == h5py.__version__
         assert isinstance(a["device"], str) and jax.devices()[0].platform in a["device"]
         assert 0 < a["wall_time_s"] <= elapsed
+        # where the time went, stage by stage (il2rd/stopwatch.py): the stages add up to the run's time
+        stages = {k: a[k] for k in a if k.startswith("time_") and k != "time_compile_s"}
+        assert {"time_set_up_s", "time_solve_s", "time_readouts_s", "time_write_s"} <= set(stages)
+        assert all(v >= 0 for v in stages.values()) and sum(stages.values()) <= a["wall_time_s"] + 0.05
+        assert 0 <= a["time_compile_s"] <= a["wall_time_s"]  # 0 where this process compiled it all before
         assert a["n_snapshots"] == len(TIMES)
         command_line = r.file["meta/command_line"][()]
         assert isinstance(command_line.decode() if isinstance(command_line, bytes) else command_line, str)
