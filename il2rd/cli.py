@@ -34,6 +34,7 @@ from importlib import resources  # noqa: E402
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from . import overrides  # noqa: E402
 from .cells import PlacementError  # noqa: E402
 from .config import ConfigError, register_configs  # noqa: E402
 from .io.hdf5 import OutputError  # noqa: E402
@@ -123,6 +124,10 @@ def main() -> None:
     if _as_command():
         interrupt.for_command()  # from here on a Ctrl-C that cannot wait ends the process at once (exit 130)
     last_sweep.__init__()
+    problem = overrides.check(sys.argv[1:], tuple(p.name for p in config_dir().iterdir() if p.is_dir()))
+    if problem:  # before Hydra, whose advice for a typo is to append the key
+        print(f"il2rd: error: {problem}", file=sys.stderr)
+        _end(2)
     try:
         _main()
     except KeyboardInterrupt:  # outside a run (the command's handler ends such a Ctrl-C itself)

@@ -1,0 +1,59 @@
+"""Command-line overrides checked against the config schema before Hydra composes them.
+
+Hydra refuses an unknown key with "Key 'spacng' not in 'GridConfig'" and a hint to append it with
+`+`, which for a typo is the wrong advice. :func:`check` walks each `key=value` override down the
+schema (config.Il2rdConfig; cell_types.<name>.<field> against CellTypeConfig) and names the key,
+the nearest allowed names and all of them, before any work starts. Appends (`+key=`), deletions
+(`~key`), Hydra's own keys (`hydra.*`), config groups (`scenario=t_zone`) and options (`-m`) are
+left to Hydra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+
+from .config import CellTypeConfig, Il2rdConfig
+
+_OPEN_MAPPINGS = {("cell_types",): CellTypeConfig}  # a mapping of names to one schema
+
+
+def unknown_key(key: str, groups: tuple[str, ...] = ()) -> str | None:
+    """Why `key` (dotted, e.g. grid.spacng) is not in the schema, with the nearest names; None if it is."""
+    parts = key.split(".")
+    if parts[0] in groups or parts[0] == "hydra" or "@" in key:  # a group, Hydra's, a group into a package
+        return None
+    node, walked = Il2rdConfig, []
+    for i, part in enumerate(parts):
+        if tuple(walked) in _OPEN_MAPPINGS:  # any name (a cell type), then its schema
+            walked.append(part)
+            node = _OPEN_MAPPINGS[tuple(walked[:-1])]
+            continue
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+            return None  # a free-form value (a boundary mapping, a region): checked when the run is parsed
+        names = [f.name for f in dataclasses.fields(node)]
+        if part not in names:
+            where = ".".join(walked) or "the config"
+            close = difflib.get_close_matches(part, names, n=3, cutoff=0.6)
+            guess = f"; did you mean {' or '.join('.'.join([*walked, c, *parts[i + 1:]]) for c in close)}?" if close else ""
+            return f"{key} is not a config key{guess} ({where} has: {', '.join(names)})"
+        walked.append(part)
+        node = _field_type(node, part)
+    return None
+
+
+def _field_type(cls, name):
+    hint = typing.get_type_hints(cls)[name]
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def check(arguments: list[str], groups: tuple[str, ...] = ()) -> str | None:
+    """The first unknown key among command-line `arguments` (module docstring), as a message."""
+    for argument in arguments:
+        if argument.startswith(("-", "+", "~")) or "=" not in argument:
+            continue
+        problem = unknown_key(argument.split("=", 1)[0], groups)
+        if problem:
+            return problem
+    return None

@@ -1,0 +1,44 @@
+"""Mistyped command-line keys are named with their nearest allowed names before Hydra runs
+(il2rd/overrides.py); well-formed overrides, appends, groups and Hydra's keys pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from il2rd import overrides
+
+GROUPS = ("scenario", "sweep", "cell_type", "hydra")
+
+
+@pytest.mark.parametrize("argument, suggestion", [
+    ("grid.spacng=20", "grid.spacing"),
+    ("phsyics.diffusion=3", "physics.diffusion"),
+    ("cell_types.treg.receptrs=5", "cell_types.treg.receptors"),
+    ("output.atribution=false", "output.attribution"),
+    ("solver.rtoll=1e-5,1e-6", "solver.rtol"),
+])
+def test_a_typo_names_the_key_and_the_nearest_names(argument, suggestion):
+    problem = overrides.check([argument], GROUPS)
+    key = argument.split("=")[0]
+    assert problem.startswith(f"{key} is not a config key; did you mean {suggestion}")
+    assert "has:" in problem
+
+
+@pytest.mark.parametrize("argument", [
+    "grid.spacing=20", "cell_types.treg.receptors=5", "+cell_types.dc.receptors=1", "~cell_types.treg",
+    "scenario=t_zone", "hydra.run.dir=x", "-m", "grid.boundary.x_lo=fixed", "cell_types.nk.region.kind=box",
+    "precision=float64", "cell_type@cell_types.nk=nk",
+])
+def test_well_formed_overrides_pass(argument):
+    assert overrides.check([argument], GROUPS) is None
+
+
+def test_the_command_refuses_a_typo_before_any_work(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import sys; from il2rd.cli import main; sys.argv[0] = 'il2rd'; main()",
+                           "grid.spacng=20"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "grid.spacng is not a config key; did you mean grid.spacing?" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "outputs").exists()
