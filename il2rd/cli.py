@@ -93,6 +93,8 @@ def _main(cfg: DictConfig):
         if multirun:  # record it and let the other jobs go on
             return report_failure(folder, failure_text(err), hydra_cfg.job.num)
         kind = "simulation failed" if isinstance(err, SimulationError) else "error"
+        if isinstance(err, (ConfigError, PlacementError)) and out is None:
+            _discard_refused(folder)
         print(f"il2rd: {kind}: {err}", file=sys.stderr)
         sys.exit(1 if isinstance(err, SimulationError) else 2)
     except RunInterrupted as err:
@@ -105,6 +107,21 @@ def _main(cfg: DictConfig):
         log.info("\n%s", result.attribution.format())
     log.info("wrote %s (%.1f s)", result.path, result.wall_time_s)
     return "finished"
+
+
+def _discard_refused(folder: Path) -> None:
+    """A run refused for bad input leaves no folder behind: Hydra made outputs/<date>/<time> for it,
+    which then holds only Hydra's .hydra/ and the log (anything else in it is kept)."""
+    import shutil
+
+    try:
+        if folder.is_dir() and {p.name for p in folder.iterdir()} <= {".hydra", "il2rd.log"}:
+            shutil.rmtree(folder)
+            date = folder.parent  # outputs/<date>, if Hydra's default layout made it and it is now empty
+            if date.parent.name == "outputs" and date.is_dir() and not any(date.iterdir()):
+                date.rmdir()
+    except OSError:
+        pass  # a folder we cannot remove is left as it is
 
 
 def _ignore_further_interrupts() -> None:

@@ -238,7 +238,8 @@ def test_bad_input_exits_with_one_line_naming_key_and_value(tmp_path, case):
     proc = run_il2rd(tmp_path, *SMALL, *make_overrides(tmp_path))
     line = check_refused(proc, *named)
     assert line.startswith("il2rd: error:")
-    assert not (tmp_path / "run" / "il2rd.h5").exists()
+    assert not (tmp_path / "run").exists()  # a refused run leaves no folder (Hydra made one for it)
+    assert tmp_path.is_dir()
 
 
 def test_value_refused_by_the_schema_names_key_and_value_without_traceback(tmp_path):
