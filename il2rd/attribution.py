@@ -225,12 +225,22 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -
     if not scenario.settings.subgrid_uptake:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
-    cp, (vmax, km, q) = scenario.coupling, _stencil_law(scenario, il2ra, secretion_course)
-    spread = lambda mine: np.asarray(coupling.voxel_fields_jit(cp, vmax, km, jnp.where(mine, q, 0.0))[0], np.float64)  # noqa: E731
-    total = spread(q > 0)
-    fraction = lambda part: np.where(total > 0, part / np.where(total > 0, total, 1.0), 0.0)  # noqa: E731
-    secretion = np.asarray(coef.secretion_pM_per_s, np.float64)
-    return np.stack([secretion * fraction(spread(jnp.asarray(pop.type_index == k) & (q > 0))) for k in type_indices])
+    vmax, km, q = _stencil_law(scenario, il2ra, secretion_course)
+    fractions = _type_fractions(scenario.coupling, vmax, km, q, jnp.asarray(pop.type_index), tuple(int(k) for k in type_indices))
+    return np.asarray(coef.secretion_pM_per_s, np.float64) * np.asarray(fractions, np.float64)
+
+
+@jit(static_argnames=("type_ids",))
+def _type_fractions(cp, vmax, km, q, type_index, type_ids):
+    """S_k / sum_k' S_k' (len(type_ids), *shape): the part of each voxel's secretion made by the
+    cells of each type k, S_k their secretion spread over their stencils (coupling.spread, all
+    types and the total in one scatter)."""
+    w = coupling.laws(cp, vmax, km).stencil_weights  # before folding: spread folds at the faces
+    per_type = q[:, None] * (type_index[:, None] == jnp.asarray(type_ids)[None, :])
+    per_cell = jnp.concatenate([per_type, q[:, None]], axis=1)  # the last channel: all cells
+    fields = coupling.spread(cp, w[:, :1] * per_cell, w[:, 1:2] * per_cell)
+    parts, total = fields[..., :-1], fields[..., -1:]
+    return jnp.moveaxis(jnp.where(total > 0, parts / jnp.where(total > 0, total, 1.0), 0.0), -1, 0)
 
 
 def _stencil_law(scenario, il2ra=None, secretion_course=None):
