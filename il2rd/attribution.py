@@ -117,39 +117,63 @@ def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxe
                                jnp.ones((n, 1), absorption_per_s.dtype), half_width, chunk, rtol, maxiter)[:, 0]
 
 
-@jit(static_argnames=("grid", "half_width", "chunk", "rtol", "maxiter"))
 def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, offsets, weights, half_width: int,
                         chunk: int = 256, rtol: float = 1e-6, maxiter: int = 1000):
     """x_W = A_W^-1 b_i read at the voxels where b_i sits (s, (n, m)): for each voxel i of
     voxels (n, 3), b_i = sum_j weights[i, j] e_(i + offsets[i, j]) (offsets (n, m, 3) within
     +-1, repeated offsets add), A = -D lap + diag(absorption) restricted to the cube W of
     half-width w around i (clipped at the lattice: weight beyond it is lost).
-    Jacobi-preconditioned CG on every cube to ||b - A x|| <= rtol ||b||, `chunk` cubes at a
-    time. For b >= 0 each entry is a lower bound of [A^-1 b_i] there (module docstring)."""
+    Jacobi-preconditioned CG on every cube to ||b - A x|| <= rtol ||b||, `chunk` cubes per
+    call of one compiled kernel whatever the number of cells (fewer cells: the next power of two;
+    the last chunk is padded with empty right-hand sides). For b >= 0 each entry is a lower bound of [A^-1 b_i] there (module
+    docstring)."""
+    voxels, offsets = jnp.asarray(voxels, jnp.int32), jnp.asarray(offsets, jnp.int32)
+    weights = jnp.asarray(weights, absorption_per_s.dtype)
+    n = voxels.shape[0]
+    if n == 0:
+        return jnp.zeros(weights.shape, absorption_per_s.dtype)
+    diagonal, inside = _window_operator(absorption_per_s, grid, diffusion_um2_per_s, half_width)
+    coupling_per_s = jnp.asarray(diffusion_um2_per_s / grid.spacing_um**2, absorption_per_s.dtype)
+    chunk = min(chunk, 1 << (n - 1).bit_length())  # a few cells: the next power of two, not a whole chunk
+    pad = -n % chunk
+    padded = [jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (voxels, offsets, weights)]
+    parts = [_window_solves(diagonal, inside, coupling_per_s, *(a[k:k + chunk] for a in padded), half_width=half_width,
+                            rtol=rtol, maxiter=maxiter) for k in range(0, n + pad, chunk)]
+    return jnp.concatenate(parts)[:n]
+
+
+@jit(static_argnames=("grid", "half_width"))
+def _window_operator(absorption_per_s, grid: Grid, diffusion_um2_per_s, half_width: int):
+    """The diagonal of A and the lattice's mask, both padded by the window's half-width (the
+    diagonal with 1 and the mask with 0 beyond the lattice)."""
+    diagonal = diffusion_um2_per_s * laplacian_diagonal(grid, absorption_per_s.dtype) + absorption_per_s
+    return (jnp.pad(diagonal, half_width, constant_values=1.0),
+            jnp.pad(jnp.ones(grid.shape, absorption_per_s.dtype), half_width))
+
+
+@jit(static_argnames=("half_width", "rtol", "maxiter"))
+def _window_solves(diagonal, inside, coupling_per_s, voxels, offsets, weights, half_width: int, rtol: float,
+                   maxiter: int):
+    """:func:`local_green_stencil` for one chunk of cubes (voxels (chunk, 3) in the unpadded lattice)."""
     w = half_width
     n = 2 * w + 1
-    diagonal = diffusion_um2_per_s * laplacian_diagonal(grid, absorption_per_s.dtype) + absorption_per_s
-    diagonal = jnp.pad(diagonal, w, constant_values=1.0)
-    inside = jnp.pad(jnp.ones(grid.shape, absorption_per_s.dtype), w)  # 0 beyond the lattice
-    coupling = diffusion_um2_per_s / grid.spacing_um**2
 
     def neighbours(v):  # sum of the 6 face neighbours, 0 beyond the cube
         p = jnp.pad(v, 1)
         return (p[:-2, 1:-1, 1:-1] + p[2:, 1:-1, 1:-1] + p[1:-1, :-2, 1:-1] + p[1:-1, 2:, 1:-1]
                 + p[1:-1, 1:-1, :-2] + p[1:-1, 1:-1, 2:])
 
-    def one(args):
-        voxel, offset, weight = args
+    def one(voxel, offset, weight):
         d = jax.lax.dynamic_slice(diagonal, voxel, (n, n, n))
         m = jax.lax.dynamic_slice(inside, voxel, (n, n, n))
         at = tuple((offset + w).T)
-        b = m * jnp.zeros((n, n, n), absorption_per_s.dtype).at[at].add(weight)
+        b = m * jnp.zeros((n, n, n), diagonal.dtype).at[at].add(weight)
         # identity beyond the lattice keeps the operator SPD with those voxels at 0
-        A = lambda v: m * (d * v - coupling * neighbours(m * v)) + (1 - m) * v  # noqa: E731
+        A = lambda v: m * (d * v - coupling_per_s * neighbours(m * v)) + (1 - m) * v  # noqa: E731
         x, _ = pcg(A, b, lambda r: r / d, jnp.zeros_like(b), rtol * jnp.sqrt(jnp.vdot(b, b)), maxiter)
         return x[at]
 
-    return jax.lax.map(one, (voxels, offsets, weights), batch_size=chunk)
+    return jax.vmap(one)(voxels, offsets, weights)
 
 
 @dataclass(frozen=True)
