@@ -22,8 +22,8 @@ _OPEN_MAPPINGS = {("cell_types",): CellTypeConfig}  # a mapping of names to one 
 def unknown_key(key: str, groups: tuple[str, ...] = ()) -> str | None:
     """Why `key` (dotted, e.g. grid.spacng) is not in the schema, with the nearest names; None if it is."""
     parts = key.split(".")
-    if parts[0] in groups or parts[0] == "hydra" or "@" in key:  # a group, Hydra's, a group into a package
-        return None
+    if parts[0] in groups or parts[0] == "hydra" or "@" in key or "/" in key:  # groups (also hydra/launcher,
+        return None  # cell_type@cell_types.x) and Hydra's own keys are Hydra's to check
     node, walked = Il2rdConfig, []
     for i, part in enumerate(parts):
         if tuple(walked) in _OPEN_MAPPINGS:  # any name (a cell type), then its schema

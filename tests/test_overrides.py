@@ -30,7 +30,7 @@ def test_a_typo_names_the_key_and_the_nearest_names(argument, suggestion):
 @pytest.mark.parametrize("argument", [
     "grid.spacing=20", "cell_types.treg.receptors=5", "+cell_types.dc.receptors=1", "~cell_types.treg",
     "scenario=t_zone", "hydra.run.dir=x", "-m", "grid.boundary.x_lo=fixed", "cell_types.nk.region.kind=box",
-    "precision=float64", "cell_type@cell_types.nk=nk",
+    "precision=float64", "cell_type@cell_types.nk=nk", "hydra/launcher=il2rd_batched", "hydra.launcher.batch_size=4",
 ])
 def test_well_formed_overrides_pass(argument):
     assert overrides.check([argument], GROUPS) is None
