@@ -186,7 +186,7 @@ def closure_fields(shape, voxel, spacing_um, diffusion, radius_um, vmax, km, sec
 
     cp = closure(shape, voxel, spacing_um, diffusion, radius_um, periodic=periodic)
     args = (jnp.asarray(np.asarray(a, np.float64), cp.radius_um.dtype) for a in (vmax, km, secretion))
-    return tuple(np.asarray(f) for f in coupling.voxel_fields(cp, *args))
+    return tuple(np.asarray(f) for f in coupling.voxel_fields_jit(cp, *args))
 
 
 def closure_cell_uptake(c, voxel, spacing_um, diffusion, radius_um, vmax, km, law="saturating", periodic=(False, False, False)):
@@ -195,7 +195,7 @@ def closure_cell_uptake(c, voxel, spacing_um, diffusion, radius_um, vmax, km, la
 
     cp = closure(np.shape(c), voxel, spacing_um, diffusion, radius_um, law, periodic)
     args = (jnp.asarray(np.asarray(a, np.float64), cp.radius_um.dtype) for a in (c, vmax, km))
-    return tuple(np.asarray(a) for a in coupling.cell_uptake(cp, *args))
+    return tuple(np.asarray(a) for a in coupling.cell_uptake_jit(cp, *args))
 
 
 def scatter_stencil(shape, voxel, stencil_weights, per_cell_values):

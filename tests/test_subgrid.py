@@ -304,7 +304,7 @@ def test_attribution_between_overlapping_cells_conserves_uptake():
     assert np.all((uptake > 0) & (uptake < vmax)) and np.all(seen > 0)
 
 
-@pytest.mark.parametrize("h", SPACINGS)
+@pytest.mark.parametrize("h", [8.0, 20.0])  # the two regimes of the closure: the 7-voxel cross and one voxel
 def test_exact_saturating_route_by_linearised_outer_iteration(h):
     """Linear solves with K_eff = K_M + c_s, c_s updated from the sphere's far field, converge to
     the exact Michaelis-Menten sphere, including the transition the per-voxel law misses."""
