@@ -125,8 +125,8 @@ def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxel
     half-width w around i (clipped at the lattice: weight beyond it is lost).
     Jacobi-preconditioned CG on every cube to ||b - A x|| <= rtol ||b||, `chunk` cubes per
     call of one compiled kernel whatever the number of cells (fewer cells: the next power of two;
-    the last chunk is padded with empty right-hand sides). For b >= 0 each entry is a lower bound of [A^-1 b_i] there (module
-    docstring)."""
+    the last chunk is padded with empty right-hand sides). For b >= 0 each entry is a lower bound
+    of [A^-1 b_i] there (module docstring)."""
     voxels, offsets = jnp.asarray(voxels, jnp.int32), jnp.asarray(offsets, jnp.int32)
     weights = jnp.asarray(weights, absorption_per_s.dtype)
     n = voxels.shape[0]
