@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from compose import compose_config  # noqa: E402
 
 from il2rd.config import parse  # noqa: E402
-from il2rd.dynamics import advance_coupled, cell_kinetics, coefficients_at, initial_state_jit  # noqa: E402
+from il2rd.dynamics import cell_kinetics, coefficients_at  # noqa: E402
+from il2rd.steppers import Coupled, advance, initialize  # noqa: E402
 from il2rd.scenario import Scenario  # noqa: E402
 from il2rd.solvers.steady import steady_field  # noqa: E402
 
@@ -45,12 +46,12 @@ def trajectory(scenario, dt_s, hours, initial_field):
     """(field, IL-2Ra) at every hour, float64."""
     grid, coef, options = scenario.grid, scenario.coefficients, scenario.settings.options
     kin = cell_kinetics(scenario, coef.dtype)
-    state, _ = initial_state_jit(grid, coef, kin, options, 0.0, initial_field)
+    state, _ = initialize(Coupled(coef, kin, grid, options, initial_field), 0.0)
     per_hour = int(round(HOUR / dt_s))
     out = []
     for h in range(hours):
-        state, info = advance_coupled(state, jnp.asarray(h * HOUR, coef.dtype), jnp.asarray(dt_s, coef.dtype), grid, coef,
-                                      kin, per_hour, options)
+        state, info = advance(Coupled(coef, kin, grid, options, initial_field), state, jnp.asarray(h * HOUR, coef.dtype),
+                              jnp.asarray(dt_s, coef.dtype), per_hour)
         assert bool(info.converged), (h, info)
         out.append(state)
     return kin, out

@@ -1,8 +1,8 @@
 """Section c: transient throughput, simulated seconds per wall-clock second, from c = 0.
 
-  il2rd explicit  transient.advance_jit(kind='explicit') at its stability limit
+  il2rd explicit  steppers.advance of ForwardEuler at its stability limit
                   dt = 0.9 / (D max(-lap) + k_d + max du/dc)  (explicit_stable_dt)
-  il2rd implicit  transient.advance_jit(kind='implicit') at il2rd's default dt = 10 s (and 60 s),
+  il2rd implicit  steppers.advance of BackwardEuler at il2rd's default dt = 10 s (and 60 s),
                   each step a Newton-Krylov solve to rtol 1e-6
   py-pde          EulerSolver (numba, float64) at the same dt as il2rd's explicit: the same
                   scheme has the same stability limit
@@ -18,7 +18,8 @@ import numpy as np
 import peers
 from common import log, scenario, timed, wait_quiet
 from il2rd.solvers.steady import SolverOptions
-from il2rd.solvers.transient import advance_jit, explicit_stable_dt
+from il2rd.solvers.transient import explicit_stable_dt
+from il2rd.steppers import advance, build
 
 IMPLICIT_DT = (10.0, 60.0)
 
@@ -34,12 +35,12 @@ def run(n: int, interval_s: float, repeats: int, with_pypde: bool) -> dict:
         steps = int(np.ceil(interval_s / dt))
         c0 = jnp.zeros(grid.shape, dtype)
         wait_quiet(timeout=20)
-        t, _ = timed(advance_jit, c0, grid, coef, jnp.asarray(dt, dtype), steps, "explicit", options, repeats=repeats)
+        t, _ = timed(advance, build("explicit", coef, grid, options), c0, 0.0, jnp.asarray(dt, dtype), steps, repeats=repeats)
         rows.append(dict(solver="il2rd explicit Euler", dtype=name, dt_s=dt, steps=steps, simulated_s=steps * dt,
                          seconds=t["best_s"], compile_s=t["compile_s"], sim_s_per_wall_s=steps * dt / t["best_s"]))
         for idt in IMPLICIT_DT:
             k = int(np.ceil(interval_s / idt))
-            t, (c, info) = timed(advance_jit, c0, grid, coef, jnp.asarray(idt, dtype), k, "implicit", options, repeats=repeats)
+            t, (c, info) = timed(advance, build("implicit", coef, grid, options), c0, 0.0, jnp.asarray(idt, dtype), k, repeats=repeats)
             rows.append(dict(solver=f"il2rd implicit Euler (dt {idt:g} s)", dtype=name, dt_s=idt, steps=k, simulated_s=k * idt,
                              seconds=t["best_s"], compile_s=t["compile_s"], sim_s_per_wall_s=k * idt / t["best_s"],
                              cg=int(info.krylov_iterations), converged=bool(info.converged)))

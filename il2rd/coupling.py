@@ -37,17 +37,18 @@ from .compilation import jit
 class CellCoupling:
     """flat (n, 7) int32: the flat C-order index of each cell's stencil voxels (arms outside a
     non-periodic face replaced by the cell's own voxel); inside (n, 7) bool: the arms inside the
-    lattice; radius_um (n,): each cell's sphere radius a. Static: the lattice shape, the voxel edge
-    h (um), the closure's D = alpha D_eff (um^2/s), alpha, the uptake law ('saturating' or
-    'linear') and which axes are periodic."""
+    lattice; radius_um (n,): each cell's sphere radius a; diffusion_um2_per_s, volume_fraction
+    (scalars, traced: a batch may sweep them): the closure's D = alpha D_eff and alpha. Static: the
+    lattice shape, the voxel edge h (um), the uptake law ('saturating' or 'linear') and which axes
+    are periodic."""
 
     flat: jax.Array
     inside: jax.Array
     radius_um: jax.Array
+    diffusion_um2_per_s: jax.Array
+    volume_fraction: jax.Array
     shape: tuple[int, int, int] = field(metadata=dict(static=True))
     spacing_um: float = field(metadata=dict(static=True))
-    diffusion_um2_per_s: float = field(metadata=dict(static=True))
-    volume_fraction: float = field(metadata=dict(static=True))
     uptake: str = field(metadata=dict(static=True))
     periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=dict(static=True))
 
@@ -88,8 +89,8 @@ def build(voxel, shape: tuple[int, int, int], spacing_um: float, radius_um, diff
     shape = tuple(int(n) for n in shape)
     periodic = tuple(bool(p) for p in periodic)
     flat, inside = stencils(jnp.asarray(voxel, jnp.int32), shape, periodic)
-    return CellCoupling(flat, inside, jnp.asarray(radius, dtype), shape, float(spacing_um), float(diffusion_um2_per_s),
-                        float(volume_fraction), uptake, periodic)
+    return CellCoupling(flat, inside, jnp.asarray(radius, dtype), jnp.asarray(diffusion_um2_per_s, dtype),
+                        jnp.asarray(volume_fraction, dtype), shape, float(spacing_um), uptake, periodic)
 
 
 _CENTRE_ARM = np.arange(7) == 0

@@ -232,23 +232,6 @@ def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: C
     return (c, receptors), info
 
 
-@jit(static_argnames=("grid", "n_steps", "options"))
-def advance_coupled(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: CellKinetics, n_steps: int,
-                    options: SolverOptions):
-    """n_steps coupled steps from time t; returns the new state and the worst NewtonInfo."""
-
-    def body(carry, k):
-        state, info = carry
-        state, step_info = coupled_step(state, t_s + k * dt_s, dt_s, grid, coef, cells, options)
-        return (state, info.worst(step_info)), None
-
-    (state, info), _ = jax.lax.scan(body, (state, NewtonInfo.trivial(coef.dtype)), jnp.arange(n_steps, dtype=coef.dtype))
-    return state, info
-
-
-initial_state_jit = jit(initial_state, static_argnames=("grid", "options", "initial_field"))
-
-
 def cell_kinetics(scenario, dtype) -> CellKinetics:
     """The CellKinetics of a built scenario: its cells, their basal receptors, their types'
     feedback gains and secretion courses (h in the config, s here)."""

@@ -1,137 +1,35 @@
-"""The host loop: jitted chunks of physics, observers (HDF5, progress) in between.
+"""One run: `run(cfg)` is the whole program without Hydra.
 
-`run(cfg)` is the whole program without Hydra: parse and check the config, build the
-scenario, open the output file (failing there if it cannot be written), then solve, writing
-each snapshot as soon as it exists, and return a Result with the summary.
+Parse and check the config, build the scenario and its stepper (steppers.for_scenario), open the
+output file (failing there if it cannot be written), integrate (integrate.py, the host loop),
+writing each snapshot as soon as it exists (`_record`, the run's observer), then the summary and
+the attribution of the last state, and return a Result.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import os
-import signal
-import threading
 import time as wallclock
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
-from . import compilation, config, readouts
-from . import dynamics
+from . import compilation, config, readouts, runfolder, steppers
 from .attribution import Attribution, attribute
-from . import runfolder
+from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
+from .interrupts import RunInterrupted, interrupt
 from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, OutputError, checkpoint_slot
-from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .io.reader import load
+from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .scenario import Scenario
 from .stopwatch import Stopwatch
-from .solvers.steady import NewtonInfo, steady_field, steady_field_batch
-from .solvers.transient import advance_batch, advance_jit, explicit_stable_dt, explicit_substeps, steps_for_interval
 
 log = logging.getLogger("il2rd")
-
-CHUNK_STEPS = 64  # time steps per jitted call: the granularity of progress and NaN checks
-
-
-class SimulationError(RuntimeError):
-    """The numerics failed (no convergence, NaN/Inf); snapshots written so far are kept."""
-
-
-class OutOfMemory(SimulationError):
-    """The device or host ran out of memory while solving."""
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: the file keeps its n_snapshots complete snapshots (or, when the Ctrl-C
-    came as the run was finishing, the file is complete)."""
-
-    def __init__(self, path: Path, n_snapshots: int, complete: bool = False):
-        self.path, self.n_snapshots, self.complete = path, n_snapshots, complete
-        if complete:
-            super().__init__(f"interrupted as the run finished; {path} is complete ({n_snapshots} snapshot(s))")
-        else:
-            super().__init__(f"interrupted; {path} keeps the {n_snapshots} snapshot(s) completed before")
-
-
-def _exit_now(message: str) -> None:
-    """End the process at once with exit 130, as SIGKILL would but with a message: what is on disk
-    is what the snapshot commits left there (hdf5.py), so nothing committed is lost."""
-    try:
-        os.write(2, f"il2rd: {message}\n".encode())
-    finally:
-        os._exit(130)
-
-
-class _DeferredInterrupt:
-    """Ctrl-C during a run is honoured between jitted chunks and snapshots, never inside XLA
-    (compiling or computing) or half-way through writing the file: the handler only records
-    it, and `check` raises KeyboardInterrupt at the next safe point.
-
-    A Ctrl-C that cannot wait (a second one, or one outside a run) raises KeyboardInterrupt at
-    once in the library; in the il2rd command (`for_command`) it ends the process at once with
-    exit 130 and one line saying what the file keeps, rather than unwinding through HDF5 or XLA
-    (where a KeyboardInterrupt can crash the interpreter)."""
-
-    def __init__(self):
-        self.requested = False
-        self.depth = 0  # runs in progress (nested `with interrupt`)
-        self.hard_exit = False
-        self.writer = None  # the file being written, for the message
-        self.outside = "interrupted before any output was written"
-        self.previous = []
-
-    def _handler(self, signum, frame):
-        if self.depth and not self.requested:
-            self.requested = True
-            return
-        if self.hard_exit:
-            _exit_now(self.kept())
-        raise KeyboardInterrupt
-
-    def kept(self) -> str:
-        w = self.writer
-        if w is None:
-            return self.outside
-        return f"interrupted again: stopped at once; {w.path} keeps the {w.committed} snapshot(s) completed before"
-
-    def for_command(self) -> None:
-        """The il2rd command: install the handler for the whole process, from start-up on."""
-        self.hard_exit = True
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._handler)
-
-    def check(self):
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def __enter__(self):
-        if self.depth == 0:
-            self.requested = False
-        self.depth += 1
-        mine = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != self._handler
-        self.previous.append(signal.signal(signal.SIGINT, self._handler) if mine else None)
-        return self
-
-    def __exit__(self, *exc):
-        self.depth -= 1
-        previous = self.previous.pop()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        if self.writer is not None:  # this run is over (a sweep's runs nest in the sweep's `with interrupt`)
-            if self.depth == 0:  # a Ctrl-C from now on comes after the run
-                self.outside = f"interrupted; {self.writer.path} keeps the {self.writer.committed} snapshot(s) written"
-            self.writer = None
-
-
-interrupt = _DeferredInterrupt()
 
 
 @dataclass
@@ -152,145 +50,19 @@ class Result:
                 f"({int(s['newton_iterations'])} Newton steps, {int(s['krylov_iterations'])} CG iterations)")
 
 
-def _check_field(c, when: str, grid) -> None:
-    """Stop on NaN/Inf, naming when and where (and which batch member, for a batch)."""
-    if bool(jnp.all(jnp.isfinite(c))):
-        return
-    bad = np.argwhere(~np.isfinite(np.asarray(c)))[0]
-    member, bad = (f" in batch member {int(bad[0])}", bad[1:]) if len(bad) == 4 else ("", bad)
-    where = (bad + 0.5) * grid.spacing_um
-    raise SimulationError(
-        f"non-finite IL-2 appeared {when}{member}, first at voxel "
-        f"{tuple(int(i) for i in bad)} (x, y, z = {', '.join(f'{w:g}' for w in where)} um)"
-    )
+def solve(stepper: steppers.Stepper, settings, on_snapshot, progress: bool = True, start=None, batched: bool = False):
+    """Integrate `stepper` through the settings' snapshot times (integrate.integrate), calling
+    on_snapshot(t_s, state, info=...) at each; returns the last state.
 
-
-def _check_solve(info, t: float, options) -> None:
-    """Stop on a nonlinear solve that met neither bound (solvers/steady.py), saying why and what helps."""
-    if bool(jnp.all(info.converged)):
-        return
-    worst = int(jnp.argmax(jnp.ravel(jnp.where(info.converged, -jnp.inf, info.backward_error))))
-    pick = lambda v: np.ravel(np.asarray(v))[worst]  # noqa: E731  (one member of a batch)
-    newton = int(pick(info.newton_iterations))
-    if newton >= options.max_newton:
-        advice = f"raise solver.max_newton (now {options.max_newton})"
-    else:  # the residual stopped falling above both bounds
-        advice = (f"the residual stopped falling: raise solver.max_iter (now {options.max_krylov} CG iterations "
-                  "per step), or use precision=float64 if the backward error is near the float32 floor")
-    raise SimulationError(
-        f"the nonlinear solve at t = {t:g} s did not converge: relative residual {float(pick(info.relative_residual)):.3g} "
-        f"(solver.rtol = {options.rtol:g}), backward error {float(pick(info.backward_error)):.3g} "
-        f"after {newton} Newton steps ({int(pick(info.krylov_iterations))} CG iterations): {advice}"
-    )
-
-
-def solver_columns(info) -> dict:
-    """The /solver/* values of a NewtonInfo (io/hdf5.py SOLVER_COLUMNS); a batch's stay arrays."""
-    return {name: np.asarray(getattr(info, name)) for name in SOLVER_COLUMNS}
-
-
-def solve(grid, settings, coef, on_snapshot, progress: bool = True, start=None, batched: bool = False, cells=None):
-    """Run the solver of `settings` on the lattice, calling on_snapshot(t_s, field, info=...) at
-    each snapshot time (info: solver_columns of the worst solve since the previous snapshot);
-    returns the last field.
-
-    cells: the dynamics.CellKinetics of solver.kind=coupled, whose on_snapshot also gets the
-    cells' receptors, on_snapshot(t_s, field, receptors); it returns (field, receptors).
-
-    batched: coef has a leading batch axis (parameter sets of one shape, stacked); the same
-    jitted physics is vmapped over it and the fields passed on have that axis too.
     start: (t_s, field) of a snapshot already written, to continue a transient run from (resume);
-    (t_s, field, il2ra) for a coupled run.
-    """
-    if settings.solver_kind == "steady":
-        c, info = (steady_field_batch if batched else steady_field)(grid, coef, options=settings.options)
-        _check_field(c, "in the steady solve", grid)
-        _check_solve(info, 0.0, settings.options)
-        on_snapshot(0.0, c, info=solver_columns(info))
-        interrupt.check()
-        return c
-
-    if settings.solver_kind == "coupled":
-        return _solve_coupled(grid, settings, coef, cells, on_snapshot, progress, start)
-    times = settings.snapshot_times_s
-    exact = NewtonInfo.trivial(coef.dtype)
-    if batched:
-        exact = jax.tree_util.tree_map(lambda v: jnp.broadcast_to(v, jnp.shape(coef.decay_per_s)), exact)
-    if start is None:
-        c = jnp.zeros(coef.secretion_pM_per_s.shape, coef.dtype)
-        on_snapshot(times[0], c, info=solver_columns(exact))
-        interrupt.check()
-    else:
-        t_start, c = start[0], jnp.asarray(start[1], coef.dtype)
-        times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
-    advance = advance_batch if batched else advance_jit
-    bar = _progress_bar(settings, progress, times[0])
-    try:
-        for t0, t1 in zip(times[:-1], times[1:]):
-            n_steps, dt = steps_for_interval(t1 - t0, settings.dt_s)
-            if settings.solver_kind == "explicit":
-                sub = explicit_substeps(grid, coef, dt)
-                if sub > 1 and t0 == times[0]:
-                    total = sub * math.ceil(settings.end_s / settings.dt_s)
-                    (log.warning if total > 10**6 else log.info)(
-                        "solver.dt = %g s is above the forward-Euler stability limit %.3g s: taking %d sub-steps "
-                        "per step, %d in all%s", settings.dt_s, explicit_stable_dt(grid, coef), sub, total,
-                        "; solver.kind=implicit has no such limit" if total > 10**6 else "")
-                n_steps, dt = n_steps * sub, dt / sub
-            t, done, interval = t0, 0, exact
-            while done < n_steps:
-                n = min(CHUNK_STEPS, n_steps - done)
-                c, info = advance(c, grid, coef, jnp.asarray(dt, coef.dtype), n, settings.solver_kind, settings.options)
-                _check_field(c, f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
-                _check_solve(info, t, settings.options)
-                t, done, interval = t + n * dt, done + n, interval.worst(info)
-                bar.update(n * dt)
-                interrupt.check()
-            on_snapshot(t1, c, info=solver_columns(interval))
-            interrupt.check()
-    finally:
-        bar.close()
-    return c
-
-
-def _progress_bar(settings, progress: bool, initial: float = 0.0):
-    return tqdm(total=settings.end_s, initial=initial, unit="s sim", disable=not progress, desc=f"il2rd {settings.solver_kind}",
-                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
-
-
-def _solve_coupled(grid, settings, coef, cells, on_snapshot, progress: bool, start=None):
-    """solver.kind=coupled (dynamics.py): backward-Euler field, receptor and secretion dynamics.
-    start: (t_s, field, il2ra) of a snapshot already written (resume)."""
-    times = settings.snapshot_times_s
-    if start is None:
-        state, info = dynamics.initial_state_jit(grid, coef, cells, settings.options, times[0], settings.initial_field)
-        _check_field(state[0], "in the steady solve at t = 0 s", grid)
-        _check_solve(info, times[0], settings.options)
-        on_snapshot(times[0], *state, info=solver_columns(info))
-        interrupt.check()
-    else:
-        t_start, field, il2ra = start
-        state = (jnp.asarray(field, coef.dtype), jnp.asarray(il2ra, coef.dtype))
-        times = [t_start] + [t for t in times if t > t_start * (1 + 1e-12)]
-    bar = _progress_bar(settings, progress, times[0])
-    try:
-        for t0, t1 in zip(times[:-1], times[1:]):
-            n_steps, dt = steps_for_interval(t1 - t0, settings.dt_s)
-            t, done, interval = t0, 0, NewtonInfo.trivial(coef.dtype)
-            while done < n_steps:
-                n = min(CHUNK_STEPS, n_steps - done)
-                state, info = dynamics.advance_coupled(state, jnp.asarray(t, coef.dtype), jnp.asarray(dt, coef.dtype), grid, coef,
-                                                       cells, n, settings.options)
-                _check_field(state[0], f"between t = {t:g} s and t = {t + n * dt:g} s", grid)
-                _check_solve(info, t, settings.options)
-                t, done, interval = t + n * dt, done + n, interval.worst(info)
-                bar.update(n * dt)
-                interrupt.check()
-            on_snapshot(t1, *state, info=solver_columns(interval))
-            interrupt.check()
-    finally:
-        bar.close()
-    return state
+    (t_s, field, il2ra) for a coupled run. batched: `stepper` is a stack (steppers.stack)."""
+    if start is not None:
+        dtype = stepper.coef.dtype
+        t_s, field, *il2ra = start
+        field = jnp.asarray(field, dtype)
+        start = (t_s, (field, jnp.asarray(il2ra[0], dtype)) if il2ra else field)
+    return integrate(stepper, settings.snapshot_times_s, settings.dt_s, on_snapshot, start=start, batched=batched,
+                     progress=progress)
 
 
 def default_output_dir() -> Path:
@@ -298,33 +70,40 @@ def default_output_dir() -> Path:
     return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
 
-def _record(scenario, writer, cells=None, watch: Stopwatch | None = None):
-    """on_snapshot for one run: per-cell readouts and the snapshot into its file. cells: the
-    dynamics.CellKinetics of a coupled run, whose snapshots come with the cells' receptors;
-    watch: the run's Stopwatch (stages 'readouts' and 'write')."""
+def _at_state(scenario, stepper: steppers.Stepper, state, t_s: float):
+    """The scenario with the field coefficients of `state` at t_s (a coupled run's receptors and
+    secretion of that moment), and the cells' own state (stepper.cell_state: IL-2Ra and secretion
+    course factors) for the readouts and the attribution; a field-only state changes nothing."""
+    cells = stepper.cell_state(state, t_s)
+    if not cells:
+        return scenario, cells
+    return dataclasses.replace(scenario, coefficients=stepper.coefficients_at(state, t_s)), cells
+
+
+def _record(scenario, writer, stepper: steppers.Stepper, watch: Stopwatch | None = None):
+    """on_snapshot for one run: per-cell readouts and the snapshot into its file (a transient run's
+    with its checkpoint, a coupled run's with the cells' IL-2Ra); watch: the run's Stopwatch
+    (stages 'readouts' and 'write'). Returns it and the dict of the last snapshot's columns."""
     last = {}
     watch = watch or Stopwatch()
 
-    def on_snapshot(t, c, receptors=None, info=None):
-        now = scenario
-        if receptors is not None:  # uptake from the receptors and secretion of this moment
-            now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, receptors, t))
-            receptors = np.asarray(receptors, np.float64)
+    def on_snapshot(t, state, info=None):
+        now, cells = _at_state(scenario, stepper, state, t)
+        c = stepper.field(state)
         with watch.stage("readouts"):
-            columns = readouts.cell_columns(c, now, receptors)
+            columns = readouts.cell_columns(c, now, cells.get("il2ra"))
         with watch.stage("write"):
-            writer.append(t, c, columns, checkpoint=scenario.settings.solver_kind != "steady", il2ra=receptors, solver_info=info)
+            writer.append(t, c, columns, checkpoint=stepper.transient, il2ra=cells.get("il2ra"), solver_info=info)
         last.update(columns)
 
     return on_snapshot, last
 
 
-def _attributable(settings) -> bool:
-    """Whether a run gets a source attribution: asked for and a steady field or a coupled run's last
-    field (a backward-Euler step: its shares add up to the uptake up to what the field still
-    changes, which the closure reports), with point-sink cells or the sub-grid closure's stencils
-    (physics.cell_radius; attribution.py shares each stencil voxel's uptake among the cells reaching it)."""
-    return settings.attribution and settings.solver_kind in ("steady", "coupled")
+def _attributable(settings, stepper: steppers.Stepper) -> bool:
+    """Whether a run gets a source attribution: asked for, and a field whose shares add up
+    (stepper.attributable: a steady field, or a coupled run's last backward-Euler step, whose
+    shares add up to the uptake up to what the field still changes, which the closure reports)."""
+    return settings.attribution and stepper.attributable
 
 
 def last_solver_columns(f) -> dict | None:
@@ -335,17 +114,19 @@ def last_solver_columns(f) -> dict | None:
     return {name: f["solver"][name][n - 1].item() for name in SOLVER_COLUMNS if name in f["solver"]}
 
 
-def _finish(writer, scenario, field, last, started: float, watch: Stopwatch, il2ra=None, secretion_course=None) -> Result:
-    """il2ra, secretion_course: a coupled run's final IL-2Ra and secretion course factors (scenario
-    then holds the coefficients of that state)."""
+def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: float, watch: Stopwatch) -> Result:
+    """The summary, attribution and completion of a run whose last state is `state` (the
+    summary and the attribution use the coefficients of that state: _at_state)."""
+    scenario, cells = _at_state(scenario, stepper, state, scenario.settings.end_s)
+    field = np.asarray(stepper.field(state))
     # a resumed run that was already complete writes no snapshot: summarise its last field
     with watch.stage("readouts"):
-        summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, il2ra), scenario)
+        summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, cells.get("il2ra")), scenario)
     shares = None
     interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
-    if _attributable(scenario.settings):
+    if _attributable(scenario.settings, stepper):
         with watch.stage("attribution"):
-            shares = attribute(field, scenario, il2ra=il2ra, secretion_course=secretion_course)
+            shares = attribute(field, scenario, **cells)
         with watch.stage("write"):
             writer.write_attribution(shares)
     with watch.stage("write"):
@@ -356,19 +137,12 @@ def _finish(writer, scenario, field, last, started: float, watch: Stopwatch, il2
     return Result(writer.path, field, summary, wall, shares, last_solver_columns(writer.file))
 
 
-def _final_state(scenario, cells, il2ra, t_s: float):
-    """A coupled run's scenario with the coefficients of its state at t_s (IL-2Ra per cell), and
-    that state for the attribution (its IL-2Ra and secretion course factors)."""
-    now = dataclasses.replace(scenario, coefficients=dynamics.coefficients_at(scenario.coefficients, cells, il2ra, t_s))
-    return now, dict(il2ra=np.asarray(il2ra, np.float64),
-                     secretion_course=np.asarray(dynamics.secretion_course(cells, t_s), np.float64))
-
-
 def _reuse(path: Path, scenario) -> Result:
     """The Result of a finished run, read back from its file (a coupled run's from its last
     checkpointed field and IL-2Ra)."""
+    stepper = steppers.for_scenario(scenario)
     with load(path) as previous:
-        field = previous.field_xyz(-1)
+        state = previous.field_xyz(-1)
         columns = {name: np.asarray(previous.cells[name][-1], np.float64) for name in CELL_COLUMNS}
         wall = float(previous.attrs.get("wall_time_s", 0.0))
         solver = last_solver_columns(previous.file)
@@ -376,16 +150,16 @@ def _reuse(path: Path, scenario) -> Result:
         checkpoint = previous.file.get("checkpoint", {})
         il2ra = checkpoint.get(checkpoint_slot(last, "il2ra"))
         if il2ra is not None:
-            field, il2ra, t_s = checkpoint[checkpoint_slot(last)][...], il2ra[...], float(previous.time[last])
-        stored = _stored_attribution(previous) if _attributable(scenario.settings) else None
+            state = (checkpoint[checkpoint_slot(last)][...], il2ra[...])
+        t_s = float(previous.time[last])
+        stored = _stored_attribution(previous) if _attributable(scenario.settings, stepper) else None
     log.info("%s already holds this config's finished run: not recomputed", path)
-    final = {}
-    if il2ra is not None:  # a coupled run's summary is that of its final state, not the basal one
-        scenario, final = _final_state(scenario, dynamics.cell_kinetics(scenario, scenario.coefficients.dtype), il2ra, t_s)
-    if stored is not None or not _attributable(scenario.settings):
-        return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored, solver)
-    shares = attribute(field, scenario, **final)
-    return Result(path, field, readouts.summarise(field, columns, scenario), wall, shares, solver)
+    # a coupled run's summary is that of its final state, not the basal one
+    scenario, cells = _at_state(scenario, stepper, state, t_s)
+    field = np.asarray(stepper.field(state))
+    if stored is None and _attributable(scenario.settings, stepper):
+        stored = attribute(field, scenario, **cells)
+    return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored, solver)
 
 
 def _stored_attribution(previous) -> Attribution | None:
@@ -450,23 +224,14 @@ def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
             output.release()
     writer, start_state = output.writer, output.start
     interrupt.writer = writer
-    cells = dynamics.cell_kinetics(scenario, scenario.coefficients.dtype) if settings.solver_kind == "coupled" else None
-    final = {}  # a coupled run's final cell state, for the attribution
+    stepper = steppers.for_scenario(scenario)
     with writer:
-        on_snapshot, last = _record(scenario, writer, cells, watch)
+        on_snapshot, last = _record(scenario, writer, stepper, watch)
         try:
             interrupt.check()
             with watch.stage("solve"):
-                if cells is not None:
-                    field, receptors = solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
-                                             start_state, cells=cells)
-                    # the summary and the attribution of the last field use the coefficients of its state
-                    scenario, final = _final_state(scenario, cells, receptors, settings.end_s)
-                    field = np.asarray(field)
-                else:
-                    field = np.asarray(solve(scenario.grid, settings, scenario.coefficients, on_snapshot, settings.progress,
-                                             start_state))
-            return _finish(writer, scenario, field, last, started, watch, **final)
+                state = solve(stepper, settings, on_snapshot, settings.progress, start_state)
+            return _finish(writer, scenario, stepper, state, last, started, watch)
         except KeyboardInterrupt:
             raise RunInterrupted(writer.path, writer.committed) from None
         except (SimulationError, OutputError) as err:

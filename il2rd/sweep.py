@@ -1,12 +1,14 @@
 """Parameter sweeps: many runs of one shape solved as a single vmapped batch.
 
 A sweep's points that differ only in values (rates, receptor numbers, diffusion, doses,
-seeds, counts) share the shapes of every array the solver touches, so their coefficients can
-be stacked along a leading axis and solved by `jax.vmap` of the very same jitted physics
+seeds, counts) share the shapes of every array the solver touches, so their steppers
+(steppers.py: the coefficients, and a coupled run's per-cell table) can be stacked along a
+leading axis (steppers.stack) and integrated by `jax.vmap` of the very same jitted physics
 (simulate.solve with batched=True). Points that differ in anything static (lattice, boundary
-kinds, solver, precision, time axis) fall into separate groups. Each point still gets its own
-complete il2rd.h5 in its own folder, exactly as if it had run alone, so everything downstream
-(il2rd-collect, il2rd-plot, skipping finished runs) cannot tell the difference.
+kinds, solver, precision, time axis, a coupled run's number of cells) fall into separate
+groups. Each point still gets its own complete il2rd.h5 in its own folder, exactly as if it
+had run alone, so everything downstream (il2rd-collect, il2rd-plot, skipping finished runs)
+cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import compilation, config, resources, runfolder
+from . import compilation, config, resources, runfolder, steppers
 from .cells import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
 from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve
-from .solvers.transient import explicit_substeps
 from .stopwatch import Stopwatch
 
 log = logging.getLogger("il2rd")
@@ -43,15 +44,19 @@ class _Point:
     scenario: Scenario
     path: Path
     key: str
+    stepper: steppers.Stepper
 
 
 def _signature(p: _Point) -> tuple:
-    """What must be equal for points to share one batch: everything static to the solver."""
-    s = p.settings
-    sub = explicit_substeps(s.grid, p.scenario.coefficients, s.dt_s) if s.solver_kind == "explicit" else 0
-    # coefficient shapes: a scenario without intermediate-affinity receptors holds scalars there
-    shapes = tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves(p.scenario.coefficients))
-    return (s.grid, s.solver_kind, s.options, s.dt_s, s.end_s, s.snapshot_every_s, s.precision, s.uptake, sub, shapes)
+    """What must be equal for points to share one batch: everything static to the stepper (its
+    treedef: kind, lattice, options, a coupled run's static cell parameters), the shapes and
+    dtypes of its arrays (a scenario without intermediate-affinity receptors holds scalars there;
+    a coupled run's number of cells), the time axis and, for forward Euler, the sub-steps per step."""
+    s, stepper = p.settings, p.stepper
+    shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf).__name__)))
+                   for leaf in jax.tree_util.tree_leaves(stepper))
+    return (jax.tree_util.tree_structure(stepper), shapes, s.dt_s, s.end_s, s.snapshot_every_s, s.uptake,
+            stepper.substeps(s.dt_s))
 
 
 def points_that_fit(scenario, fraction: float = 0.5) -> int:
@@ -67,10 +72,6 @@ def points_that_fit(scenario, fraction: float = 0.5) -> int:
     else:
         free = min(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), resources.memory_limit()[0])
     return int(fraction * free // max(per_point, 1))
-
-
-def _stack(trees):
-    return jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
 
 
 def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int = 16,
@@ -98,7 +99,8 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
             if runfolder.completed_file(path, key):
                 runfolder.clear_failed(path.parent)
             else:
-                points.append(_Point(cfg, settings, Scenario.build(settings), path, key))
+                scenario = Scenario.build(settings)
+                points.append(_Point(cfg, settings, scenario, path, key, steppers.for_scenario(scenario)))
         except (config.ConfigError, PlacementError) as err:
             log.warning("left out of the batch (%s): %s", out, err)
             runfolder.mark_failed(Path(out), runfolder.failure_text(err))
@@ -136,9 +138,9 @@ def _run_alone(p: _Point) -> bool:
 
 def _run_chunk(chunk: list[_Point]) -> None:
     s = chunk[0].settings
-    # coupled: per-cell dynamics, not batched yet. explicit with the sub-grid closure: a batch differed
-    # from each point alone by ~0.6 % (cause not found yet), so those points run one after another too
-    if s.solver_kind == "coupled" or (s.solver_kind == "explicit" and s.subgrid_uptake):
+    # explicit with the sub-grid closure: a batch differed from each point alone by ~0.6 % (cause not
+    # found yet), so those points run one after another
+    if chunk[0].stepper.kind == "explicit" and s.subgrid_uptake:
         for p in chunk:
             _run_alone(p)
         return
@@ -182,24 +184,23 @@ def _run_chunk(chunk: list[_Point]) -> None:
 
 def _solve_together(batch: list[_Point], writers, started: float) -> None:
     """The vmapped solve of one batch, each member's snapshots written to its own file."""
-    recorders = [_record(p.scenario, w) for p, w in zip(batch, writers)]
+    recorders = [_record(p.scenario, w, p.stepper) for p, w in zip(batch, writers)]
 
-    def on_snapshot(t, c_batch, info=None):
+    def on_snapshot(t, states, info=None):
         for i, (record, _) in enumerate(recorders):
-            record(t, c_batch[i], info=None if info is None else {k: v[i] for k, v in info.items()})
+            record(t, steppers.member(states, i), info=None if info is None else {k: v[i] for k, v in info.items()})
 
     first = batch[0]
-    coef = _stack([p.scenario.coefficients for p in batch])
+    stacked = steppers.stack([p.stepper for p in batch])
     try:
-        fields = np.asarray(solve(first.scenario.grid, first.settings, coef, on_snapshot, first.settings.progress,
-                                  batched=True))
+        states = solve(stacked, first.settings, on_snapshot, first.settings.progress, batched=True)
     except Exception as err:
         if not _out_of_memory(err) or isinstance(err, SimulationError):
             raise
         raise OutOfMemory(f"out of memory solving a batch of {len(batch)} runs of {first.scenario.grid.shape} voxels "
                           f"({str(err).splitlines()[0][:200]}): lower hydra.launcher.batch_size") from None
     for i, (p, w) in enumerate(zip(batch, writers)):
-        _finish(w, p.scenario, fields[i], recorders[i][1], started, Stopwatch())
+        _finish(w, p.scenario, p.stepper, steppers.member(states, i), recorders[i][1], started, Stopwatch())
 
 
 @dataclass

@@ -21,11 +21,11 @@ from helpers import coefficients, np_tendency
 from il2rd import cells, coupling, readouts, subgrid, units
 from il2rd.attribution import attribute
 from il2rd.config import parse
-from il2rd.dynamics import (advance_coupled, cell_kinetics, coefficients_at, initial_state_jit, secretion_course,
-                            secretion_profile, seen)
+from il2rd.dynamics import cell_kinetics, coefficients_at, secretion_course, secretion_profile, seen
 from il2rd.grid import Grid
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
+from il2rd.steppers import Coupled, advance, initialize
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 HOUR = 3600.0
@@ -164,10 +164,10 @@ def _coupled_state(*extra, n_steps=8, dt=1800.0):
     sc = Scenario.build(parse(compose_config(*_overrides(*extra))))
     kin = cell_kinetics(sc, jnp.float64)
     options = sc.settings.options
-    state, info = initial_state_jit(sc.grid, sc.coefficients, kin, options)
+    state, info = initialize(Coupled(sc.coefficients, kin, sc.grid, options), 0.0)
     for k in range(n_steps):  # one step a call: one compilation
         before = state[0]
-        state, info = advance_coupled(state, k * dt, dt, sc.grid, sc.coefficients, kin, 1, options)
+        state, info = advance(Coupled(sc.coefficients, kin, sc.grid, options), state, k * dt, dt, 1)
         assert bool(info.converged)
     return sc, kin, *state, n_steps * dt, before
 

@@ -25,10 +25,11 @@ from compose import compose_config
 from helpers import coefficients, pair_orders
 
 from il2rd import units
-from il2rd.dynamics import (CellKinetics, advance_coupled, coefficients_at, initial_state_jit, production,
+from il2rd.dynamics import (CellKinetics, coefficients_at, production,
                             pstat5_of)
 from il2rd.grid import Grid
 from il2rd.simulate import run
+from il2rd.steppers import Coupled, advance, initialize
 from il2rd.solvers.steady import SolverOptions, steady_field
 from il2rd.solvers.transient import explicit_stable_dt, explicit_step
 
@@ -100,12 +101,12 @@ def _reference(grid, coef, cells):
 
 def _coupled(grid, coef, cells, steps_per_hour, options):
     """(field, IL-2Ra) of the coupled solver at SNAPSHOTS_H, from initial_field='zero'."""
-    state, _ = initial_state_jit(grid, coef, cells, options, 0.0, "zero")
+    state, _ = initialize(Coupled(coef, cells, grid, options, "zero"), 0.0)
     dt = jnp.asarray(HOUR / steps_per_hour, coef.dtype)
     out = []
     for k in range(len(SNAPSHOTS_H) * steps_per_hour):  # one step a call: one compilation for every dt
-        state, info = advance_coupled(state, jnp.asarray(k * HOUR / steps_per_hour, coef.dtype), dt, grid, coef, cells, 1,
-                                      options)
+        state, info = advance(Coupled(coef, cells, grid, options), state, jnp.asarray(k * HOUR / steps_per_hour, coef.dtype),
+                              dt, 1)
         assert bool(info.converged)
         if (k + 1) % steps_per_hour == 0:
             out.append(tuple(np.asarray(v, np.float64) for v in state))
@@ -193,11 +194,11 @@ def test_without_consumers_the_field_relaxes_as_backward_euler_exactly(dtype):
     tolerance = 1e-10 if dtype == jnp.float64 else 2e-6
     end, worst = 10 * HOUR, []
     for dt in (7200.0, 3600.0, 1800.0):
-        state, _ = initial_state_jit(grid, coef, cells, options, 0.0, "zero")
+        state, _ = initialize(Coupled(coef, cells, grid, options, "zero"), 0.0)
         fields = []
         for k in range(int(end / dt)):
-            state, info = advance_coupled(state, jnp.asarray(k * dt, dtype), jnp.asarray(dt, dtype), grid, coef, cells, 1,
-                                          options)
+            state, info = advance(Coupled(coef, cells, grid, options), state, jnp.asarray(k * dt, dtype),
+                                  jnp.asarray(dt, dtype), 1)
             assert bool(info.converged) and state[0].dtype == dtype
             fields.append(np.asarray(state[0], np.float64))
         fields = np.array(fields) / steady

@@ -12,8 +12,9 @@ from helpers import coefficients, np_tendency
 from scipy.optimize import brentq
 
 from il2rd import units
-from il2rd.dynamics import (CellKinetics, ReceptorFeedback, advance_coupled, advance_receptors, coefficients_at,
-                            initial_state_jit, production, pstat5_of, secretion_profile, seen)
+from il2rd.dynamics import (CellKinetics, ReceptorFeedback, advance_receptors, coefficients_at, production, pstat5_of,
+                            secretion_profile, seen)
+from il2rd.steppers import Coupled, advance, initialize
 from il2rd.grid import Grid
 from il2rd.receptors import Signalling
 from il2rd.solvers.steady import SolverOptions, steady_field
@@ -116,9 +117,9 @@ def test_coupled_state_is_the_backward_euler_step_of_its_receptors():
     steady field of R8 (the quasi-steady limit; before issue 12 the coupled field was that field)."""
     grid, coef, cells = _node(gain=10.0)
     dt = 1800.0
-    state, info = initial_state_jit(grid, coef, cells, OPTIONS)
-    (c7, r7), info = advance_coupled(state, 0.0, dt, grid, coef, cells, 7, OPTIONS)
-    (c8, r8), step_info = advance_coupled((c7, r7), 7 * dt, dt, grid, coef, cells, 1, OPTIONS)
+    state, info = initialize(Coupled(coef, cells, grid, OPTIONS), 0.0)
+    (c7, r7), info = advance(Coupled(coef, cells, grid, OPTIONS), state, 0.0, dt, 7)
+    (c8, r8), step_info = advance(Coupled(coef, cells, grid, OPTIONS), (c7, r7), 7 * dt, dt, 1)
     assert bool(info.converged) and bool(step_info.converged)
     np.testing.assert_allclose(np.asarray(r8), np.asarray(advance_receptors(r7, pstat5_of(c7, r7, cells), cells, dt)),
                                rtol=1e-12)
@@ -133,16 +134,16 @@ def test_coupled_state_is_the_backward_euler_step_of_its_receptors():
 
 def test_without_feedback_receptors_stay_basal_and_the_field_steady():
     grid, coef, cells = _node(gain=1.0)
-    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
-    (c, r), _ = advance_coupled(state, 0.0, 3600.0, grid, coef, cells, 6, OPTIONS)
+    state, _ = initialize(Coupled(coef, cells, grid, OPTIONS), 0.0)
+    (c, r), _ = advance(Coupled(coef, cells, grid, OPTIONS), state, 0.0, 3600.0, 6)
     np.testing.assert_allclose(np.asarray(r), np.asarray(cells.basal_receptors), rtol=1e-12)
     assert float(jnp.max(jnp.abs(c - state[0])) / jnp.max(c)) < 1e-9
 
 
 def test_cd25_feedback_raises_treg_receptors_and_lowers_il2_around_them():
     grid, coef, cells = _node(gain=10.0)
-    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
-    (c, r), _ = advance_coupled(state, 0.0, 1800.0, grid, coef, cells, 24, OPTIONS)  # 12 h
+    state, _ = initialize(Coupled(coef, cells, grid, OPTIONS), 0.0)
+    (c, r), _ = advance(Coupled(coef, cells, grid, OPTIONS), state, 0.0, 1800.0, 24)  # 12 h
     tregs = np.arange(len(r)) > 0
     gained = np.asarray(r)[tregs] - 3000.0
     assert np.all(gained >= -1e-9) and gained.max() > 100
@@ -152,11 +153,11 @@ def test_cd25_feedback_raises_treg_receptors_and_lowers_il2_around_them():
 
 def test_coupled_solver_is_first_order_in_its_step():
     grid, coef, cells = _node(gain=10.0)
-    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
+    state, _ = initialize(Coupled(coef, cells, grid, OPTIONS), 0.0)
     end = 8 * HOUR
     finals = {}
     for n in (4, 8, 16, 32):
-        (_, r), _ = advance_coupled(state, 0.0, end / n, grid, coef, cells, n, OPTIONS)
+        (_, r), _ = advance(Coupled(coef, cells, grid, OPTIONS), state, 0.0, end / n, n)
         finals[n] = np.asarray(r)
     e1 = np.max(np.abs(finals[4] - finals[32]))
     e2 = np.max(np.abs(finals[8] - finals[32]))
@@ -170,15 +171,15 @@ def test_secretion_course_switches_the_field_on_and_off():
     grid, coef, cells = _node(gain=1.0)
     cells = kinetics_of(len(cells.gain), basal=np.asarray(cells.basal_receptors), secretion=np.where(np.arange(len(cells.gain)) == 0, 400.0, 0.0),
                         voxel=np.asarray(cells.voxel), onset=1 * HOUR, peak=7 * HOUR, off=22 * HOUR)
-    state, _ = initial_state_jit(grid, coef, cells, OPTIONS)
+    state, _ = initialize(Coupled(coef, cells, grid, OPTIONS), 0.0)
     assert float(jnp.max(state[0])) == 0.0  # nothing secreted at t = 0
-    peak_state, _ = advance_coupled(state, 0.0, HOUR, grid, coef, cells, 7, OPTIONS)
-    off_state, _ = advance_coupled(peak_state, 7 * HOUR, HOUR, grid, coef, cells, 16, OPTIONS)
+    peak_state, _ = advance(Coupled(coef, cells, grid, OPTIONS), state, 0.0, HOUR, 7)
+    off_state, _ = advance(Coupled(coef, cells, grid, OPTIONS), peak_state, 7 * HOUR, HOUR, 16)
     assert float(jnp.max(peak_state[0])) > 1.0
     # after the shut-off (22 h) no source is left: backward Euler's maximum principle, at the
     # largest voxel of c' (lap c' <= 0 there, uptake >= 0), gives max c' <= max c / (1 + k_d dt)
     # exactly; these consumers take it down far faster
-    at_off, _ = advance_coupled(peak_state, 7 * HOUR, HOUR, grid, coef, cells, 15, OPTIONS)
+    at_off, _ = advance(Coupled(coef, cells, grid, OPTIONS), peak_state, 7 * HOUR, HOUR, 15)
     assert float(jnp.max(at_off[0])) > 0.0
     bound = float(jnp.max(at_off[0])) / (1 + float(coef.decay_per_s) * HOUR)
     assert float(jnp.max(off_state[0])) <= bound * (1 + 1e-12)

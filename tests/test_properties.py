@@ -34,7 +34,8 @@ from il2rd import grid as grid_mod
 from il2rd import units
 from il2rd.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
-from il2rd.solvers.transient import advance_jit, explicit_stable_dt, explicit_substeps
+from il2rd.solvers.transient import explicit_stable_dt, explicit_substeps
+from il2rd.steppers import advance, build
 
 RTOL = 1e-11
 OPTIONS = SolverOptions(rtol=RTOL)
@@ -268,7 +269,7 @@ def test_backward_euler_at_huge_steps_stays_non_negative(problem, data):
     grid, coef = problem
     c0 = data.draw(initial_fields(grid.shape), label="c0")
     dt = data.draw(log_uniform(1.0, 1e7), label="dt (s)")
-    c, info = advance_jit(jnp.asarray(c0), grid, coef, jnp.asarray(dt), N_STEPS, "implicit", OPTIONS)
+    c, info = advance(build("implicit", coef, grid, OPTIONS), jnp.asarray(c0), 0.0, jnp.asarray(dt), N_STEPS)
     assert bool(info.converged), f"implicit step did not converge: residual {float(info.relative_residual):.3g}"
     c = np.asarray(c)
     assert np.all(np.isfinite(c))
@@ -286,7 +287,7 @@ def test_forward_euler_with_il2rd_substeps_stays_non_negative(problem, data):
     sub = explicit_substeps(grid, coef, requested)
     dt = requested / sub
     assert dt <= explicit_stable_dt(grid, coef) * (1 + 1e-12)
-    c, info = advance_jit(jnp.asarray(c0), grid, coef, jnp.asarray(dt), N_STEPS, "explicit", OPTIONS)
+    c, info = advance(build("explicit", coef, grid, OPTIONS), jnp.asarray(c0), 0.0, jnp.asarray(dt), N_STEPS)
     assert bool(info.converged)
     c = np.asarray(c)
     assert np.all(np.isfinite(c))

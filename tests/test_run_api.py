@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 import il2rd.cli
 import il2rd.simulate
+import il2rd.steppers
 from helpers import closure_cell_uptake
 
 from il2rd import cells, subgrid
@@ -119,12 +120,12 @@ BAD_VOXEL = (3, 5, 2)
 
 @pytest.mark.parametrize("kind", ["implicit", "explicit"])
 def test_nan_stops_a_transient_run_and_keeps_the_snapshots(tmp_path, monkeypatch, kind):
-    real = il2rd.simulate.advance_jit
+    real = il2rd.steppers.advance
     calls = {"n": 0, "t": 0.0}
 
-    def faulty(c, grid, coef, dt, n_steps, *rest):
-        """The real step, with a NaN appearing at BAD_VOXEL once t >= 40 s."""
-        c, info = real(c, grid, coef, dt, n_steps, *rest)
+    def faulty(stepper, c, t, dt, n_steps):
+        """The real steps, with a NaN appearing at BAD_VOXEL once t >= 40 s."""
+        c, info = real(stepper, c, t, dt, n_steps)
         start, calls["t"] = calls["t"], calls["t"] + n_steps * float(dt)
         calls["n"] += 1
         if calls["t"] > 40.0 + 1e-9:
@@ -132,7 +133,7 @@ def test_nan_stops_a_transient_run_and_keeps_the_snapshots(tmp_path, monkeypatch
             calls.setdefault("fault", (start, calls["t"]))
         return c, info
 
-    monkeypatch.setattr(il2rd.simulate, "advance_jit", faulty)
+    monkeypatch.setattr(il2rd.steppers, "advance", faulty)
     cfg = compose_config(f"solver.kind={kind}", "solver.dt=10", "time.end=100", "time.snapshot_every=20",
                          "precision=float64", "solver.rtol=1e-6")
     with pytest.raises(SimulationError) as info:
@@ -154,13 +155,13 @@ def test_nan_stops_a_transient_run_and_keeps_the_snapshots(tmp_path, monkeypatch
 
 
 def test_nan_in_the_steady_solve_stops_the_run(tmp_path, monkeypatch):
-    real = il2rd.simulate.steady_field
+    real = il2rd.steppers.initialize
 
-    def faulty(grid, coef, options):
-        c, info = real(grid, coef, options=options)
+    def faulty(stepper, t_s):
+        c, info = real(stepper, t_s)
         return c.at[BAD_VOXEL].set(np.inf), info
 
-    monkeypatch.setattr(il2rd.simulate, "steady_field", faulty)
+    monkeypatch.setattr(il2rd.steppers, "initialize", faulty)
     with pytest.raises(SimulationError) as info:
         run(compose_config(), output_dir=tmp_path)
     assert "(3, 5, 2)" in str(info.value) and "35, 55, 25 um" in str(info.value)

@@ -75,16 +75,17 @@ BAD_DIFFUSION = 7.5  # the point whose solve the fake below makes fail, alone or
 @pytest.fixture
 def one_point_does_not_converge(monkeypatch):
     """The solver raises for the point with physics.diffusion = BAD_DIFFUSION, batched or alone,
-    exactly as simulate._check_solve raises for an unconverged Newton solve."""
+    exactly as integrate.check_solve raises for an unconverged Newton solve."""
     real = il2rd.simulate.solve
     calls = []
 
-    def solve(grid, settings, coef, *args, **kwargs):
-        calls.append(np.size(coef.diffusion_um2_per_s))
-        if np.any(np.isclose(np.ravel(np.asarray(coef.diffusion_um2_per_s)), BAD_DIFFUSION)):
+    def solve(stepper, *args, **kwargs):
+        diffusion = stepper.coef.diffusion_um2_per_s
+        calls.append(np.size(diffusion))
+        if np.any(np.isclose(np.ravel(np.asarray(diffusion)), BAD_DIFFUSION)):
             raise SimulationError("the nonlinear solve at t = 0 s stopped at relative residual 0.3 after 50 Newton "
                                   "steps (injected)")
-        return real(grid, settings, coef, *args, **kwargs)
+        return real(stepper, *args, **kwargs)
 
     monkeypatch.setattr(il2rd.simulate, "solve", solve)
     monkeypatch.setattr(il2rd.sweep, "solve", solve)

@@ -15,7 +15,8 @@ from scipy.linalg import expm
 from helpers import coefficients, dense_linear_operator, fit_order, pair_orders, random_cells
 from il2rd.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
-from il2rd.solvers.transient import STABILITY_MARGIN, advance_jit, explicit_stable_dt, explicit_substeps
+from il2rd.solvers.transient import STABILITY_MARGIN, explicit_stable_dt, explicit_substeps
+from il2rd import steppers
 
 OPTIONS = SolverOptions(rtol=1e-11)
 D, H = 10.0, 5.0
@@ -29,7 +30,7 @@ def advance(c, grid, coef, dt, n_steps, kind, options=OPTIONS, chunk=None):
     assert n_steps % chunk == 0
     c = jnp.asarray(c, coef.dtype)
     for _ in range(n_steps // chunk):
-        c, info = advance_jit(c, grid, coef, jnp.asarray(dt, coef.dtype), chunk, kind, options)
+        c, info = steppers.advance(steppers.build(kind, coef, grid, options), c, 0.0, jnp.asarray(dt, coef.dtype), chunk)
         assert bool(info.converged), info
     return np.asarray(c, np.float64)
 
@@ -245,7 +246,8 @@ def test_float32_matches_float64_transient(kind):
     assert dt <= explicit_stable_dt(grid, coef32) or kind == "implicit"
     n = 50
     c64 = advance(c0, grid, coef64, dt, n, kind, SolverOptions(rtol=1e-10))
-    c32, info = advance_jit(jnp.asarray(c0, jnp.float32), grid, coef32, jnp.asarray(dt, jnp.float32), n, kind, SolverOptions(rtol=1e-5))
+    c32, info = steppers.advance(steppers.build(kind, coef32, grid, SolverOptions(rtol=1e-5)), jnp.asarray(c0, jnp.float32), 0.0,
+                                 jnp.asarray(dt, jnp.float32), n)
     assert c32.dtype == jnp.float32
     assert bool(info.converged)
     error = np.abs(np.asarray(c32, np.float64) - c64).max() / np.abs(c64).max()

@@ -190,9 +190,3 @@ def solve_steady(grid: Grid, coef: FieldCoefficients, c0=None, options: SolverOp
 
 
 steady_field = jit(solve_steady, static_argnames=("grid", "options"))
-
-
-@jit(static_argnames=("grid", "options"))
-def steady_field_batch(grid: Grid, coef: FieldCoefficients, options: SolverOptions = SolverOptions()):
-    """steady_field vmapped over coefficients stacked along a leading batch axis."""
-    return jax.vmap(lambda k: solve_steady(grid, k, None, options))(coef)

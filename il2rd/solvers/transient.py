@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..compilation import jit
 from .. import kinetics
 from ..grid import Grid
 from ..kinetics import FieldCoefficients
-from .steady import NewtonInfo, SolverOptions, solve_steady
+from .steady import SolverOptions, solve_steady
 
 STABILITY_MARGIN = 0.9
 KINDS = ("steady", "implicit", "explicit")
@@ -58,36 +56,6 @@ def implicit_step(c, grid: Grid, coef: FieldCoefficients, dt, options: SolverOpt
 
 def explicit_step(c, grid: Grid, coef: FieldCoefficients, dt):
     return c + dt * kinetics.tendency(c, grid, coef)
-
-
-def advance(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str, options: SolverOptions):
-    """n_steps steps of dt seconds by `kind` ('implicit' | 'explicit'), as one lax.scan.
-
-    For 'explicit', dt must already be a stable sub-step (see explicit_substeps). Returns the
-    field and the worst NewtonInfo over the steps (explicit steps always report converged).
-    """
-    ok = NewtonInfo.trivial(c.dtype)
-
-    def step(carry, _):
-        c, info = carry
-        if kind == "implicit":
-            c, step_info = implicit_step(c, grid, coef, dt, options)
-            info = info.worst(step_info)
-        else:
-            c = explicit_step(c, grid, coef, dt)
-        return (c, info), None
-
-    (c, info), _ = jax.lax.scan(step, (c, ok), None, length=n_steps)
-    return c, info
-
-
-advance_jit = jit(advance, static_argnames=("grid", "n_steps", "kind", "options"))
-
-
-@jit(static_argnames=("grid", "n_steps", "kind", "options"))
-def advance_batch(c, grid: Grid, coef: FieldCoefficients, dt, n_steps: int, kind: str, options: SolverOptions):
-    """advance vmapped over fields and coefficients stacked along a leading batch axis."""
-    return jax.vmap(lambda c1, k: advance(c1, grid, k, dt, n_steps, kind, options))(c, coef)
 
 
 def steps_for_interval(interval_s: float, dt_s: float) -> tuple[int, float]:

@@ -19,7 +19,8 @@ from hypothesis import given
 from helpers import coefficients, np_tendency, random_cells
 from il2rd.grid import Grid
 from il2rd.solvers.steady import ROUNDOFF_ULPS, SolverOptions, steady_field
-from il2rd.solvers.transient import advance_jit, explicit_stable_dt
+from il2rd.solvers.transient import explicit_stable_dt
+from il2rd.steppers import advance, build
 from reference64 import steady_reference
 from test_properties import PROPERTY_SETTINGS, scenarios
 
@@ -107,7 +108,7 @@ def test_implicit_steps_match_float64():
     secretion, vmax, km = random_cells(shape, 10.0, 3, 0.01, 0.3)
     coef = coefficients(shape, 10.0, 2.8e-5, secretion, vmax, km, None, "saturating", jnp.float32)
     dt, n = 60.0, 3
-    c, info = advance_jit(jnp.zeros(shape, jnp.float32), grid, coef, jnp.float32(dt), n, "implicit", OPTIONS)
+    c, info = advance(build("implicit", coef, grid, OPTIONS), jnp.zeros(shape, jnp.float32), 0.0, jnp.float32(dt), n)
     assert_converged(info)
     ref = np.zeros(shape)
     for _ in range(n):
@@ -121,7 +122,7 @@ def test_explicit_steps_match_float64():
     secretion, vmax, km = random_cells(shape, 10.0, 4, 0.02, 0.3)
     coef = coefficients(shape, 10.0, 2.8e-5, secretion, vmax, km, [2.0] * 6, "saturating", jnp.float32)
     dt = 0.5 * explicit_stable_dt(grid, coef)
-    c, _ = advance_jit(jnp.zeros(shape, jnp.float32), grid, coef, jnp.float32(dt), 200, "explicit", OPTIONS)
+    c, _ = advance(build("explicit", coef, grid, OPTIONS), jnp.zeros(shape, jnp.float32), 0.0, jnp.float32(dt), 200)
     ref = np.zeros(shape)
     for _ in range(200):
         ref = ref + dt * np_tendency(ref, grid, coef)
