@@ -80,6 +80,8 @@ class CellType:
     secretion_peak_s: float | None = None
     secretion_off_s: float | None = None
     radius_um: float = 5.0  # a, the cell's sphere radius (sub-grid closure, subgrid.py; placement capacity)
+    speed_um_per_s: float = 0.0  # solver.kind=tissue: mean speed of the cell's walk (motility.py); 0: it stays
+    motility_um2_per_s: float = 0.0  # solver.kind=tissue: motility coefficient M, MSD = 6 M t at long times
 
 
 def sphere_volume_um3(radius_um):

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import anatomy, resources
+from . import anatomy, motility, resources
 from .anatomy import AnatomyError, NodeAnatomy
 from . import cells
 from .cells import CellType, Region
@@ -28,7 +28,8 @@ from .dynamics import INITIAL_FIELDS, ReceptorFeedback
 from .vessels import Vessels
 from .solvers.transient import KINDS as TRANSIENT_KINDS
 
-SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled")  # coupled: backward-Euler field with receptor dynamics (dynamics.py)
+# coupled: backward-Euler field with receptor dynamics (dynamics.py); tissue: coupled, with cells that move (motility.py)
+SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled", "tissue")
 
 PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
@@ -133,6 +134,8 @@ class CellTypeConfig:
     # {kind: node|capsule|follicle|medulla|t_zone|interfollicular} (lymph-node compartments, node:)
     region: Optional[Dict[str, Any]] = None
     radius: float = 5.0  # um, the cells' sphere radius (sub-grid closure, physics.cell_radius=per_type)
+    speed: float = 0.0  # um/min, solver.kind=tissue: mean speed of the cells' persistent random walk; 0 = they stay
+    motility: float = 0.0  # um^2/min, solver.kind=tissue: motility coefficient M (MSD = 6 M t at long times)
 
 
 @dataclass
@@ -509,6 +512,18 @@ def _secretion_course(key: str, value: Any) -> dict:
     return dict(zip(("secretion_onset_s", "secretion_peak_s", "secretion_off_s"), (3600.0 * h for h in hours)))
 
 
+def _walk(key: str, speed: Any, motility_coefficient: Any) -> dict:
+    """CellType's speed_um_per_s, motility_um2_per_s from speed (um/min) and motility (um^2/min):
+    both 0 (the cells stay) or both > 0 (motility.py; persistence 8 M / (pi v^2))."""
+    v = _number(f"{key}.speed", speed, low=0, high=motility.MAX_SPEED_UM_PER_MIN, unit="um/min")
+    m = _number(f"{key}.motility", motility_coefficient, low=0, high=motility.MAX_MOTILITY_UM2_PER_MIN, unit="um^2/min")
+    if (v > 0) != (m > 0):
+        zero, other = (f"{key}.speed", f"{key}.motility") if v == 0 else (f"{key}.motility", f"{key}.speed")
+        raise ConfigError(zero, 0.0, f"must be > 0 when {other} is (a walk needs both its mean speed and its "
+                                     "motility coefficient; set both to 0 for cells that stay)")
+    return dict(speed_um_per_s=v / 60.0, motility_um2_per_s=m / 60.0)
+
+
 def _chains(key: str, il2rb: Any, gc: Any) -> dict:
     """il2rb, gc of a type: numbers >= 0 or null (inf: not limiting); gc only with il2rb."""
     if il2rb is None and gc is not None:
@@ -556,6 +571,7 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None, cell_radius: fl
             cd25_gain=_number(f"{key}.cd25_gain", merged["cd25_gain"], low=1, unit="receptors at full pSTAT5 / basal"),
             **_secretion_course(f"{key}.secretion_course", merged["secretion_course"]),
             radius_um=_type_radius(key, merged["radius"], cell_radius, grid),
+            **_walk(key, merged["speed"], merged["motility"]),
         )
         region = _region(f"{key}.region", merged["region"], grid, lymph_node)
         count, density = merged["count"], merged["density"]

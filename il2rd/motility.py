@@ -102,14 +102,18 @@ def flat_index(voxel, shape) -> jax.Array:
     return (voxel[:, 0] * shape[1] + voxel[:, 1]) * shape[2] + voxel[:, 2]
 
 
-def start(key, voxel, walk: Walk, dtype=jnp.float32) -> Walkers:
-    """Cells at the centres of their voxels (n, 3), with velocities drawn from the stationary
-    distribution (per axis normal, variance M / tau), so the MSD follows Fuerth's form from t = 0."""
-    voxel = jnp.asarray(voxel, jnp.int32).reshape(-1, 3)
-    position = (voxel.astype(dtype) + 0.5) * jnp.asarray(walk.spacing_um, dtype)
+def start(key, position_um, walk: Walk, dtype=jnp.float32) -> Walkers:
+    """Cells at position_um (n, 3), with velocities drawn from the stationary distribution (per
+    axis normal, variance M / tau), so that the MSD follows Fuerth's form from t = 0."""
+    position = jnp.asarray(position_um, dtype).reshape(-1, 3)
     sd = jnp.sqrt(_safe_ratio(walk.motility_um2_per_s, walk.persistence_s)).astype(dtype)
-    velocity = sd[:, None] * jax.random.normal(key, voxel.shape, dtype)
+    velocity = sd[:, None] * jax.random.normal(key, position.shape, dtype)
     return Walkers(position, velocity, jnp.zeros_like(position))
+
+
+def voxel_centres_um(voxel, spacing_um: float, dtype=jnp.float32):
+    """(n, 3) the centres of voxels (n, 3), um."""
+    return (jnp.asarray(voxel, dtype) + 0.5) * spacing_um
 
 
 def _safe_ratio(a, b):
@@ -197,3 +201,55 @@ def fuerth_msd_um2(t_s, motility_um2_per_s: float, persistence_s: float, dimensi
     """Fuerth's mean squared displacement 2 d M [t - tau (1 - exp(-t / tau))] (um^2)."""
     t = np.asarray(t_s, np.float64)
     return 2 * dimensions * motility_um2_per_s * (t - persistence_s * (1.0 - np.exp(-t / persistence_s)))
+
+
+# ---------------------------------------------------------------------------------------------
+# A scenario's walk
+
+MAX_SPEED_UM_PER_MIN = 60.0  # faster than any leukocyte crawls (T cells peak ~25 um/min)
+MAX_MOTILITY_UM2_PER_MIN = 2000.0
+
+
+def persistence_s(speed_um_per_s: float, motility_um2_per_s: float) -> float:
+    """tau (s) of the walk with mean speed v and motility coefficient M: tau = 8 M / (pi v^2)
+    (the inverse of :func:`mean_speed_to_motility`)."""
+    return 8.0 * motility_um2_per_s / (math.pi * speed_um_per_s**2) if speed_um_per_s > 0 else 1.0
+
+
+def substeps(types, dt_s: float, spacing_um: float) -> int:
+    """Walk sub-steps per field step of dt_s: enough that the fastest type's mean path per
+    sub-step, speed x dt, is at most one voxel edge (so a cell does not jump over its neighbours)."""
+    fastest = max((t.speed_um_per_s for t in types.values()), default=0.0)
+    return max(1, math.ceil(fastest * dt_s / spacing_um - 1e-9))
+
+
+def build(grid, population, types, placement, subgrid: bool, dtype=jnp.float32) -> Walk:
+    """The walk of a placed population: each cell's type's motility coefficient and persistence,
+    its room in a voxel (the placement rule: V_i / h^3 with the sub-grid closure where the type may
+    share a voxel, else the whole voxel), and its confinement: the union of the regions its type was
+    placed in (placement: (type, count, cells.Region) requests; the whole lattice for a type placed
+    from a CSV)."""
+    from . import cells  # placement rules and regions (cells.py does not import this module)
+
+    names = population.type_names
+    per_type = lambda f: np.array([f(types[n]) for n in names], np.float64)[population.type_index]  # noqa: E731
+    m = per_type(lambda t: t.motility_um2_per_s)
+    tau = per_type(lambda t: persistence_s(t.speed_um_per_s, t.motility_um2_per_s))
+    h = grid.spacing_um
+
+    def room(t) -> float:
+        if subgrid and cells.shares_voxels(h, t.radius_um):
+            return float(cells.sphere_volume_um3(t.radius_um)) / h**3
+        return 1.0
+
+    masks = []
+    for name in names:
+        regions = [r for n, _, r in placement if n == name]
+        mask = np.zeros(grid.shape, bool) if regions else np.ones(grid.shape, bool)
+        for r in regions:
+            mask |= r.mask(grid)
+        masks.append(mask.ravel())
+    return Walk(jnp.asarray(m, dtype), jnp.asarray(tau, dtype), jnp.asarray(per_type(room), dtype),
+                jnp.asarray(population.type_index, jnp.int32), jnp.asarray(np.stack(masks) if masks else
+                                                                            np.ones((1, grid.n_voxels), bool)),
+                tuple(grid.shape), float(h), cells.periodic_axes(grid))

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 from omegaconf import DictConfig, OmegaConf
 
-from . import config
+from . import config, steppers
 from .io.hdf5 import Hdf5Writer, OutputError, lock_output
 from .io.folder_lock import FolderLock
 
@@ -109,7 +109,8 @@ def output_path(settings, output_dir: Path | None) -> Path:
 @dataclass
 class Output:
     """An output folder held for one run: `reuse` (its finished file), or `writer` to write into,
-    with `start` (t_s, field[, il2ra]) when it continues an interrupted run."""
+    with `start` (t_s, field, saved: the rest of the checkpointed state by name) when it continues
+    an interrupted run."""
 
     path: Path
     lock: FolderLock
@@ -165,16 +166,21 @@ def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     if kind == "steady":
         return None
     try:
-        writer, t_s, field, il2ra = Hdf5Writer.resume(path, scenario, lock)
+        writer, t_s, field, saved = Hdf5Writer.resume(path, scenario, lock)
     except OutputError as err:
         log.info("%s: %s; running it again", path, err)
         return None
-    if kind == "coupled" and il2ra is None:
+    if _missing(kind, saved):
         writer.file.close()  # the lock stays with the caller
         return None
     log.info("%s holds this config's interrupted run: continuing it from t = %g s (snapshot %d)",
              path, t_s, writer.committed - 1)
-    return writer, (t_s, field) if il2ra is None else (t_s, field, il2ra)
+    return writer, (t_s, field, saved)
+
+
+def _missing(kind: str, saved: dict) -> list[str]:
+    """What a run of this kind needs from its checkpoint (steppers.saved_names) that `saved` lacks."""
+    return [name for name in steppers.saved_names(kind) if name not in saved]
 
 
 def given_overrides(cfg: DictConfig, overrides) -> list[str]:
@@ -230,19 +236,20 @@ def open_resume(cfg: DictConfig, overrides=None):
     scenario = Scenario.build(settings)
     lock = lock_output(path, key="resume")
     try:
-        writer, t_s, field, il2ra = Hdf5Writer.resume(path, scenario, lock)
+        writer, t_s, field, saved = Hdf5Writer.resume(path, scenario, lock)
     except BaseException:
         lock.release()
         raise
-    if settings.solver_kind == "coupled" and il2ra is None:
+    missing = _missing(settings.solver_kind, saved)
+    if missing:
         writer.close()
-        raise config.ConfigError("resume", str(path), "is a coupled run written without its receptor checkpoint "
-                                 "(an older il2rd); re-run it")
+        raise config.ConfigError("resume", str(path), f"is a {settings.solver_kind} run written without "
+                                 f"{', '.join(missing)} in its checkpoint (an older il2rd); re-run it")
     if stored.time.end != old_end:
         writer.restate(OmegaConf.to_yaml(stored, resolve=True), config_key(stored))
         log.info("extending %s from time.end = %g s to %g s", path, old_end, stored.time.end)
     log.info("resuming %s from t = %g s (snapshot %d)", path, t_s, writer.committed - 1)
-    return settings, scenario, Output(path, lock, writer, (t_s, field) if il2ra is None else (t_s, field, il2ra))
+    return settings, scenario, Output(path, lock, writer, (t_s, field, saved))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig
 
@@ -23,7 +22,7 @@ from . import compilation, config, readouts, runfolder, steppers
 from .attribution import Attribution, attribute
 from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
 from .interrupts import RunInterrupted, interrupt
-from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, OutputError, checkpoint_slot
+from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, OutputError, checkpoint_slot, saved_state
 from .io.reader import load
 from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .scenario import Scenario
@@ -54,13 +53,12 @@ def solve(stepper: steppers.Stepper, settings, on_snapshot, progress: bool = Tru
     """Integrate `stepper` through the settings' snapshot times (integrate.integrate), calling
     on_snapshot(t_s, state, info=...) at each; returns the last state.
 
-    start: (t_s, field) of a snapshot already written, to continue a transient run from (resume);
-    (t_s, field, il2ra) for a coupled run. batched: `stepper` is a stack (steppers.stack)."""
+    start: (t_s, field, saved) of a snapshot already written, to continue a transient run from
+    (resume): its checkpointed field and the rest of its state by name (stepper.checkpoint).
+    batched: `stepper` is a stack (steppers.stack)."""
     if start is not None:
-        dtype = stepper.coef.dtype
-        t_s, field, *il2ra = start
-        field = jnp.asarray(field, dtype)
-        start = (t_s, (field, jnp.asarray(il2ra[0], dtype)) if il2ra else field)
+        t_s, field, saved = start
+        start = (t_s, stepper.restore(field, saved))
     return integrate(stepper, settings.snapshot_times_s, settings.dt_s, on_snapshot, start=start, batched=batched,
                      progress=progress)
 
@@ -71,13 +69,24 @@ def default_output_dir() -> Path:
 
 
 def _at_state(scenario, stepper: steppers.Stepper, state, t_s: float):
-    """The scenario with the field coefficients of `state` at t_s (a coupled run's receptors and
-    secretion of that moment), and the cells' own state (stepper.cell_state: IL-2Ra and secretion
-    course factors) for the readouts and the attribution; a field-only state changes nothing."""
+    """The scenario as `state` has it at t_s: the field coefficients of its receptors and secretion
+    (coupled and tissue runs) and its cells where they are (tissue runs); and the cells' own state
+    (stepper.cell_state) for the readouts and the attribution: il2ra, secretion_course (and, of a
+    tissue run, position_um and voxel). A field-only state changes nothing."""
     cells = stepper.cell_state(state, t_s)
     if not cells:
         return scenario, cells
-    return dataclasses.replace(scenario, coefficients=stepper.coefficients_at(state, t_s)), cells
+    scenario = dataclasses.replace(scenario, coefficients=stepper.coefficients_at(state, t_s))
+    if "position_um" in cells:
+        population = dataclasses.replace(scenario.population, voxel=cells.pop("voxel"), position_um=cells.pop("position_um"))
+        scenario = dataclasses.replace(scenario, population=population,
+                                       coupling=stepper.cells_at(state.walkers).coupling)
+    return scenario, cells
+
+
+def _tracks(scenario) -> dict:
+    """The per-snapshot position columns (io/hdf5.py TRACK_COLUMNS) of cells that move."""
+    return dict(zip(TRACK_COLUMNS, np.asarray(scenario.population.position_um, np.float32).T))
 
 
 def _record(scenario, writer, stepper: steppers.Stepper, watch: Stopwatch | None = None):
@@ -93,7 +102,9 @@ def _record(scenario, writer, stepper: steppers.Stepper, watch: Stopwatch | None
         with watch.stage("readouts"):
             columns = readouts.cell_columns(c, now, cells.get("il2ra"))
         with watch.stage("write"):
-            writer.append(t, c, columns, checkpoint=stepper.transient, il2ra=cells.get("il2ra"), solver_info=info)
+            tracks = _tracks(now) if now.population is not scenario.population else {}
+            writer.append(t, c, {**columns, **tracks}, checkpoint=stepper.transient, state=stepper.checkpoint(state),
+                          solver_info=info)
         last.update(columns)
 
     return on_snapshot, last
@@ -147,10 +158,8 @@ def _reuse(path: Path, scenario) -> Result:
         wall = float(previous.attrs.get("wall_time_s", 0.0))
         solver = last_solver_columns(previous.file)
         last = len(previous.time) - 1
-        checkpoint = previous.file.get("checkpoint", {})
-        il2ra = checkpoint.get(checkpoint_slot(last, "il2ra"))
-        if il2ra is not None:
-            state = (checkpoint[checkpoint_slot(last)][...], il2ra[...])
+        if stepper.saves:  # the full state of the last snapshot, from its checkpoint
+            state = stepper.restore(previous.file["checkpoint"][checkpoint_slot(last)][...], saved_state(previous.file, last))
         t_s = float(previous.time[last])
         stored = _stored_attribution(previous) if _attributable(scenario.settings, stepper) else None
     log.info("%s already holds this config's finished run: not recomputed", path)

@@ -10,10 +10,15 @@ coupled run's per-cell table) are traced leaves, its lattice and solver options 
     substeps(dt_s)           -> int                   equal steps one requested step of dt_s needs (host)
     coefficients_at(state, t_s)  -> FieldCoefficients  the field's coefficients in that state
     cell_state(state, t_s)   -> dict                  the cells' own state (coupled: il2ra, secretion_course)
+    checkpoint(state)        -> dict                  the state beside the field, by name, for the file
+    restore(field, saved)    -> state                 the state again from the field and that dict (resume)
 
 and host-side facts: `kind` (its solver.kind name), `transient` (whether it steps at all: Steady
 does not), `attributable` (whether its field is a solve whose source attribution adds up: the
-steady field, and a coupled run's last backward-Euler step, whose closure the attribution reports). The state is the field c, or (c, IL-2Ra per cell) for Coupled.
+steady field, and a coupled or tissue run's last backward-Euler step, whose closure the
+attribution reports), `saves` (the names `checkpoint` stores). The state is the field c,
+(c, IL-2Ra per cell) for Coupled, a TissueState (the field, IL-2Ra, the walk, its random key) for
+Tissue. A new stepper is a class here with these methods, added to KINDS (and config.SOLVER_KINDS).
 
 `advance` takes n steps as one jitted lax.scan; `advance_batch` and `initialize_batch` are the
 same vmapped over a stack of steppers of one treedef (`stack`: parameter sets of one lattice), so
@@ -23,14 +28,15 @@ the one place that reads solver.kind. The host loop over snapshots is integrate.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import dynamics
+from . import coupling, dynamics, motility
 from .compilation import jit
 from .dynamics import CellKinetics
 from .grid import Grid
@@ -39,6 +45,13 @@ from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
 from .solvers.transient import explicit_step, explicit_substeps, implicit_step
 
 STATIC = dict(static=True)
+
+
+def _saved(saved: dict, name: str, kind: str):
+    if name not in saved:
+        raise KeyError(f"a {kind} run's checkpoint holds {name}; this one holds only {sorted(saved) or 'the field'} "
+                       "(written by an older il2rd?)")
+    return saved[name]
 
 
 def _zero_field(grid: Grid, coef: FieldCoefficients):
@@ -54,6 +67,7 @@ class Steady:
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
     kind: ClassVar[str] = "steady"
+    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
     transient: ClassVar[bool] = False
     attributable: ClassVar[bool] = True
 
@@ -72,6 +86,12 @@ class Steady:
     def cell_state(self, state, t_s) -> dict:
         return {}
 
+    def checkpoint(self, state) -> dict:
+        return {}
+
+    def restore(self, field, saved: dict):
+        return jnp.asarray(field, self.coef.dtype)
+
     def substeps(self, dt_s: float) -> int:
         return 1
 
@@ -86,6 +106,7 @@ class BackwardEuler:
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
     kind: ClassVar[str] = "implicit"
+    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
     transient: ClassVar[bool] = True
     attributable: ClassVar[bool] = False
 
@@ -104,6 +125,12 @@ class BackwardEuler:
     def cell_state(self, state, t_s) -> dict:
         return {}
 
+    def checkpoint(self, state) -> dict:
+        return {}
+
+    def restore(self, field, saved: dict):
+        return jnp.asarray(field, self.coef.dtype)
+
     def substeps(self, dt_s: float) -> int:
         return 1
 
@@ -118,6 +145,7 @@ class ForwardEuler:
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)  # unused by the step; kept so every stepper reports alike
     kind: ClassVar[str] = "explicit"
+    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
     transient: ClassVar[bool] = True
     attributable: ClassVar[bool] = False
 
@@ -136,6 +164,12 @@ class ForwardEuler:
     def cell_state(self, state, t_s) -> dict:
         return {}
 
+    def checkpoint(self, state) -> dict:
+        return {}
+
+    def restore(self, field, saved: dict):
+        return jnp.asarray(field, self.coef.dtype)
+
     def substeps(self, dt_s: float) -> int:
         return explicit_substeps(self.grid, self.coef, dt_s)
 
@@ -153,6 +187,7 @@ class Coupled:
     options: SolverOptions = field(metadata=STATIC)
     initial_field: str = field(default="steady", metadata=STATIC)  # dynamics.INITIAL_FIELDS
     kind: ClassVar[str] = "coupled"
+    saves: ClassVar[tuple[str, ...]] = ("il2ra",)
     transient: ClassVar[bool] = True
     attributable: ClassVar[bool] = True
 
@@ -173,18 +208,117 @@ class Coupled:
         return dict(il2ra=np.asarray(state[1], np.float64),
                     secretion_course=np.asarray(dynamics.secretion_course(self.cells, t_s), np.float64))
 
+    def checkpoint(self, state) -> dict:
+        return {self.saves[0]: np.asarray(state[1])}
+
+    def restore(self, field, saved: dict):
+        dtype = self.coef.dtype
+        return jnp.asarray(field, dtype), jnp.asarray(_saved(saved, "il2ra", self.kind), dtype)
+
     def substeps(self, dt_s: float) -> int:
         return 1
 
 
-Stepper = Steady | BackwardEuler | ForwardEuler | Coupled
-KINDS = {s.kind: s for s in (Steady, BackwardEuler, ForwardEuler, Coupled)}
+class TissueState(NamedTuple):
+    """The state of solver.kind=tissue: the field (pM), each cell's IL-2Ra, the cells' walk
+    (motility.Walkers) and the random key of the next step (so a resumed run walks on as the
+    uninterrupted one would)."""
+
+    field: jax.Array
+    receptors: jax.Array
+    walkers: motility.Walkers
+    key: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Tissue:
+    """solver.kind=tissue: the coupled run (Coupled) with cells that move. Each step of dt first
+    walks the cells (motility.step, in `walk_substeps` equal sub-steps so that no cell crosses
+    more than about a voxel per sub-step), then takes the coupled step with every cell's uptake and
+    secretion acting where it now is (its voxel, and with the sub-grid closure its stencil, rebuilt
+    inside the step: coupling.stencils)."""
+
+    coef: FieldCoefficients
+    cells: CellKinetics
+    walk: motility.Walk
+    start_position_um: jax.Array  # (n, 3) where the cells were placed
+    seed: jax.Array  # the random key the walk starts from (from the run's seed)
+    grid: Grid = field(metadata=STATIC)
+    options: SolverOptions = field(metadata=STATIC)
+    initial_field: str = field(default="steady", metadata=STATIC)
+    walk_substeps: int = field(default=1, metadata=STATIC)
+    kind: ClassVar[str] = "tissue"
+    saves: ClassVar[tuple[str, ...]] = ("il2ra", "walk_position_um", "walk_velocity_um_per_s", "walk_displacement_um",
+                                        "walk_key")
+    transient: ClassVar[bool] = True
+    attributable: ClassVar[bool] = True
+
+    def cells_at(self, walkers: motility.Walkers) -> CellKinetics:
+        """The per-cell table with each cell where the walkers are (its voxel, its stencil)."""
+        voxel = motility.voxel_of(walkers.position_um, self.grid.spacing_um, self.grid.shape)
+        cp = self.cells.coupling
+        if cp is not None:
+            flat, inside = coupling.stencils(voxel, cp.shape, cp.periodic)
+            cp = dataclasses.replace(cp, flat=flat, inside=inside)
+        return dataclasses.replace(self.cells, voxel=voxel, coupling=cp)
+
+    def init(self, t_s):
+        key, start_key = jax.random.split(self.seed)
+        dtype = self.coef.dtype
+        walkers = motility.start(start_key, self.start_position_um, self.walk, dtype)
+        (c, receptors), info = dynamics.initial_state(self.grid, self.coef, self.cells, self.options, t_s,
+                                                      self.initial_field)
+        return TissueState(c, receptors, walkers, key), info
+
+    def step(self, state, t_s, dt_s):
+        key, *walk_keys = jax.random.split(state.key, 1 + self.walk_substeps)
+        walkers = state.walkers
+        for k in walk_keys:
+            walkers, _ = motility.step(k, walkers, self.walk, dt_s / self.walk_substeps)
+        (c, receptors), info = dynamics.coupled_step((state.field, state.receptors), t_s, dt_s, self.grid, self.coef,
+                                                     self.cells_at(walkers), self.options)
+        return TissueState(c, receptors, walkers, key), info
+
+    def field(self, state):
+        return state.field
+
+    def coefficients_at(self, state, t_s) -> FieldCoefficients:
+        return dynamics.coefficients_at(self.coef, self.cells_at(state.walkers), state.receptors, t_s)
+
+    def cell_state(self, state, t_s) -> dict:
+        """As Coupled's, and where the cells are: position_um (n, 3) and voxel (n, 3)."""
+        cells = self.cells_at(state.walkers)
+        return dict(il2ra=np.asarray(state.receptors, np.float64),
+                    secretion_course=np.asarray(dynamics.secretion_course(cells, t_s), np.float64),
+                    position_um=np.asarray(state.walkers.position_um, np.float64), voxel=np.asarray(cells.voxel))
+
+    def checkpoint(self, state) -> dict:
+        w = state.walkers
+        values = (state.receptors, w.position_um, w.velocity_um_per_s, w.displacement_um, state.key)
+        return {name: np.asarray(v) for name, v in zip(self.saves, values)}
+
+    def restore(self, field, saved: dict):
+        dtype = self.coef.dtype
+        get = lambda name, t=dtype: jnp.asarray(_saved(saved, name, self.kind), t)  # noqa: E731
+        walkers = motility.Walkers(get("walk_position_um"), get("walk_velocity_um_per_s"), get("walk_displacement_um"))
+        return TissueState(jnp.asarray(field, dtype), get("il2ra"), walkers, get("walk_key", jnp.uint32))
+
+    def substeps(self, dt_s: float) -> int:
+        return 1
+
+
+Stepper = Steady | BackwardEuler | ForwardEuler | Coupled | Tissue
+KINDS = {s.kind: s for s in (Steady, BackwardEuler, ForwardEuler, Coupled, Tissue)}
 
 
 def build(kind: str, coef: FieldCoefficients, grid: Grid, options: SolverOptions, cells: CellKinetics | None = None,
-          initial_field: str = "steady") -> Stepper:
+          initial_field: str = "steady", **tissue) -> Stepper:
     """The stepper of solver.kind `kind` (KINDS) on these coefficients; cells and initial_field:
-    a coupled run's per-cell table (dynamics.cell_kinetics) and its initial field."""
+    a coupled run's per-cell table (dynamics.cell_kinetics) and its initial field; tissue: a tissue
+    run's walk, start_position_um, seed and walk_substeps (Tissue)."""
+    if kind == Tissue.kind:
+        return Tissue(coef, cells, grid=grid, options=options, initial_field=initial_field, **tissue)
     if kind == Coupled.kind:
         return Coupled(coef, cells, grid, options, initial_field)
     return KINDS[kind](coef, grid, options)
@@ -195,8 +329,20 @@ def for_scenario(scenario, coef: FieldCoefficients | None = None) -> Stepper:
     scenario's coefficients or `coef`."""
     s = scenario.settings
     coef = scenario.coefficients if coef is None else coef
-    cells = dynamics.cell_kinetics(scenario, coef.dtype) if s.solver_kind == Coupled.kind else None
-    return build(s.solver_kind, coef, scenario.grid, s.options, cells, s.initial_field)
+    kind = s.solver_kind
+    cells = dynamics.cell_kinetics(scenario, coef.dtype) if kind in (Coupled.kind, Tissue.kind) else None
+    tissue = {}
+    if kind == Tissue.kind:
+        pop = scenario.population
+        tissue = dict(walk=motility.build(scenario.grid, pop, s.types, s.placement, s.subgrid_uptake, coef.dtype),
+                      start_position_um=jnp.asarray(pop.position_um, coef.dtype), seed=jax.random.PRNGKey(s.seed),
+                      walk_substeps=motility.substeps(s.types, s.dt_s, scenario.grid.spacing_um))
+    return build(kind, coef, scenario.grid, s.options, cells, s.initial_field, **tissue)
+
+
+def saved_names(kind: str) -> tuple[str, ...]:
+    """What a run of solver.kind `kind` checkpoints beside the field (its stepper's `saves`)."""
+    return KINDS[kind].saves
 
 
 def stack(steppers: list[Stepper]) -> Stepper:

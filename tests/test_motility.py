@@ -53,7 +53,7 @@ def test_mean_squared_displacement_is_fuerths(dtype, dt_s):
     walk = free_walk(n, dtype=dtype)
     key_start, key_walk = jax.random.split(jax.random.PRNGKey(7))
     voxel = jax.random.randint(key_start, (n, 3), 0, 32)
-    walkers = motility.start(key_start, voxel, walk, dtype)
+    walkers = motility.start(key_start, motility.voxel_centres_um(voxel, walk.spacing_um, dtype), walk, dtype)
     history = walk_for_jit(key_walk, walkers, walk, jnp.asarray(dt_s, dtype), n_steps=30)
     t = dt_s * np.arange(1, 31)
     squared = np.sum(np.asarray(history.displacement_um, np.float64) ** 2, axis=-1)  # (steps, cells)
@@ -68,7 +68,8 @@ def test_speed_and_velocity_memory_are_the_ou_processs():
     n, dt = 4000, 30.0
     walk = free_walk(n, dtype=jnp.float64)
     key_start, key_walk = jax.random.split(jax.random.PRNGKey(3))
-    walkers = motility.start(key_start, jax.random.randint(key_start, (n, 3), 0, 32), walk, jnp.float64)
+    walkers = motility.start(key_start, motility.voxel_centres_um(jax.random.randint(key_start, (n, 3), 0, 32), 10.0,
+                                                                    jnp.float64), walk, jnp.float64)
     history = walk_for_jit(key_walk, walkers, walk, jnp.asarray(dt), n_steps=8)
     v0 = np.asarray(walkers.velocity_um_per_s)
     v = np.asarray(history.velocity_um_per_s)
@@ -91,7 +92,7 @@ def test_same_key_same_walk_and_sessile_cells_stay():
     walk = Walk(walk.motility_um2_per_s.at[:10].set(0.0), walk.persistence_s, walk.room, walk.region, walk.allowed,
                 walk.shape, walk.spacing_um, walk.periodic)
     key = jax.random.PRNGKey(11)
-    walkers = motility.start(key, jnp.full((n, 3), 16), walk)
+    walkers = motility.start(key, motility.voxel_centres_um(jnp.full((n, 3), 16), 10.0), walk)
     a = walk_for_jit(key, walkers, walk, jnp.float32(60.0), n_steps=10)
     b = walk_for_jit(key, walkers, walk, jnp.float32(60.0), n_steps=10)
     np.testing.assert_array_equal(np.asarray(a.position_um), np.asarray(b.position_um))
@@ -116,7 +117,7 @@ def test_cells_never_leave_their_region_nor_the_lattice(dtype):
     voxel = inside[np.random.default_rng(0).choice(len(inside), n, replace=False)]
     walk = free_walk(n, shape=shape, periodic=(False, False, False), m=5 * M_UM2_PER_S, allowed=mask.ravel(), dtype=dtype)
     key = jax.random.PRNGKey(5)
-    walkers = motility.start(key, voxel, walk, dtype)
+    walkers = motility.start(key, motility.voxel_centres_um(voxel, walk.spacing_um, dtype), walk, dtype)
     history = walk_for_jit(key, walkers, walk, jnp.asarray(60.0, dtype), n_steps=100)
     idx = np.floor(np.asarray(history.position_um, np.float64) / walk.spacing_um).astype(int)
     assert idx.min() >= 0 and idx.max() < 16
@@ -137,7 +138,7 @@ def test_no_voxel_ever_holds_more_cells_than_fit(per_voxel):
     voxel = np.stack(np.unravel_index(slots, shape), axis=1)
     walk = free_walk(n, shape=shape, room=1.0 / per_voxel, m=3 * M_UM2_PER_S)
     key = jax.random.PRNGKey(2)
-    walkers = motility.start(key, voxel, walk)
+    walkers = motility.start(key, motility.voxel_centres_um(voxel, walk.spacing_um), walk)
     assert float(jnp.max(motility.load_per_voxel(walkers.position_um, walk))) <= 1.0 + 1e-6
     history = walk_for_jit(key, walkers, walk, jnp.float32(60.0), n_steps=100)
     loads = jax.vmap(lambda p: motility.load_per_voxel(p, walk))(history.position_um)

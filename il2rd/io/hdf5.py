@@ -45,8 +45,13 @@ concentrations in pM:
     /checkpoint/il2_0, il2_1
                       (nx, ny, nz) transient and coupled runs: snapshot i in the run's own precision
                       in slot i % 2; `resume` continues from snapshot n_snapshots - 1 (at /time[n - 1])
-    /checkpoint/il2ra_0, il2ra_1
-                      (cell,) coupled runs: each cell's IL-2Ra at that snapshot, the receptor state
+    /checkpoint/<name>_0, <name>_1
+                      the rest of the state, per cell (steppers.py `checkpoint`): il2ra (cell,), each
+                      cell's IL-2Ra (coupled and tissue runs); walk_position_um, walk_velocity_um_per_s,
+                      walk_displacement_um (cell, 3) and walk_key (2,) uint32 (tissue runs: motility.py)
+    /cells/track_x, track_y, track_z
+                      (time, cell) um, tissue runs: where each cell is at each snapshot (cells move;
+                      /cells/x, y, z are where they started)
 
 Fields are held as (nx, ny, nz) in memory and stored (z, y, x), the order netCDF, xarray and
 ParaView expect for C-ordered arrays. A snapshot counts once `n_snapshots` says so: it is
@@ -78,12 +83,14 @@ CHUNK_BYTES = 4 * 2**20
 TYPE_SCALE = "cell_type"  # the per-type groups' dimension scale: the type names, so that xarray selects by name
 CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell",
                 "receptors_intermediate": "receptors per cell", "pstat5": "1"}
+TRACK_COLUMNS = {"track_x": "um", "track_y": "um", "track_z": "um"}  # tissue runs: cells that move
 
 
 def estimated_bytes(scenario) -> int:
     """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
     n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
-    per_snapshot = 4 * n_voxels + 4 * len(CELL_COLUMNS) * n_cells + 8
+    columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.solver_kind == "tissue" else 0)
+    per_snapshot = 4 * n_voxels + 4 * columns * n_cells + 8
     state = 2 * np.dtype(scenario.coefficients.dtype).itemsize * (n_voxels + n_cells)  # two checkpoint slots
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
     static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
@@ -104,6 +111,22 @@ SOLVER_COLUMNS = {
 def checkpoint_slot(snapshot: int, name: str = "il2") -> str:
     """The checkpoint dataset holding snapshot `snapshot` (two slots, used in turn)."""
     return f"{name}_{snapshot % 2}"
+
+
+def saved_state(f: h5py.File, snapshot: int) -> dict[str, np.ndarray]:
+    """The checkpointed state of snapshot `snapshot` other than the field, by name ({} for none)."""
+    group, suffix = f.get("checkpoint", {}), f"_{snapshot % 2}"
+    return {key[: -len(suffix)]: group[key][...] for key in group if key.endswith(suffix) and key != checkpoint_slot(snapshot)}
+
+
+def _cell_column(group: h5py.Group, name: str, units: str, n: int, compression: str, time=None) -> h5py.Dataset:
+    """An empty (time, cell) float32 column of the cells group, its dimension scales attached."""
+    d = group.create_dataset(name, shape=(0, n), maxshape=(None, n if n else None), dtype="f4",
+                             chunks=(1, max(n, 1)), **_compression(compression))
+    d.attrs["units"] = units
+    d.dims[0].attach_scale(group.file["time"] if time is None else time)
+    d.dims[1].attach_scale(group["cell"])
+    return d
 
 
 def _type_scale(group: h5py.Group, names) -> h5py.Dataset:
@@ -185,7 +208,7 @@ class Hdf5Writer(HoldsFile):
         f = file
         self.time = f["time"]
         self.field = f["fields/il2"]
-        self.cells = {name: f["cells"][name] for name in CELL_COLUMNS}
+        self.cells = {name: f["cells"][name] for name in (*CELL_COLUMNS, *TRACK_COLUMNS) if name in f["cells"]}
         self.committed = int(f.attrs["n_snapshots"])  # also readable from a signal handler, without HDF5
 
     @classmethod
@@ -296,11 +319,7 @@ class Hdf5Writer(HoldsFile):
         type_scale.make_scale("cell_type")
         type_names.dims[0].attach_scale(type_scale)
         for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
-            d = g.create_dataset(name, shape=(0, n), maxshape=(None, n if n else None), dtype="f4",
-                                 chunks=(1, max(n, 1)), **_compression(compression))
-            d.attrs["units"] = units
-            d.dims[0].attach_scale(time)
-            d.dims[1].attach_scale(cell)
+            _cell_column(g, name, units, n, compression)
 
         solver = f.require_group("solver")  # how accurately each snapshot's field was solved
         solver["time"] = time  # hard link: the group opens alone in xarray with its time coordinate
@@ -321,10 +340,10 @@ class Hdf5Writer(HoldsFile):
 
     @classmethod
     def resume(cls, path: Path, scenario, lock: FolderLock | None = None
-               ) -> tuple["Hdf5Writer", float, np.ndarray, np.ndarray | None]:
+               ) -> tuple["Hdf5Writer", float, np.ndarray, dict[str, np.ndarray]]:
         """Reopen an interrupted run's file: drop any incomplete trailing snapshot and return
-        (writer, time of the last complete snapshot in s, its field in the run's precision, the
-        cells' IL-2Ra then: coupled runs, else None). A file that cannot be continued (damaged,
+        (writer, time of the last complete snapshot in s, its field in the run's precision, the rest
+        of its checkpointed state by name: saved_state). A file that cannot be continued (damaged,
         foreign, nothing committed) raises OutputError saying why, and is left as it was."""
         path = Path(path)
         try:
@@ -354,14 +373,13 @@ class Hdf5Writer(HoldsFile):
         state = f["checkpoint"][checkpoint_slot(n - 1)][...]
         if state.shape != scenario.grid.shape:
             raise OutputError(f"resume = {str(path)!r}: its checkpoint has shape {state.shape}, its lattice {scenario.grid.shape}")
-        receptors = f["checkpoint"].get(checkpoint_slot(n - 1, "il2ra"))
-        receptors = None if receptors is None else receptors[...]
+        saved = saved_state(f, n - 1)
         writer = cls(path, f, scenario, lock)
         with _writing(path, n):
             for d in (writer.time, writer.field, *writer.cells.values()):
                 d.resize(n, axis=0)
             f.flush()
-        return writer, float(writer.time[n - 1]), state, receptors
+        return writer, float(writer.time[n - 1]), state, saved
 
     def restate(self, config_yaml: str, config_key: str) -> None:
         """A resumed run given a later time.end: store the config it now runs to, and mark the file
@@ -378,17 +396,22 @@ class Hdf5Writer(HoldsFile):
     def n_snapshots(self) -> int:
         return int(self.file.attrs["n_snapshots"])
 
-    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False, il2ra=None,
-               solver_info: dict | None = None):
-        """Write one snapshot: the field (nx, ny, nz), the per-cell columns, how accurately the
-        field was solved (solver_info: SOLVER_COLUMNS' values, the worst since the last snapshot)
-        and, for runs that can be resumed, the field (and a coupled run's IL-2Ra per cell) at full
-        precision as the checkpoint."""
+    def append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool = False,
+               state: dict[str, np.ndarray] | None = None, solver_info: dict | None = None):
+        """Write one snapshot: the field (nx, ny, nz), the per-cell columns (CELL_COLUMNS, and a
+        tissue run's TRACK_COLUMNS), how accurately the field was solved (solver_info:
+        SOLVER_COLUMNS' values, the worst since the last snapshot) and, for runs that can be
+        resumed, the checkpoint: the field at full precision and the rest of the state by name
+        (`state`, the stepper's checkpoint: a coupled run's IL-2Ra per cell, a tissue run's walk)."""
         with _writing(self.path, self.committed):
-            self._append(time_s, field_xyz, columns, checkpoint, il2ra, solver_info)
+            self._append(time_s, field_xyz, columns, checkpoint, state or {}, solver_info)
 
-    def _append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool, il2ra, solver_info):
+    def _append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool, state, solver_info):
         i = self.n_snapshots
+        for name in TRACK_COLUMNS:
+            if name in columns and name not in self.cells:  # the first snapshot of a tissue run
+                self.cells[name] = _cell_column(self.file["cells"], name, TRACK_COLUMNS[name], len(columns[name]),
+                                                self.scenario.settings.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
         for d in (self.time, self.field, *self.cells.values(), *accuracy):
@@ -401,13 +424,11 @@ class Hdf5Writer(HoldsFile):
         self.time[i] = time_s
         if checkpoint:  # alternate slots: the committed snapshot's slot is never being overwritten
             group = self.file.require_group("checkpoint")
-            for name, state in (("il2", field_xyz), ("il2ra", il2ra)):
-                if state is None:
-                    continue
-                state = np.asarray(state)
+            for name, value in (("il2", field_xyz), *state.items()):
+                value = np.asarray(value)
                 if checkpoint_slot(i, name) not in group:
-                    group.create_dataset(checkpoint_slot(i, name), data=state)
-                group[checkpoint_slot(i, name)][...] = state
+                    group.create_dataset(checkpoint_slot(i, name), data=value)
+                group[checkpoint_slot(i, name)][...] = value
         self.file.flush()
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.committed = i + 1

@@ -1,5 +1,5 @@
 """Whole runs through il2rd.simulate.run in the shipped default precision (float32, x64 off):
-steady, implicit, explicit and coupled, with the attribution, on small lattices. Each converges,
+steady, implicit, explicit, coupled and tissue (cells that move), with the attribution, on small lattices. Each converges,
 stores its accuracy per snapshot, and balances to float32 tolerance."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from compose import compose_config
 from il2rd.simulate import run
 
 
-@pytest.mark.parametrize("kind", ["steady", "implicit", "explicit", "coupled"])
+@pytest.mark.parametrize("kind", ["steady", "implicit", "explicit", "coupled", "tissue"])
 def test_default_tissue_runs_in_float32(kind, tmp_path):
     extra = [] if kind == "steady" else ["time.end=1200", "time.snapshot_every=600", "solver.dt=300"]
     if kind == "explicit":
