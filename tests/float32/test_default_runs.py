@@ -29,7 +29,9 @@ def test_default_tissue_runs_in_float32(kind, tmp_path):
     if kind != "explicit":
         assert solved[0] <= 1e-6 or solved[1] <= 1.2e-7
     if result.attribution is not None:
-        assert result.attribution.closure <= 1e-3
+        # the attribution shares out the last field as if it were steady: a coupled run's changes slowly
+        # (closure 7e-4 on the default T zone), a tissue run's as its cells walk (about 1 % here, reported)
+        assert result.attribution.closure <= (3e-2 if kind == "tissue" else 1e-3)
 
 
 def test_one_source_in_a_small_box(tmp_path):
