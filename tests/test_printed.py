@@ -1,5 +1,6 @@
 """What a run prints on the terminal, in this process: the summary and attribution tables fit 120
-columns and show '-' (never nan) for a type without cells."""
+columns and show '-' (never nan) for a type without cells; the status lines of the slow stages
+come while output.progress is on, in order, and never when it is off."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from il2rd.simulate import run
 from il2rd.tables import WIDTH
 
 SMALL = ["grid.shape=[16,12,8]"]
+STATUS_SOLVE = "il2rd: solving the steady field (16x12x8 voxels, float32) ..."
+STATUS_ATTRIBUTION = "il2rd: attributing each cell's uptake to the IL-2 sources ..."
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +69,15 @@ def test_a_type_without_cells_prints_a_dash_not_nan(tmp_path):
     assert row[:3] == ["naive_t", "0", "-"] and row.count("-") == 6  # total uptake is 0, the means are '-'
     assert "-: no cell of that type" in text
     assert max(len(line) for line in text.splitlines()) <= WIDTH
+
+
+def test_status_lines_come_in_order_while_progress_is_on(default_run):
+    _, stderr = default_run
+    lines = [line for line in stderr.splitlines() if line.startswith("il2rd: ")]
+    assert lines == [STATUS_SOLVE, STATUS_ATTRIBUTION]
+
+
+def test_no_status_line_with_progress_off(tmp_path, capsys):
+    run(compose_config(*SMALL, "output.progress=false"), output_dir=tmp_path)
+    captured = capsys.readouterr()
+    assert "il2rd:" not in captured.err + captured.out
