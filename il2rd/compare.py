@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:  # '-': a responder type without cells in that scenario
         print(f"{r['scenario']:<16}{r['responder']:<{width}}{value(r['mean_il2_pM']):>16}"
               f"{value(r['pstat5_positive_fraction'], '.1%'):>9}{r['uptake_share']:>14.1%}")
-    print(f"wrote {out / 'compare_sources.csv'}, {out / 'compare_sources.png'} and each scenario's run in {out}/<scenario>/")
+    print(f"wrote {out}/: compare_sources.csv, compare_sources.png and each scenario's run in <scenario>/il2rd.h5")
     return 0
 
 

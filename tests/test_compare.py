@@ -52,7 +52,7 @@ def test_by_default_each_comparison_gets_its_own_dated_folder(tmp_path, monkeypa
         assert re.fullmatch(r"\d\d-\d\d-\d\d(_\d+)?", folder.name)
         assert (folder / "no_il2" / "il2rd.h5").is_file()
     out = capsys.readouterr()
-    assert all(f"wrote {folder.relative_to(tmp_path)}/compare_sources.csv" in out.out for folder in folders)
+    assert all(f"wrote {folder.relative_to(tmp_path)}/: compare_sources.csv" in out.out for folder in folders)
     assert f"into {folders[0].relative_to(tmp_path)}/" in out.err
 
 
