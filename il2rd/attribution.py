@@ -60,6 +60,7 @@ from .kinetics import FieldCoefficients, uptake_per_il2
 from .solvers.krylov import pcg
 from .solvers.multigrid import laplacian_diagonal
 from .solvers.steady import SolverOptions, preconditioner
+from .tables import percent, table, value, wrap
 
 BOUNDARY = "boundary"  # the source name of IL-2 fed in through fixed faces
 CIRCULATION = "circulation"  # the source name of IL-2 fed in by exchange with blood and lymph (vessels.py)
@@ -202,24 +203,31 @@ class Attribution:
     cell_type_index: np.ndarray  # (n_cells,) index into responders
 
     def format(self) -> str:
+        """One column per source (they are few; columns beyond tables.WIDTH continue below), one
+        row per responder type: the % of the source's output it took up, then what decayed or left
+        and the autocrine part; '-' where a source put nothing in."""
         if not self.sources:
             return "IL-2 by source: no source of IL-2"
-        width = max(12, *(len(r) + 2 for r in self.responders))
-        lines = [
-            "IL-2 by source: % of each source's output taken up by each responder type (rows sum to 100 % "
-            "with what decayed or left)",
-            f"{'source':<16}{'output (molec/s)':>18}" + "".join(f"{r:>{width}}" for r in self.responders)
-            + f"{'decay/left':>{width}}{'autocrine':>{width}}",
-        ]
+        shares, decayed, autocrine = [], [], []
+        own = self.autocrine_by_source()
         for k, name in enumerate(self.sources):
             out = self.output_molecules_per_s[k]
-            shares = self.matrix_molecules_per_s[k] / out if out > 0 else np.full(len(self.responders), np.nan)
-            own = self.autocrine_by_source()[k] / out if out > 0 else np.nan
-            lines.append(f"{name:<16}{out:>18.4g}" + "".join(f"{s:>{width}.1%}" for s in shares)
-                         + f"{1 - np.sum(shares):>{width}.1%}" + (f"{own:>{width}.1%}" if name not in (BOUNDARY, CIRCULATION) else f"{'-':>{width}}"))
-        lines.append(f"(autocrine: taken up again by the very cell that secreted it, included in its type's column; "
-                     f"closure of the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e})")
-        return "\n".join(lines)
+            share = self.matrix_molecules_per_s[k] / out if out > 0 else np.full(len(self.responders), np.nan)
+            shares.append(share)
+            decayed.append(1 - np.sum(share))
+            autocrine.append(np.nan if name in (BOUNDARY, CIRCULATION) or out <= 0 else own[k] / out)
+        rows = [("output (molec/s)", [value(out) for out in self.output_molecules_per_s]),
+                ("taken up by:", None),
+                *((f"  {r}", [percent(share[j]) for share in shares]) for j, r in enumerate(self.responders)),
+                ("decayed or left", [percent(d) for d in decayed]),
+                ("autocrine", [percent(a) for a in autocrine])]
+        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; closure of "
+                f"the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e})")
+        return "\n".join([
+            "IL-2 by source: where each source's output went, in % (a column sums to 100 % with what decayed or left)",
+            *table("source", list(self.sources), rows),
+            *wrap(note),
+        ])
 
     def autocrine_by_source(self) -> np.ndarray:
         """(n_sources,) molecules/s of each source's IL-2 taken up again by the cell that made it."""

@@ -1,5 +1,7 @@
 """Console entry point `il2rd` (a Hydra app). `il2rd.simulate.run(cfg)` is the same without Hydra.
 
+`il2rd --describe [KEY]` prints each config key's value, unit and meaning (describe.py) instead.
+
 Every way a run can end is one line on stderr and an exit status, never a traceback: 0 finished,
 1 the numerics failed (no convergence, NaN, out of memory), 2 bad input or an output that cannot
 be written, 130 Ctrl-C (however often, whenever it comes). A multirun goes on past failed runs,
@@ -141,6 +143,11 @@ def main() -> None:
     if _as_command():
         interrupt.for_command()  # from here on a Ctrl-C that cannot wait ends the process at once (exit 130)
     last_sweep.__init__()
+    if any(a == "--describe" or a.startswith("--describe=") for a in sys.argv[1:]):  # before Hydra, which owns --help
+        from .describe import main as describe
+
+        _end(describe(sys.argv[1:]))
+        return
     problem = overrides.check(sys.argv[1:], tuple(p.name for p in config_dir().iterdir() if p.is_dir()))
     if problem:  # before Hydra, whose advice for a typo is to append the key
         print(f"il2rd: error: {problem}", file=sys.stderr)

@@ -14,8 +14,10 @@ on the same lymph-node population, and writes
 
     il2rd-compare-sources [--scenarios NAME ...] [--out DIR] [HYDRA_OVERRIDE ...]
 
-Every scenario's config is composed and checked before the first run starts. Runs that finished
-before (same config, same folder) are read back, not recomputed.
+<out> is by default a new folder outputs/compare_sources/<YYYY-MM-DD>/<HH-MM-SS>/ (as Hydra dates
+its run folders), so that no comparison overwrites another; --out DIR writes into DIR. Every
+scenario's config is composed and checked before the first run starts. Runs that finished
+before in the same --out folder (same config) are read back, not recomputed.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+from .tables import value
 
 # the presets in the order of the comparison; the source presets first, as in Whyte et al. 2022
 SCENARIOS = ("treg_source", "cd4_source", "cd8_source", "nk_source", "dc_source", "b_cell_source", "no_il2",
@@ -160,13 +165,38 @@ def plot(rows: list[dict], path: Path, fates: dict | None = None) -> None:
     plt.close(fig)
 
 
+DEFAULT_ROOT = Path("outputs/compare_sources")
+
+
+def dated_folder(root: Path = DEFAULT_ROOT, now: datetime | None = None) -> Path:
+    """A new, empty folder root/<YYYY-MM-DD>/<HH-MM-SS>, made here so that no other comparison
+    can take it (one started in the same second gets <HH-MM-SS>_1, _2, ...)."""
+    now = now or datetime.now()
+    base = root / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    folder, n = base, 0
+    while True:
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = base.with_name(f"{base.name}_{n}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="il2rd-compare-sources", description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), help="presets to compare (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("outputs/compare_sources"), help="output folder (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"output folder (default: a new {DEFAULT_ROOT}/<YYYY-MM-DD>/<HH-MM-SS>)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="Hydra overrides applied to every scenario, e.g. grid.shape=[64,64,64]")
     args = p.parse_args(argv)
+    # `--scenarios a b grid.shape=[...]`: argparse gives the overrides after the names to --scenarios
+    args.overrides = [s for s in args.scenarios if "=" in s] + args.overrides
+    args.scenarios = [s for s in args.scenarios if "=" not in s]
+    if not args.scenarios:
+        p.error("--scenarios needs at least one preset name")
     from hydra.errors import HydraException
 
     from .cells import PlacementError
@@ -174,18 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     from .io.hdf5 import OutputError
     from .simulate import SimulationError
 
+    out = args.out if args.out is not None else dated_folder()
+    if not args.no_progress:
+        print(f"il2rd-compare-sources: {len(args.scenarios)} scenarios into {out}/", file=sys.stderr, flush=True)
     try:
-        rows = compare(args.scenarios, args.out, args.overrides, progress=not args.no_progress)
+        rows = compare(args.scenarios, out, args.overrides, progress=not args.no_progress)
     except (ConfigError, PlacementError, OutputError, SimulationError, HydraException) as err:  # OutputError: a
         # folder holding another run (runfolder.py): the message says output.overwrite=true replaces it
         print(f"il2rd-compare-sources: error: {err}", file=sys.stderr)
+        if args.out is None:  # refused before any run: no empty folder left behind
+            for folder in (out, out.parent):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
         return 2
     width = max(len(r["responder"]) for r in rows) + 2
     print(f"{'scenario':<16}{'responder':<{width}}{'IL-2 seen (pM)':>16}{'pSTAT5+':>9}{'uptake share':>14}")
-    for r in rows:
-        print(f"{r['scenario']:<16}{r['responder']:<{width}}{r['mean_il2_pM']:>16.4g}{r['pstat5_positive_fraction']:>9.1%}"
-              f"{r['uptake_share']:>14.1%}")
-    print(f"wrote {args.out / 'compare_sources.csv'} and {args.out / 'compare_sources.png'}")
+    for r in rows:  # '-': a responder type without cells in that scenario
+        print(f"{r['scenario']:<16}{r['responder']:<{width}}{value(r['mean_il2_pM']):>16}"
+              f"{value(r['pstat5_positive_fraction'], '.1%'):>9}{r['uptake_share']:>14.1%}")
+    print(f"wrote {out}/: compare_sources.csv, compare_sources.png and each scenario's run in <scenario>/il2rd.h5")
     return 0
 
 

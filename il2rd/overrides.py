@@ -19,6 +19,11 @@ from .config import CellTypeConfig, Il2rdConfig
 _OPEN_MAPPINGS = {("cell_types",): CellTypeConfig}  # a mapping of names to one schema
 
 
+def nearest(name: str, names: list[str], n: int = 3) -> list[str]:
+    """Up to n of `names` spelled most like `name` (difflib's ratio >= 0.6), nearest first."""
+    return difflib.get_close_matches(name, names, n=n, cutoff=0.6)
+
+
 def unknown_key(key: str, groups: tuple[str, ...] = ()) -> str | None:
     """Why `key` (dotted, e.g. grid.spacng) is not in the schema, with the nearest names; None if it is."""
     parts = key.split(".")
@@ -35,7 +40,7 @@ def unknown_key(key: str, groups: tuple[str, ...] = ()) -> str | None:
         names = [f.name for f in dataclasses.fields(node)]
         if part not in names:
             where = ".".join(walked) or "the config"
-            close = difflib.get_close_matches(part, names, n=3, cutoff=0.6)
+            close = nearest(part, names)
             guess = f"; did you mean {' or '.join('.'.join([*walked, c, *parts[i + 1:]]) for c in close)}?" if close else ""
             return f"{key} is not a config key{guess} ({where} has: {', '.join(names)})"
         walked.append(part)

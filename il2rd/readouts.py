@@ -10,6 +10,7 @@ import numpy as np
 from . import cells, coupling, kinetics
 from . import grid as grid_mod
 from . import units
+from .tables import WIDTH, table, value, wrap
 
 
 @dataclass(frozen=True)
@@ -46,26 +47,28 @@ class Summary:
         }
 
     def format(self) -> str:
-        lines = [
+        """The field, the balance and one row per cell type, in lines of at most tables.WIDTH
+        characters; '-' where a type has no cells (its means are undefined)."""
+        made = (f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g}"
+                + (f" + in from blood and lymph, net {self.exchange_molecules_per_s:.4g}" if self.exchange_molecules_per_s else ""))
+        went = (f"{'=' if self.steady else 'vs'} taken up {self.uptake_molecules_per_s:.4g} + decayed "
+                f"{self.decay_molecules_per_s:.4g} + out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
+                + ("" if self.steady else " (the rest accumulates in the field)"))
+        balance = [f"{made} {went}"] if len(made) + 1 + len(went) <= WIDTH else [made, *wrap(went, initial="  ", indent="    ")]
+        rows = [(t.name, [str(t.count), value(t.mean_il2_pM), value(t.mean_uptake_molecules_per_s),
+                          value(t.total_uptake_molecules_per_s), value(t.mean_receptors), value(t.mean_receptors_intermediate),
+                          value(t.mean_pstat5, ".3f"), value(t.pstat5_positive_fraction, ".1%")])
+                for t in self.types]
+        note = ("(per cell type: means over its cells; R high / R int: IL-2Ra/b/gc and IL-2Rb/gc receptors per cell; "
+                "pSTAT5+: the fraction with pSTAT5 >= signalling.pstat5_threshold"
+                + ("; -: no cell of that type in this run" if any(t.count == 0 for t in self.types) else "") + ")")
+        return "\n".join([
             f"IL-2 field: mean {self.mean_il2_pM:.4g} pM, max {self.max_il2_pM:.4g} pM",
-            f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g}"
-            + (f" + in from blood and lymph, net {self.exchange_molecules_per_s:.4g}" if self.exchange_molecules_per_s else "")
-            + f" {'=' if self.steady else 'vs'} taken up "
-            f"{self.uptake_molecules_per_s:.4g} + decayed {self.decay_molecules_per_s:.4g} "
-            f"+ out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
-            + ("" if self.steady else " (the rest accumulates in the field)"),
-            f"{'cell type':<16}{'cells':>9}{'IL-2 seen (pM)':>16}{'uptake (molec/s)':>18}"
-            f"{'total uptake':>14}{'R high':>9}{'R int':>9}{'pSTAT5':>8}{'pSTAT5+':>9}",
-        ]
-        for t in self.types:
-            lines.append(
-                f"{t.name:<16}{t.count:>9}{t.mean_il2_pM:>16.4g}{t.mean_uptake_molecules_per_s:>18.4g}"
-                f"{t.total_uptake_molecules_per_s:>14.4g}{t.mean_receptors:>9.4g}{t.mean_receptors_intermediate:>9.4g}"
-                f"{t.mean_pstat5:>8.3f}{t.pstat5_positive_fraction:>9.1%}"
-            )
-        lines.append("(per cell type: means over its cells; R high / R int: IL-2Ra/b/gc and IL-2Rb/gc receptors per cell; "
-                     "pSTAT5+ is pSTAT5 >= signalling.pstat5_threshold)")
-        return "\n".join(lines)
+            *balance,
+            *table("cell type", ["cells", "IL-2 seen", "uptake/cell", "total uptake", "R high", "R int", "pSTAT5", "pSTAT5+"],
+                   rows, units=["", "(pM)", "(molec/s)", "(molec/s)", "", "", "", ""]),
+            *wrap(note),
+        ])
 
 
 def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:

@@ -216,7 +216,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
     started = wallclock.perf_counter()
-    watch = Stopwatch()
+    watch = Stopwatch.for_run(cfg)  # with status lines while output.progress is on
     with watch.stage("set-up"):
         compilation.configure_cache(config.compilation_cache(cfg))  # before anything compiles
         if cfg.get("resume") is not None:

@@ -33,3 +33,22 @@ def test_compilation_is_counted():
         jax.jit(lambda x: jnp.cos(x) * 3.0 + 1.0)(jnp.arange(17.0)).block_until_ready()
     assert 0 < watch.compile_s <= watch.total_s
     assert "JAX tracing and compiling" in watch.format()
+
+
+def test_a_stage_is_announced_once_and_never_inside_another():
+    """The status lines (output.progress): the first top-level start of each stage, so that a
+    transient run's per-snapshot readouts and writes inside the solve do not print a line each."""
+    heard = []
+    watch = Stopwatch(announce=heard.append)
+    with watch.stage("set-up"):
+        pass
+    with watch.stage("solve"):
+        for _ in range(3):
+            with watch.stage("readouts"):
+                pass
+    for _ in range(2):
+        with watch.stage("attribution"):
+            pass
+    with watch.stage("readouts"):
+        pass
+    assert heard == ["set-up", "solve", "attribution", "readouts"]
