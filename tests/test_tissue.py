@@ -63,14 +63,18 @@ def test_each_cell_takes_up_where_it_now_is():
     assert np.max(np.abs(unmoved - per_cell)) > 1e-3 * np.max(per_cell)  # where a cell is matters
 
 
-def test_no_cell_leaves_its_region_or_overfills_a_voxel(tmp_path):
+@pytest.fixture(scope="module")
+def walked(tmp_path_factory):
     """Tregs confined to a sphere (their placement region), every type walking among the others
-    (one 5 um cell per 10 um voxel: two do not fit), for 20 steps: at every snapshot each Treg is
-    in the sphere and no voxel holds two cells."""
+    (one 5 um cell per 10 um voxel: two do not fit), 20 steps with a snapshot after each."""
     sphere = "{kind: sphere, center: [60, 60, 40], radius: 35}"
-    result = run(compose_config(*SMALL, "solver.kind=tissue", "time.end=1200", "time.snapshot_every=60",
-                                f"+cell_types.treg.region={sphere}"), tmp_path)
-    with h5py.File(result.path) as f:
+    return run(compose_config(*SMALL, "solver.kind=tissue", "time.end=1200", "time.snapshot_every=60",
+                              f"+cell_types.treg.region={sphere}"), tmp_path_factory.mktemp("walked")).path
+
+
+def test_no_cell_leaves_its_region_or_overfills_a_voxel(walked):
+    """At every snapshot each Treg is in its sphere and no voxel holds two cells."""
+    with h5py.File(walked) as f:
         tracks = np.stack([f[f"cells/track_{a}"][:] for a in "xyz"], axis=-1)  # (time, cell, 3)
         treg = f["cells/type"][:] == list(f["cells/type"].attrs["type_names"]).index("treg")
         start = np.stack([f[f"cells/{a}"][:] for a in "xyz"], axis=-1)
@@ -80,6 +84,26 @@ def test_no_cell_leaves_its_region_or_overfills_a_voxel(tmp_path):
     flat = np.ravel_multi_index(np.moveaxis(voxel, -1, 0), (12, 12, 8))
     assert max(np.bincount(row).max() for row in flat) == 1
     assert np.mean(np.linalg.norm(tracks[-1] - start, axis=-1) > 1.0) > 0.3  # and they did walk
+
+
+def test_the_figures_show_where_the_cells_are(walked, tmp_path):
+    """tracks.png (paths near the mid plane) and the animation with the cells are drawn from the
+    file; a run whose cells do not move skips tracks.png, saying why."""
+    from PIL import Image
+
+    from il2rd import plot
+
+    skipped = []
+    written = plot.make_figures(walked, tmp_path / "figs", only=("tracks", "slice"), report=skipped.append)
+    assert {p.name for p in written} == {"tracks.png", "slice.png", "slice.gif"} and not skipped
+    with Image.open(tmp_path / "figs" / "tracks.png") as image:
+        assert len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0)) > 16
+    with Image.open(tmp_path / "figs" / "slice.gif") as gif:
+        assert gif.n_frames == 21
+    still = run(compose_config(*SMALL), tmp_path / "steady").path
+    skipped = []
+    assert plot.make_figures(still, tmp_path / "none", only=("tracks",), report=skipped.append) == []
+    assert skipped == ["skipped tracks.png: the cells do not move in this run (solver.kind=tissue walks them)"]
 
 
 def test_an_interrupted_tissue_run_resumes_to_the_same_result(tmp_path):

@@ -12,7 +12,8 @@ pstat5_vs_il2.png   per responder type, pSTAT5 against IL-2 seen with the type's
 attribution.png     where each source's IL-2 goes: each responder type, autocrine, decayed or left
 main_source.png     each mid-plane cell's main source of IL-2 and the fraction of its uptake it gives
 timeseries.png      per cell type, mean IL-2 seen and the pSTAT5+ fraction against time
-slice.gif           the mid-plane slice over time (runs with more than one snapshot)
+tracks.png          tissue runs: the paths cells near the mid plane walked, over the IL-2
+slice.gif           the mid-plane slice over time (runs with more than one snapshot; a tissue run's cells walking in it)
 
 A figure the run cannot support (no secreting cells, no attribution, one snapshot) is skipped
 with a line saying why, never drawn empty.
@@ -29,6 +30,7 @@ from .profiles import figure_distance, figure_radial_profile
 from .responses import figure_histograms, figure_pstat5_vs_il2, figure_timeseries
 from .slices import animate_slice, figure_pstat5_slice, figure_slice
 from .sources import figure_attribution, figure_main_source
+from .tracks import figure_tracks
 from .style import DPI, FigureSkipped, plt
 
 FIGURES = {  # file stem: maker(run, snapshot index)
@@ -41,6 +43,7 @@ FIGURES = {  # file stem: maker(run, snapshot index)
     "attribution": figure_attribution,
     "main_source": figure_main_source,
     "timeseries": lambda run, index: figure_timeseries(run),
+    "tracks": figure_tracks,
 }
 
 

@@ -32,17 +32,18 @@ def figure_slice(run, index: int):
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.2), constrained_layout=True)
     im = _field_image(axes[0], run, field[k], norm, "magma")
     fig.colorbar(im, ax=axes[0], label="IL-2 (pM)", shrink=0.9)
-    in_plane = cell_voxels(run)[:, 2] == k
+    xyz = run.positions_um(index)
+    in_plane = cell_voxels(run, index)[:, 2] == k
     sources = in_plane & _source_mask(run)
     if sources.any():
-        axes[0].scatter(run.cells["x"][sources], run.cells["y"][sources], s=22, facecolors="none",
+        axes[0].scatter(xyz[sources, 0], xyz[sources, 1], s=22, facecolors="none",
                         edgecolors="#56B4E9", linewidths=0.9, label=f"secreting cells ({int(sources.sum())})")
         legend_below(axes[0])
     axes[0].set(xlabel="x (um)", ylabel="y (um)", title=f"IL-2, {plane_label(run, k)}")
 
     styles = type_styles(run.type_names)
     colours = ListedColormap([styles[n][0] for n in run.type_names])
-    types = plane_image(run, k, run.cells["type"])
+    types = plane_image(run, k, run.cells["type"], index=index)
     axes[1].imshow(np.ma.masked_invalid(types), origin="lower", extent=extent_um(run), cmap=colours,
                    norm=BoundaryNorm(np.arange(len(run.type_names) + 1) - 0.5, len(run.type_names)),
                    interpolation="nearest")
@@ -62,7 +63,8 @@ def figure_pstat5_slice(run, index: int):
     field = np.asarray(run.field[index], np.float64)
     k = mid_plane(run)
     norm = log_norm(field[k])
-    in_plane = cell_voxels(run)[:, 2] == k
+    xyz = run.positions_um(index)
+    in_plane = cell_voxels(run, index)[:, 2] == k
     types = [i for i in responder_types(run) if np.any(in_plane & (run.cells["type"] == i))]
     if not types:
         raise FigureSkipped(f"no cell with IL-2 receptors in {plane_label(run, k)}")
@@ -77,7 +79,7 @@ def figure_pstat5_slice(run, index: int):
     for ax, i in zip(axes.flat, types):
         background = _field_image(ax, run, field[k], norm, LIGHT_GREYS)
         sel = in_plane & (run.cells["type"] == i)
-        points = ax.scatter(run.cells["x"][sel], run.cells["y"][sel], c=pstat5[sel], cmap="viridis", vmin=0, vmax=1,
+        points = ax.scatter(xyz[sel, 0], xyz[sel, 1], c=pstat5[sel], cmap="viridis", vmin=0, vmax=1,
                             s=max(1.5, (0.9 * voxel_points) ** 2), marker="s", linewidths=0)
         positive = float(np.mean(pstat5[sel] >= _threshold(run)))
         ax.set(title=f"{run.type_names[i]}: {int(sel.sum())} cells, {positive:.0%} pSTAT5+", xlabel="x (um)",
@@ -97,18 +99,31 @@ def _threshold(run) -> float:
 
 
 def animate_slice(run, path: Path, fps: int = 4) -> Path:
+    """The mid-plane IL-2 over time; in a tissue run with the cells in that plane at each snapshot,
+    coloured by type, so that they are seen walking."""
     k = mid_plane(run)
     frames = [np.asarray(run.field[i, k], np.float64) for i in range(len(run.time))]
     norm = log_norm(np.stack(frames))
-    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6, 5.6 if run.moves else 5), constrained_layout=True)
     im = _field_image(ax, run, frames[0], norm, "magma")
     fig.colorbar(im, ax=ax, label="IL-2 (pM)")
     ax.set(xlabel="x (um)", ylabel="y (um)")
+    styles = type_styles(run.type_names)
+    colours = np.array([styles[n][0] for n in run.type_names], dtype=object)[run.cells["type"]]
+    cells = ax.scatter([], [], s=5, linewidths=0) if run.moves else None
+    if cells is not None:
+        legend_below(ax, [plt.Line2D([], [], ls="", marker="o", color=styles[n][0]) for n in run.type_names],
+                     list(run.type_names), ncol=4, title="cells in the plane")
 
     def update(i):
         im.set_data(np.clip(frames[i], norm.vmin, None))
         ax.set_title(f"IL-2, {plane_label(run, k)}, {time_label(run, i)}")
-        return (im,)
+        if cells is None:
+            return (im,)
+        here = cell_voxels(run, i)[:, 2] == k
+        cells.set_offsets(run.positions_um(i)[here, :2])
+        cells.set_color(list(colours[here]))
+        return im, cells
 
     anim = animation.FuncAnimation(fig, update, frames=len(frames), blit=False)
     anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=DPI)

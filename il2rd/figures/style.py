@@ -62,17 +62,17 @@ def mid_plane(run) -> int:
     return run.shape[2] // 2
 
 
-def cell_voxels(run) -> np.ndarray:
-    """(cell, 3) voxel index (i, j, k) of each cell."""
-    xyz = np.stack([run.cells[a] for a in "xyz"], axis=1)
-    return np.floor(xyz / run.spacing_um + 1e-9).astype(int)
+def cell_voxels(run, index: int = -1) -> np.ndarray:
+    """(cell, 3) voxel index (i, j, k) of each cell at snapshot `index` (cells move in tissue runs)."""
+    return np.floor(run.positions_um(index) / run.spacing_um + 1e-9).astype(int)
 
 
-def plane_image(run, k: int, values: np.ndarray, fill=np.nan) -> np.ndarray:
-    """(ny, nx) image of the plane z-index k: each voxel holding a cell gets that cell's value."""
+def plane_image(run, k: int, values: np.ndarray, fill=np.nan, index: int = -1) -> np.ndarray:
+    """(ny, nx) image of the plane z-index k: each voxel holding a cell at snapshot `index` gets
+    that cell's value (several cells in a voxel: one of them)."""
     nx, ny, _ = run.shape
     image = np.full((ny, nx), fill, np.float64)
-    v = cell_voxels(run)
+    v = cell_voxels(run, index)
     here = v[:, 2] == k
     image[v[here, 1], v[here, 0]] = np.asarray(values, np.float64)[here]
     return image

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from ._holder import HoldsFile
-from .hdf5 import CELL_COLUMNS, TYPE_SCALE
+from .hdf5 import CELL_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
 
 
 class LazyArray:
@@ -130,6 +130,18 @@ class RunFile(HoldsFile):
             cell_type=self.cells["type"], closure=float(g.attrs["closure"]),
             autocrine_window_change=float(g.attrs["autocrine_window_change"]))
 
+    @property
+    def moves(self) -> bool:
+        """Whether the run's cells move (a tissue run: /cells/track_x, _y, _z per snapshot)."""
+        return "track_x" in self.cells
+
+    def positions_um(self, index: int = -1) -> np.ndarray:
+        """(cell, 3) where each cell is at snapshot `index` (um): its track in a tissue run, else
+        where it was placed (/cells/x, y, z)."""
+        if self.moves:
+            return np.stack([np.asarray(self.cells[f"track_{a}"][index], np.float64) for a in "xyz"], axis=1)
+        return np.stack([self.cells[a] for a in "xyz"], axis=1).astype(np.float64)
+
     def field_xyz(self, index: int = -1) -> np.ndarray:
         """One snapshot as (nx, ny, nz), the lattice's own order."""
         return np.transpose(self.field[index], (2, 1, 0))
@@ -204,7 +216,7 @@ def _read(path: Path, f: h5py.File) -> RunFile:
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     n = int(attrs.get("n_snapshots", f["time"].shape[0]))
     cells = {name: f["cells"][name][:] for name in ("x", "y", "z", "type")}
-    for name in CELL_COLUMNS:
+    for name in (*CELL_COLUMNS, *TRACK_COLUMNS):
         if name in f["cells"]:
             cells[name] = LazyArray(f["cells"][name], n)
     cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()
