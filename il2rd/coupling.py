@@ -206,28 +206,7 @@ def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, field
         field_uptake_pM_per_s = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)
     per_voxel = units.voxel_rate_to_cell_rate_molecules_per_s(field_uptake_pM_per_s, coupling.volume_fraction * coupling.spacing_um**3)
     uptake = taken(coupling, sharing(coupling, c, v, km), per_voxel)
-    seen = subgrid.surface_concentration_pM(uptake, v, km, coupling.uptake)
-    if coupling.uptake == "saturating":
-        seen = jnp.where(uptake < (1.0 - SATURATED) * v, seen, _saturated_surface_pM(coupling, c, v, km))
-    return uptake, seen
-
-
-SATURATED = 1e-3  # U > (1 - SATURATED) V: K_M U / (V - U) would lose digits to the difference; the own-law form instead
-
-
-def _saturated_surface_pM(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
-    """The IL-2 a nearly saturated cell sees, c_s = K_M f / (1 - f) with f = U / V its occupancy,
-    from its own arms' Michaelis-Menten terms: f = sum_j v_j c_j / (K_j + c_j) and, without
-    cancellation, 1 - f = sum_j v_j K_j / (K_j + c_j) (the v_j add up to 1). Where U -> V (c >> K_M:
-    high-dose therapy) the form K_M U / (V - U) divides by a difference that round-off makes 0 (it
-    printed inf); this one stays finite and equals it for a cell alone on its voxels (in shared
-    voxels it differs by the combined voxel law's error, which vanishes at saturation)."""
-    p = laws(coupling, vmax_molecules_per_s, km_pM)
-    k_arm = p.km_factors * jnp.broadcast_to(km_pM, (coupling.n_cells,))[:, None]
-    c = c_pM.reshape(-1)[coupling.flat]
-    occupied = jnp.sum(p.vmax_weights * c / (k_arm + c), axis=1)
-    free = jnp.sum(p.vmax_weights * k_arm / (k_arm + c), axis=1)
-    return jnp.where(free > 0, km_pM * occupied / jnp.where(free > 0, free, 1.0), np.inf)
+    return uptake, subgrid.surface_concentration_pM(uptake, v, km, coupling.uptake)
 
 
 cell_uptake_jit = jit(cell_uptake)
