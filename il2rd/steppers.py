@@ -58,16 +58,40 @@ def _zero_field(grid: Grid, coef: FieldCoefficients):
     return jnp.zeros(grid.shape, coef.dtype), NewtonInfo.trivial(coef.dtype)
 
 
+class _FieldOnly:
+    """What the steppers whose state is the field alone share: nothing beside it to checkpoint,
+    no cells that change the coefficients, one step per requested step."""
+
+    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
+
+    def field(self, state):
+        return state
+
+    def coefficients_at(self, state, t_s) -> FieldCoefficients:
+        return self.coef
+
+    def cell_state(self, state, t_s) -> dict:
+        return {}
+
+    def checkpoint(self, state) -> dict:
+        return {}
+
+    def restore(self, field, saved: dict):
+        return jnp.asarray(field, self.coef.dtype)
+
+    def substeps(self, dt_s: float) -> int:
+        return 1
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class Steady:
+class Steady(_FieldOnly):
     """The quasi-steady field (solvers/steady.py): init solves it; there is nothing to step."""
 
     coef: FieldCoefficients
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
     kind: ClassVar[str] = "steady"
-    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
     transient: ClassVar[bool] = False
     attributable: ClassVar[bool] = True
 
@@ -77,28 +101,9 @@ class Steady:
     def step(self, state, t_s, dt_s):
         raise TypeError("a steady solve has no time steps")
 
-    def field(self, state):
-        return state
-
-    def coefficients_at(self, state, t_s) -> FieldCoefficients:
-        return self.coef
-
-    def cell_state(self, state, t_s) -> dict:
-        return {}
-
-    def checkpoint(self, state) -> dict:
-        return {}
-
-    def restore(self, field, saved: dict):
-        return jnp.asarray(field, self.coef.dtype)
-
-    def substeps(self, dt_s: float) -> int:
-        return 1
-
-
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class BackwardEuler:
+class BackwardEuler(_FieldOnly):
     """solver.kind=implicit: backward Euler from no IL-2, first order, stable at any dt
     (solvers/transient.py implicit_step)."""
 
@@ -106,7 +111,6 @@ class BackwardEuler:
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
     kind: ClassVar[str] = "implicit"
-    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
     transient: ClassVar[bool] = True
     attributable: ClassVar[bool] = False
 
@@ -116,28 +120,9 @@ class BackwardEuler:
     def step(self, state, t_s, dt_s):
         return implicit_step(state, self.grid, self.coef, dt_s, self.options)
 
-    def field(self, state):
-        return state
-
-    def coefficients_at(self, state, t_s) -> FieldCoefficients:
-        return self.coef
-
-    def cell_state(self, state, t_s) -> dict:
-        return {}
-
-    def checkpoint(self, state) -> dict:
-        return {}
-
-    def restore(self, field, saved: dict):
-        return jnp.asarray(field, self.coef.dtype)
-
-    def substeps(self, dt_s: float) -> int:
-        return 1
-
-
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class ForwardEuler:
+class ForwardEuler(_FieldOnly):
     """solver.kind=explicit: forward Euler from no IL-2; a requested step above the stability limit
     is taken as `substeps` equal steps below it (solvers/transient.py explicit_substeps)."""
 
@@ -145,7 +130,6 @@ class ForwardEuler:
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)  # unused by the step; kept so every stepper reports alike
     kind: ClassVar[str] = "explicit"
-    saves: ClassVar[tuple[str, ...]] = ()  # what `checkpoint` stores beside the field
     transient: ClassVar[bool] = True
     attributable: ClassVar[bool] = False
 
@@ -154,21 +138,6 @@ class ForwardEuler:
 
     def step(self, state, t_s, dt_s):
         return explicit_step(state, self.grid, self.coef, dt_s), NewtonInfo.trivial(self.coef.dtype)
-
-    def field(self, state):
-        return state
-
-    def coefficients_at(self, state, t_s) -> FieldCoefficients:
-        return self.coef
-
-    def cell_state(self, state, t_s) -> dict:
-        return {}
-
-    def checkpoint(self, state) -> dict:
-        return {}
-
-    def restore(self, field, saved: dict):
-        return jnp.asarray(field, self.coef.dtype)
 
     def substeps(self, dt_s: float) -> int:
         return explicit_substeps(self.grid, self.coef, dt_s)
