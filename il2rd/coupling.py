@@ -193,11 +193,9 @@ def taken(coupling: CellCoupling, share, per_voxel):
 def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, field_uptake_pM_per_s=None):
     """(uptake molecules/s, seen pM), each (n,): each cell's share (:func:`sharing`) of the uptake
     of the voxels its stencil reaches, so that the cells' uptakes add up to the field's, and the
-    IL-2 its receptors see, the concentration at which its own law gives that uptake
-    (subgrid.surface_concentration_pM). field_uptake_pM_per_s: the field's uptake u(c) per voxel
-    (kinetics.uptake_rate with the coefficients of these laws), else built from the laws
-    (:func:`voxel_fields`). For a linear, isolated cell on small voxels the seen IL-2 is the
-    stencil average sum_j w_j c_j; on large voxels it is c_0 kappa / k (below the voxel value)."""
+    IL-2 its receptors see (:func:`surface_pM`). field_uptake_pM_per_s: the field's uptake u(c)
+    per voxel (kinetics.uptake_rate with the coefficients of these laws), else built from the laws
+    (:func:`voxel_fields`)."""
     n = coupling.n_cells
     v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
     c = jnp.maximum(c_pM, 0.0)
@@ -206,7 +204,35 @@ def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, field
         field_uptake_pM_per_s = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)
     per_voxel = units.voxel_rate_to_cell_rate_molecules_per_s(field_uptake_pM_per_s, coupling.volume_fraction * coupling.spacing_um**3)
     uptake = taken(coupling, sharing(coupling, c, v, km), per_voxel)
-    return uptake, subgrid.surface_concentration_pM(uptake, v, km, coupling.uptake)
+    return uptake, surface_pM(coupling, c, v, km)
+
+
+def surface_pM(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
+    """The IL-2 each cell's receptors see (pM, (n,)): the concentration at which the cell's own law
+    gives the occupancy its stencil arms have in the field,
+
+        c_s = K_M f / (1 - f),   f = sum_j v_j c_j / (K_j + c_j),   1 - f = sum_j v_j K_j / (K_j + c_j)
+
+    ('saturating'; the arms' maximum shares v_j add up to 1, K_j = K_M x km_factor_j), and
+    c_s = K_M sum_j v_j c_j / K_j ('linear'). For a cell alone on its voxels f = U / V, so c_s is the
+    inversion K_M U / (V - U) of its uptake (for a linear, isolated cell on small voxels the stencil
+    average sum_j w_j c_j; on one large voxel c_0 kappa / k, below the voxel value). Written as the
+    ratio of the two sums it stays finite and exact to round-off where U -> V (high-dose therapy:
+    the difference V - U is 0 in float32), and it is monotone in every c_j. In voxels that cells
+    share it is the cell's own law at the voxel's IL-2, where the uptake share differs by the
+    combined voxel law's error (which vanishes in both limits). 0 for a cell without receptors."""
+    n = coupling.n_cells
+    v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    p = laws(coupling, v, km)
+    k_arm = p.km_factors * km[:, None]
+    c = jnp.maximum(c_pM, 0.0).reshape(-1)[coupling.flat]
+    if coupling.uptake == "linear":
+        seen = km * jnp.sum(p.vmax_weights * c / k_arm, axis=1)
+    else:
+        occupied = jnp.sum(p.vmax_weights * c / (k_arm + c), axis=1)
+        free = jnp.sum(p.vmax_weights * k_arm / (k_arm + c), axis=1)
+        seen = km * occupied / jnp.where(free > 0, free, 1.0)
+    return jnp.where(v > 0, seen, 0.0)
 
 
 cell_uptake_jit = jit(cell_uptake)

@@ -70,8 +70,7 @@ class Signalling:
         constant km_intermediate_pM (module docstring: signal at equal occupancy)."""
         xp = _xp(il2_pM, receptors, km_pM, intermediate, km_intermediate_pM)
         as_array = (lambda a: xp.asarray(a)) if xp is jnp else (lambda a: np.asarray(a, np.float64))  # noqa: E731
-        # clipped above: a sub-grid cell's surface IL-2 is inf once its uptake reaches its maximum
-        # (subgrid.surface_concentration_pM), which means full occupancy, not NaN
+        # clipped above: an IL-2 given as inf (full occupancy) must give pSTAT5 1, not NaN
         c = xp.clip(as_array(il2_pM), 0.0, 1e15)
         high, low = xp.maximum(as_array(receptors), 0.0), xp.maximum(as_array(intermediate), 0.0)
         k_high = self.reference_km_pM if km_pM is None else as_array(km_pM)

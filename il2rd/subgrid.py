@@ -102,9 +102,10 @@ calibrated on an isolated cell: in packed tissue (cells one voxel apart) the lat
 cell-per-voxel model, resolves neither the cells' mutual shielding nor their shapes.
 
 What a cell sees: the receptors see the surface concentration, not the voxel value. Read it back
-from the cell's own law and its uptake: c_s = U / k (linear) or c_s = K_M U / (V - U) (saturating,
-:func:`surface_concentration_pM`), with each cell's uptake shared out of the voxels its stencil
-reaches (coupling.cell_uptake).
+from the cell's own law: for a cell alone on its voxels, the inversion of its uptake c_s = U / k
+(linear) or c_s = K_M U / (V - U) (saturating, :func:`surface_concentration_pM`), computed as its
+arms' occupancy f / (1 - f) so that it stays finite where U -> V (coupling.surface_pM); each cell's
+uptake is its share of the voxels its stencil reaches (coupling.cell_uptake).
 
 Scope: 3-D lattices (the sphere and g are 3-D; on a 2-D lattice, nz = 1, the plain model stays:
 config.py makes physics.cell_radius=per_type point sinks there). Stencil arms that leave the

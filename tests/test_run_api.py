@@ -14,7 +14,7 @@ import il2rd.simulate
 import il2rd.steppers
 from helpers import closure_cell_uptake
 
-from il2rd import cells, subgrid
+from il2rd import cells
 from il2rd.config import ConfigError, parse, register_configs
 from il2rd.io.hdf5 import OutputError
 from il2rd.scenario import Scenario

@@ -24,9 +24,7 @@ Everything in this process runs on 12 x 10 x 8 voxels; the subprocess cases star
 
 from __future__ import annotations
 
-import csv
 import errno
-import os
 import shutil
 import signal
 import subprocess
