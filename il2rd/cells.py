@@ -82,6 +82,9 @@ class CellType:
     radius_um: float = 5.0  # a, the cell's sphere radius (sub-grid closure, subgrid.py; placement capacity)
     speed_um_per_s: float = 0.0  # solver.kind=tissue: mean speed of the cell's walk (motility.py); 0: it stays
     motility_um2_per_s: float = 0.0  # solver.kind=tissue: motility coefficient M, MSD = 6 M t at long times
+    division_per_s: float = 0.0  # fate.enabled: division rate at full IL-2 signal (fate.py)
+    death_per_s: float = 0.0  # fate.enabled: death rate without IL-2 signal
+    cycle_s: float = 8.0 * 3600.0  # fate.enabled: least time between two divisions of a cell
 
 
 def sphere_volume_um3(radius_um):

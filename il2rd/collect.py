@@ -99,7 +99,7 @@ def _rows_of_file(h5: Path, base: dict) -> list[dict]:
                      for name in ("receptors", "receptors_intermediate")}  # the latter absent from files of older il2rd
         rows = []
         for i, name in enumerate(run.type_names):
-            sel = run.cells["type"] == i
+            sel = (run.cells["type"] == i) & run.living(-1)
             n = int(sel.sum())
             mean = lambda a: float(a[sel].mean()) if n else math.nan  # noqa: E731
             rows.append({

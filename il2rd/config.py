@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import anatomy, motility, resources
+from . import anatomy, fate, motility, resources
 from .anatomy import AnatomyError, NodeAnatomy
 from . import cells
 from .cells import CellType, Region
@@ -27,6 +27,7 @@ from .solvers.steady import PRECONDITIONERS, SolverOptions
 from . import subgrid
 from .dynamics import INITIAL_FIELDS, ReceptorFeedback
 from .vessels import Vessels
+from .fate import FateSettings
 from .solvers.transient import KINDS as TRANSIENT_KINDS
 
 # coupled: backward-Euler field with receptor dynamics (dynamics.py); tissue: coupled, with cells that move (motility.py)
@@ -186,6 +187,11 @@ class CellTypeConfig:
                              "stay (both speed and motility, or neither)", "um/min")
     motility: float = described(0.0, "solver.kind=tissue: the motility coefficient M of the walk (MSD = 6 M t at long "
                                 "times); the persistence time is 8 M / (pi speed^2)", "um^2/min")
+    division: float = described(0.0, "fate.enabled: the division rate at full IL-2 signal, b_max h(time-averaged "
+                                "pSTAT5) (fate.py); 0 = the type does not divide", "1/day")
+    death: float = described(0.0, "fate.enabled: the death rate without IL-2 signal, d_0 (1 - h(time-averaged pSTAT5))",
+                             "1/day")
+    cycle: float = described(8.0, "fate.enabled: the least time between two divisions of a cell (its cell cycle)", "h")
 
 
 @dataclass
@@ -237,6 +243,20 @@ class ReceptorDynamicsConfig:
     turnover: float = described(1.0 / 72000.0, "eta, receptor turnover (Thurley-lab models: 1/72000 s, 20 h)", "1/s")
     half_pstat5: float = described(0.5, "pSTAT5 level of half-maximal receptor induction", "0..1")
     hill: float = described(3.0, "Hill exponent of the induction in pSTAT5 (Busse 2010)")
+
+
+@dataclass
+class FateConfig:
+    """solver.kind=tissue: pSTAT5-driven division and death (fate.py): per type, cell_types.<name>.division, .death, .cycle."""
+
+    enabled: bool = described(False, "cells divide and die by their time-averaged pSTAT5 (needs solver.kind=tissue)")
+    capacity: float = described(4.0, "cell slots per placed cell of a type that divides: a type grows at most this "
+                                "fold; daughters beyond it wait", "x placed")
+    averaging: float = described(6.0, "tau_f, the time over which a cell averages its pSTAT5 (commitment to divide "
+                                 "after hours of IL-2 signalling, Cantrell & Smith 1984; an estimate)", "h")
+    half_pstat5: float = described(0.5, "the time-averaged pSTAT5 of half the maximal division rate and half the death "
+                                   "rate", "0..1")
+    hill: float = described(2.0, "Hill exponent of the fate response in the time-averaged pSTAT5 (an estimate)")
 
 
 @dataclass
@@ -296,6 +316,7 @@ class Il2rdConfig:
     node: NodeConfig = section(NodeConfig)
     signalling: SignallingConfig = section(SignallingConfig)
     receptor_dynamics: ReceptorDynamicsConfig = section(ReceptorDynamicsConfig)
+    fate: FateConfig = section(FateConfig)
     precision: str = described("float32", "the arithmetic of the field and the solvers: float32 | float64")
     seed: int = described(0, "seed of the cell placement (and of the receptor spread, receptor_cv)")
     vessels: VesselsConfig = section(VesselsConfig)
@@ -346,6 +367,7 @@ class Settings:
     overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
     initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
+    fate: FateSettings = FateSettings()  # solver.kind=tissue: division and death (fate.py)
 
     @property
     def snapshot_times_s(self) -> list[float]:
@@ -596,6 +618,37 @@ def _walk(key: str, speed: Any, motility_coefficient: Any) -> dict:
     return dict(speed_um_per_s=v / 60.0, motility_um2_per_s=m / 60.0)
 
 
+def _fate_rates(key: str, division: Any, death: Any, cycle: Any) -> dict:
+    """CellType's division_per_s, death_per_s, cycle_s from division and death (1/day) and cycle (h)."""
+    rate = lambda name, v: _number(f"{key}.{name}", v, low=0, high=fate.MAX_RATE_PER_DAY, unit="1/day") / fate.DAY_S  # noqa: E731
+    return dict(division_per_s=rate("division", division), death_per_s=rate("death", death),
+                cycle_s=_number(f"{key}.cycle", cycle, low=0, high=24.0 * 30, unit="h") * fate.HOUR_S)
+
+
+def _fate(cfg, kind: str, types: dict, dt_s: float) -> FateSettings:
+    """fate.*, checked: only with solver.kind=tissue, and steps short enough for the event scheme
+    (fate.py: (b + d) dt <= MAX_EVENTS_PER_STEP for every type)."""
+    f = cfg.fate
+    enabled = _boolean("fate.enabled", f.enabled)
+    settings = FateSettings(
+        enabled=enabled,
+        capacity=_number("fate.capacity", f.capacity, low=1, high=1000, unit="cell slots per placed cell"),
+        averaging_s=_number("fate.averaging", f.averaging, low=0, low_open=True, high=24.0 * 30, unit="h") * fate.HOUR_S,
+        half_pstat5=_number("fate.half_pstat5", f.half_pstat5, low=0, low_open=True, high=1),
+        hill=_number("fate.hill", f.hill, low=0, low_open=True, high=20),
+    )
+    if not enabled:
+        return settings
+    if kind != "tissue":
+        raise ConfigError("fate.enabled", True, f"needs solver.kind=tissue (cells that can be born and die); got {kind}")
+    for name, t in types.items():
+        events = (t.division_per_s + t.death_per_s) * dt_s
+        if events > fate.MAX_EVENTS_PER_STEP:
+            raise ConfigError("solver.dt", dt_s, f"gives (division + death) x dt = {events:.3g} for cell_types.{name}; at most "
+                              f"{fate.MAX_EVENTS_PER_STEP} (one event in several steps: fate.py); take a shorter dt")
+    return settings
+
+
 def _chains(key: str, il2rb: Any, gc: Any) -> dict:
     """il2rb, gc of a type: numbers >= 0 or null (inf: not limiting); gc only with il2rb."""
     if il2rb is None and gc is not None:
@@ -644,6 +697,7 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None, cell_radius: fl
             **_secretion_course(f"{key}.secretion_course", merged["secretion_course"]),
             radius_um=_type_radius(key, merged["radius"], cell_radius, grid),
             **_walk(key, merged["speed"], merged["motility"]),
+            **_fate_rates(key, merged["division"], merged["death"], merged["cycle"]),
         )
         region = _region(f"{key}.region", merged["region"], grid, lymph_node)
         count, density = merged["count"], merged["density"]
@@ -830,6 +884,7 @@ def parse(cfg: DictConfig) -> Settings:
         csv=csv,
         signalling=signalling,
         feedback=feedback,
+        fate=_fate(cfg, kind, types, dt),
         initial_field=_choice("solver.initial_field", cfg.solver.initial_field, INITIAL_FIELDS),
         shard=shard,
         output_dir=None if output_dir is None else Path(str(output_dir)),

@@ -102,8 +102,7 @@ class FateState(NamedTuple):
     next_id: jax.Array
 
 
-COLUMNS = {"alive": "1", "cell_id": "index", "parent": "index", "lineage": "index", "divisions": "divisions",
-           "pstat5_mean": "1"}  # the per-snapshot fate columns (io/hdf5.py), in FateState's names
+COLUMNS = ("alive", "cell_id", "parent", "lineage", "divisions", "pstat5_mean")  # per snapshot (io/hdf5.py FATE_COLUMNS)
 
 
 def response(pstat5_mean, rates: Rates):
@@ -123,14 +122,16 @@ def event_probabilities(division_per_s, death_per_s, dt_s):
     return p_b / scale, p_d / scale
 
 
-def start(alive, pstat5, dtype=jnp.float32) -> FateState:
-    """The fate state at t = 0: the placed cells (alive) with ids 0..n0-1 as their own lineage."""
+def start(alive, pstat5, dtype=jnp.float32, cycle_s=0.0) -> FateState:
+    """The fate state at t = 0: the placed cells (alive) with ids 0..n0-1 as their own lineage,
+    their pSTAT5 as its average, and free to divide (since_division_s = cycle_s, their type's cycle:
+    placed cells are not synchronised at a division)."""
     alive = jnp.asarray(alive, bool)
     n = alive.shape[0]
     ids = jnp.where(alive, jnp.cumsum(alive).astype(jnp.int32) - 1, -1)
     zero = jnp.zeros(n, jnp.int32)
     return FateState(alive, ids, jnp.full(n, -1, jnp.int32), ids, zero, jnp.where(alive, pstat5, 0.0).astype(dtype),
-                     jnp.zeros(n, dtype), jnp.zeros(n, bool), jnp.sum(alive).astype(jnp.int32))
+                     jnp.broadcast_to(jnp.asarray(cycle_s, dtype), (n,)), jnp.zeros(n, bool), jnp.sum(alive).astype(jnp.int32))
 
 
 _FACES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)
@@ -139,7 +140,8 @@ _FACES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 
 def step(key, state: FateState, walkers: motility.Walkers, walk: motility.Walk, rates: Rates, pstat5, dt_s, receptors):
     """One step of dt_s of every cell's fate at pSTAT5 `pstat5` (n,): p_bar, deaths, divisions and
     the daughters' placement (module docstring). Returns (state, walkers, receptors) with the
-    daughters written into their slots."""
+    daughters written into their slots. walk: every slot's own room (not masked by alive: a
+    daughter takes the room of her slot)."""
     n = state.alive.shape[0]
     dtype = state.pstat5_mean.dtype
     event_key, place_key, order_key, speed_key = jax.random.split(key, 4)

@@ -100,8 +100,11 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
     threshold = scenario.settings.signalling.positive_threshold
     nan = float("nan")
     types = []
+    alive = columns.get("alive")  # fate.enabled: the slots holding a living cell
     for i, name in enumerate(pop.type_names):
         mask = pop.type_index == i
+        if alive is not None:
+            mask = mask & alive
         n = int(mask.sum())
         mean = lambda column: float(columns[column][mask].mean()) if n else nan  # noqa: E731
         types.append(TypeReadout(

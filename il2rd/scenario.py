@@ -7,8 +7,9 @@ from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from . import cells, vessels
+from . import cells, fate, vessels
 from .cells import Population
 from .coupling import CellCoupling
 from .config import Settings, check_steady_field_exists
@@ -30,6 +31,7 @@ class Scenario:
     population: Population
     coefficients: FieldCoefficients
     coupling: CellCoupling | None = None  # the cells' stencils with the sub-grid closure (coupling.py); None: point sinks
+    alive: np.ndarray | None = None  # fate.enabled: (n,) which slots hold a placed cell at t = 0 (the rest: free)
 
     @property
     def grid(self):
@@ -63,8 +65,10 @@ class Scenario:
                 float(table["secretion_molecules_per_s"][population.type_index].sum()),
                 float((laws.vmax_high_molecules_per_s + laws.vmax_intermediate_molecules_per_s).sum()),
             )
-        coupling = cells.coupling_of(settings.grid, population, settings.types, settings.diffusion_um2_per_s / settings.tortuosity**2,
-                                     settings.volume_fraction, settings.uptake, dtype) if settings.subgrid_uptake else None
+        coupling_of = lambda pop: cells.coupling_of(  # noqa: E731
+            settings.grid, pop, settings.types, settings.diffusion_um2_per_s / settings.tortuosity**2,
+            settings.volume_fraction, settings.uptake, dtype) if settings.subgrid_uptake else None
+        coupling = coupling_of(population)
         coef = cells.field_coefficients(
             settings.grid,
             population,
@@ -83,4 +87,8 @@ class Scenario:
             coef = coef.replace(exchange_per_s=jnp.asarray(rate, dtype), exchange_target_pM=jnp.asarray(target, dtype))
         if settings.shard:
             coef = shard_coefficients(coef, x_slabs())
-        return cls(settings, population, coef, coupling)
+        alive = None
+        if settings.fate.enabled:  # free slots for daughters (fate.py); the field above is the placed cells'
+            population, alive = fate.with_slots(population, settings.types, settings.fate.capacity, settings.seed)
+            coupling = coupling_of(population)
+        return cls(settings, population, coef, coupling, alive)

@@ -22,7 +22,7 @@ from . import compilation, config, readouts, runfolder, steppers
 from .attribution import Attribution, attribute
 from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
 from .interrupts import RunInterrupted, interrupt
-from .io.hdf5 import CELL_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, OutputError, checkpoint_slot, saved_state
+from .io.hdf5 import CELL_COLUMNS, FATE_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, OutputError, checkpoint_slot, saved_state
 from .io.reader import load
 from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .scenario import Scenario
@@ -79,9 +79,34 @@ def _at_state(scenario, stepper: steppers.Stepper, state, t_s: float):
     scenario = dataclasses.replace(scenario, coefficients=stepper.coefficients_at(state, t_s))
     if "position_um" in cells:
         population = dataclasses.replace(scenario.population, voxel=cells.pop("voxel"), position_um=cells.pop("position_um"))
+        if "alive" in cells:  # slots without a living cell: no chains, no secretion (fate.py)
+            population, cells = _living(population, scenario.settings.types, cells)
         scenario = dataclasses.replace(scenario, population=population,
                                        coupling=stepper.cells_at(state.walkers).coupling)
     return scenario, cells
+
+
+def _living(population, types, cells: dict):
+    """The population and cell state with the slots not alive emptied: 0 of every receptor chain
+    and no secretion, so that the readouts and the attribution count nothing for them."""
+    alive = cells["alive"] > 0
+    chains = {chain: np.where(alive, population.receptors_per_cell(types, chain), 0.0) for chain in ("receptors", "il2rb", "gc")}
+    cells = {**cells, "il2ra": np.where(alive, cells["il2ra"], 0.0),
+             "secretion_course": np.where(alive, cells["secretion_course"], 0.0)}
+    return dataclasses.replace(population, **chains), cells
+
+
+def _columns(field, scenario, cells: dict) -> dict:
+    """readouts.cell_columns of a state (_at_state), with fate.enabled its `alive` mask."""
+    columns = readouts.cell_columns(field, scenario, cells.get("il2ra"))
+    if "alive" in cells:
+        columns["alive"] = cells["alive"] > 0
+    return columns
+
+
+def _attributed(cells: dict) -> dict:
+    """The cell state the attribution takes (il2ra, secretion_course)."""
+    return {name: cells[name] for name in ("il2ra", "secretion_course") if name in cells}
 
 
 def _tracks(scenario) -> dict:
@@ -100,11 +125,15 @@ def _record(scenario, writer, stepper: steppers.Stepper, watch: Stopwatch | None
         now, cells = _at_state(scenario, stepper, state, t)
         c = stepper.field(state)
         with watch.stage("readouts"):
-            columns = readouts.cell_columns(c, now, cells.get("il2ra"))
+            columns = _columns(c, now, cells)
+            fates = {name: cells[name] for name in FATE_COLUMNS if name in cells}
         with watch.stage("write"):
             tracks = _tracks(now) if now.population is not scenario.population else {}
-            writer.append(t, c, {**columns, **tracks}, checkpoint=stepper.transient, state=stepper.checkpoint(state),
-                          solver_info=info)
+            written = {**columns, **tracks}
+            if fates:  # what an empty slot holds: NaN, not the zeros computed for it
+                written = {name: np.where(columns["alive"], v, np.nan) for name, v in written.items() if name != "alive"}
+                written.update(fates)
+            writer.append(t, c, written, checkpoint=stepper.transient, state=stepper.checkpoint(state), solver_info=info)
         last.update(columns)
 
     return on_snapshot, last
@@ -132,12 +161,12 @@ def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: f
     field = np.asarray(stepper.field(state))
     # a resumed run that was already complete writes no snapshot: summarise its last field
     with watch.stage("readouts"):
-        summary = readouts.summarise(field, last or readouts.cell_columns(field, scenario, cells.get("il2ra")), scenario)
+        summary = readouts.summarise(field, last or _columns(field, scenario, cells), scenario)
     shares = None
     interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
     if _attributable(scenario.settings, stepper):
         with watch.stage("attribution"):
-            shares = attribute(field, scenario, **cells)
+            shares = attribute(field, scenario, **_attributed(cells))
         with watch.stage("write"):
             writer.write_attribution(shares)
     with watch.stage("write"):
@@ -167,7 +196,9 @@ def _reuse(path: Path, scenario) -> Result:
     scenario, cells = _at_state(scenario, stepper, state, t_s)
     field = np.asarray(stepper.field(state))
     if stored is None and _attributable(scenario.settings, stepper):
-        stored = attribute(field, scenario, **cells)
+        stored = attribute(field, scenario, **_attributed(cells))
+    if "alive" in cells:
+        columns["alive"] = cells["alive"] > 0
     return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored, solver)
 
 

@@ -13,6 +13,7 @@ attribution.png     where each source's IL-2 goes: each responder type, autocrin
 main_source.png     each mid-plane cell's main source of IL-2 and the fraction of its uptake it gives
 timeseries.png      per cell type, mean IL-2 seen and the pSTAT5+ fraction against time
 tracks.png          tissue runs: the paths cells near the mid plane walked, over the IL-2
+population.png      runs with fate: per cell type the cells alive, their fold change and mean averaged pSTAT5
 slice.gif           the mid-plane slice over time (runs with more than one snapshot; a tissue run's cells walking in it)
 
 A figure the run cannot support (no secreting cells, no attribution, one snapshot) is skipped
@@ -30,6 +31,7 @@ from .profiles import figure_distance, figure_radial_profile
 from .responses import figure_histograms, figure_pstat5_vs_il2, figure_timeseries
 from .slices import animate_slice, figure_pstat5_slice, figure_slice
 from .sources import figure_attribution, figure_main_source
+from .population import figure_population
 from .tracks import figure_tracks
 from .style import DPI, FigureSkipped, plt
 
@@ -44,6 +46,7 @@ FIGURES = {  # file stem: maker(run, snapshot index)
     "main_source": figure_main_source,
     "timeseries": lambda run, index: figure_timeseries(run),
     "tracks": figure_tracks,
+    "population": figure_population,
 }
 
 

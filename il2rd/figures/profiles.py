@@ -64,7 +64,7 @@ def effective_removal_per_s(run, index: int) -> float:
     k_eff = (sum_i U_i + k_d sum c V) / (6.022e-4 sum c V)."""
     field = np.asarray(run.field[index], np.float64)
     present_pM_um3 = field.sum() * run.spacing_um**3 * _volume_fraction(run)
-    uptake_pM_um3_per_s = float(np.sum(run.cells["uptake"][index])) / units.MOLECULES_PER_UM3_PER_PM
+    uptake_pM_um3_per_s = float(np.nansum(run.cells["uptake"][index])) / units.MOLECULES_PER_UM3_PER_PM
     decay = float(run.config["physics"]["decay"])
     return decay + uptake_pM_um3_per_s / present_pM_um3 if present_pM_um3 > 0 else decay
 

@@ -53,7 +53,7 @@ def figure_histograms(run, index: int):
     norm = log_norm(il2)
     il2_bins = np.geomspace(norm.vmin, norm.vmax, 50)
     for i, name in enumerate(run.type_names):
-        sel = run.cells["type"] == i
+        sel = (run.cells["type"] == i) & run.living(index)
         if not sel.any():
             continue
         weights = np.full(int(sel.sum()), 1.0 / sel.sum())
@@ -91,7 +91,7 @@ def figure_pstat5_vs_il2(run, index: int):
     for ax, i in zip(axes.flat, types):
         name = run.type_names[i]
         colour, marker = styles[name]
-        sel = run.cells["type"] == i
+        sel = (run.cells["type"] == i) & run.living(index)
         pick = _subsample(sel)
         ax.scatter(np.clip(il2[pick], lo_pM, None), pstat5[pick], s=6, color=colour, marker=marker, alpha=0.5,
                    linewidths=0, label=f"cells ({int(sel.sum())})")
@@ -128,8 +128,12 @@ def figure_timeseries(run):
         if not sel.any():
             continue
         colour, marker = styles[name]
-        axes[0].plot(minutes, il2[:, sel].mean(axis=1), marker=marker, color=colour, label=name, ms=4)
-        axes[1].plot(minutes, (pstat5[:, sel] >= threshold).mean(axis=1), marker=marker, color=colour, label=name, ms=4)
+        living = np.isfinite(pstat5[:, sel])  # runs with fate: NaN where a slot holds no living cell
+        n = np.maximum(living.sum(axis=1), 1)
+        axes[0].plot(minutes, np.where(living, il2[:, sel], 0.0).sum(axis=1) / n, marker=marker, color=colour, label=name,
+                     ms=4)
+        axes[1].plot(minutes, (living & (pstat5[:, sel] >= threshold)).sum(axis=1) / n, marker=marker, color=colour,
+                     label=name, ms=4)
     axes[0].set(xlabel="time (min)", ylabel="mean IL-2 seen (pM)", title="IL-2 seen per cell type")
     axes[1].set(xlabel="time (min)", ylabel=f"fraction with pSTAT5 >= {threshold:g}", ylim=(-0.02, 1.02),
                 title="pSTAT5+ fraction per cell type")

@@ -63,8 +63,11 @@ def mid_plane(run) -> int:
 
 
 def cell_voxels(run, index: int = -1) -> np.ndarray:
-    """(cell, 3) voxel index (i, j, k) of each cell at snapshot `index` (cells move in tissue runs)."""
-    return np.floor(run.positions_um(index) / run.spacing_um + 1e-9).astype(int)
+    """(cell, 3) voxel index (i, j, k) of each cell at snapshot `index` (cells move in tissue runs);
+    -1 for a slot without a living cell (runs with fate), which no plane holds."""
+    position = run.positions_um(index)
+    living = np.all(np.isfinite(position), axis=1)
+    return np.where(living[:, None], np.floor(np.where(living[:, None], position, 0.0) / run.spacing_um + 1e-9), -1).astype(int)
 
 
 def plane_image(run, k: int, values: np.ndarray, fill=np.nan, index: int = -1) -> np.ndarray:

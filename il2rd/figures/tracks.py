@@ -20,6 +20,9 @@ def figure_tracks(run, index: int):
         raise FigureSkipped("the first snapshot: no path yet (choose a later --time)")
     tracks = np.stack([np.asarray(run.cells[f"track_{a}"][: index + 1], np.float64) for a in "xyz"], axis=-1)  # (t, cell, 3)
     moved = np.any(np.abs(tracks[-1] - tracks[0]) > 1e-6, axis=-1)
+    if run.has_fate:  # a slot's path only while one cell holds it, alive throughout
+        ids = np.asarray(run.cells["cell_id"][: index + 1])
+        moved &= np.all(ids == ids[0], axis=0) & np.all(np.asarray(run.cells["alive"][: index + 1]) > 0, axis=0)
     k = mid_plane(run)
     z0 = run.z[k]
     near = np.abs(tracks[0, :, 2] - z0) <= 0.5 * run.spacing_um if run.shape[2] > 1 else np.ones(len(moved), bool)

@@ -84,14 +84,19 @@ TYPE_SCALE = "cell_type"  # the per-type groups' dimension scale: the type names
 CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell",
                 "receptors_intermediate": "receptors per cell", "pstat5": "1"}
 TRACK_COLUMNS = {"track_x": "um", "track_y": "um", "track_z": "um"}  # tissue runs: cells that move
+# tissue runs with fate.enabled (fate.py): alive, cell_id, ...; the other columns NaN where not alive
+FATE_COLUMNS = {"alive": "1", "cell_id": "index", "parent": "index", "lineage": "index", "divisions": "divisions",
+                "pstat5_mean": "1"}
 
 
 def estimated_bytes(scenario) -> int:
     """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
     n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
     columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.solver_kind == "tissue" else 0)
+    columns += len(FATE_COLUMNS) if scenario.settings.fate.enabled else 0
     per_snapshot = 4 * n_voxels + 4 * columns * n_cells + 8
-    state = 2 * np.dtype(scenario.coefficients.dtype).itemsize * (n_voxels + n_cells)  # two checkpoint slots
+    per_cell = 1 + (9 + 8 if scenario.settings.solver_kind == "tissue" else 0)  # IL-2Ra; a tissue run's walk and fate
+    state = 2 * 8 * (n_voxels + per_cell * n_cells)  # two checkpoint slots, at most 8 bytes a value
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
     static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
     return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
@@ -208,7 +213,7 @@ class Hdf5Writer(HoldsFile):
         f = file
         self.time = f["time"]
         self.field = f["fields/il2"]
-        self.cells = {name: f["cells"][name] for name in (*CELL_COLUMNS, *TRACK_COLUMNS) if name in f["cells"]}
+        self.cells = {name: f["cells"][name] for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS) if name in f["cells"]}
         self.committed = int(f.attrs["n_snapshots"])  # also readable from a signal handler, without HDF5
 
     @classmethod
@@ -408,9 +413,9 @@ class Hdf5Writer(HoldsFile):
 
     def _append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool, state, solver_info):
         i = self.n_snapshots
-        for name in TRACK_COLUMNS:
+        for name, units in {**TRACK_COLUMNS, **FATE_COLUMNS}.items():
             if name in columns and name not in self.cells:  # the first snapshot of a tissue run
-                self.cells[name] = _cell_column(self.file["cells"], name, TRACK_COLUMNS[name], len(columns[name]),
+                self.cells[name] = _cell_column(self.file["cells"], name, units, len(columns[name]),
                                                 self.scenario.settings.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]

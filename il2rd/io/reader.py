@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from ._holder import HoldsFile
-from .hdf5 import CELL_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
+from .hdf5 import CELL_COLUMNS, FATE_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
 
 
 class LazyArray:
@@ -135,6 +135,18 @@ class RunFile(HoldsFile):
         """Whether the run's cells move (a tissue run: /cells/track_x, _y, _z per snapshot)."""
         return "track_x" in self.cells
 
+    @property
+    def has_fate(self) -> bool:
+        """Whether cells divide and die in this run (fate.enabled: /cells/alive per snapshot)."""
+        return "alive" in self.cells
+
+    def living(self, index: int = -1) -> np.ndarray:
+        """(cell,) bool: the slots holding a living cell at snapshot `index` (every cell in runs
+        without fate; in runs with fate the other slots' columns are NaN)."""
+        if not self.has_fate:
+            return np.ones(len(self.cells["type"]), bool)
+        return np.asarray(self.cells["alive"][index]) > 0
+
     def positions_um(self, index: int = -1) -> np.ndarray:
         """(cell, 3) where each cell is at snapshot `index` (um): its track in a tissue run, else
         where it was placed (/cells/x, y, z)."""
@@ -216,7 +228,7 @@ def _read(path: Path, f: h5py.File) -> RunFile:
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     n = int(attrs.get("n_snapshots", f["time"].shape[0]))
     cells = {name: f["cells"][name][:] for name in ("x", "y", "z", "type")}
-    for name in (*CELL_COLUMNS, *TRACK_COLUMNS):
+    for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS):
         if name in f["cells"]:
             cells[name] = LazyArray(f["cells"][name], n)
     cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()
