@@ -22,7 +22,8 @@ from il2rd.scenario import Scenario
 from il2rd.simulate import _at_state, run
 from il2rd.sweep import run_batched
 
-FAST = ["cell_types.treg.division=20", "cell_types.treg.death=4", "cell_types.treg.cycle=1"]  # per day, h
+FAST = ["cell_types.treg.division=20", "cell_types.treg.death=4", "cell_types.treg.cycle=1",  # per day, h
+        "cell_types.il2_producer.division=0", "cell_types.il2_producer.death=0", "cell_types.naive_t.death=0"]
 FATE = ["grid.shape=[12,12,8]", "solver.kind=tissue", "solver.dt=120", "output.progress=false", "fate.enabled=true",
         "fate.capacity=3", "cell_types.treg.density=2e5", "cell_types.naive_t.density=2e5", *FAST]
 
@@ -137,3 +138,22 @@ def test_bad_fate_input_is_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError) as info:
         config.parse(compose_config(*args, *overrides, "time.end=7200"))
     assert str(info.value).startswith(key), str(info.value)
+
+
+def test_the_figures_of_a_growing_run(grown, tmp_path):
+    """population.png, tracks.png, distance.png and the slice are drawn from the file of a run with
+    fate (empty slots are NaN there); a run without fate skips population.png, saying why."""
+    from PIL import Image
+
+    from il2rd import plot
+
+    skipped = []
+    written = plot.make_figures(grown.path, tmp_path / "figs", only=("population", "tracks", "distance", "slice"),
+                                report=skipped.append, gif=False)
+    assert {p.name for p in written} == {"population.png", "tracks.png", "distance.png", "slice.png"}, skipped
+    with Image.open(tmp_path / "figs" / "population.png") as image:
+        assert len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0)) > 16
+    still = run(compose_config("grid.shape=[12,12,8]", "output.progress=false"), tmp_path / "steady").path
+    skipped = []
+    assert plot.make_figures(still, tmp_path / "none", only=("population",), report=skipped.append) == []
+    assert skipped and "neither divide nor die" in skipped[0]

@@ -5,8 +5,9 @@ time-averaged pSTAT5 (what drives division and death, fate.py) against time."""
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import ScalarFormatter
 
-from .style import FigureSkipped, legend_below, plt, type_styles
+from .style import FigureSkipped, plt, type_styles
 
 
 def figure_population(run, index: int):
@@ -41,5 +42,8 @@ def figure_population(run, index: int):
                 title="the signal that drives division and death")
     for ax in axes:
         ax.grid(alpha=0.3)
-    legend_below(axes[1], handles, labels, ncol=min(4, len(labels)), title="cell type (cells at t = 0 -> at the end)")
+    axes[1].yaxis.set_major_formatter(ScalarFormatter())
+    axes[1].yaxis.set_minor_formatter(ScalarFormatter())
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(5, len(labels)), fontsize=8,
+               title="cell type (cells at t = 0 -> at the end)")
     return fig

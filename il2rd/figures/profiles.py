@@ -16,10 +16,10 @@ from .style import FigureSkipped, legend_below, legend_outside, plt, responder_t
 MAX_SOURCES_FOR_PROFILE = 200
 
 
-def source_cells(run) -> np.ndarray:
-    """Indices of the cells that secrete IL-2."""
+def source_cells(run, index: int = -1) -> np.ndarray:
+    """Indices of the cells that secrete IL-2 (living at snapshot `index`, in runs with fate)."""
     q = np.asarray(run.cell_types["secretion_molecules_per_s"], np.float64)
-    return np.flatnonzero(q[run.cells["type"]] > 0)
+    return np.flatnonzero((q[run.cells["type"]] > 0) & run.living(index))
 
 
 def _no_sources_reason(run) -> str:
@@ -36,7 +36,8 @@ def radial_profile(run, index: int, max_radius_voxels: int = 20):
     """Mean field (pM) in distance bins around the secreting cells: (r_um bin centres, mean, n sources, mean q)."""
     q = np.asarray(run.cell_types["secretion_molecules_per_s"])
     h = run.spacing_um
-    sources = source_cells(run)[:MAX_SOURCES_FOR_PROFILE]
+    sources = source_cells(run, index)[:MAX_SOURCES_FOR_PROFILE]
+    where = run.positions_um(index)
     field = np.transpose(np.asarray(run.field[index], np.float64), (2, 1, 0))  # (x, y, z)
     shape = np.asarray(field.shape)
     reach = np.minimum(max_radius_voxels, shape - 1)
@@ -47,7 +48,7 @@ def radial_profile(run, index: int, max_radius_voxels: int = 20):
     bins = np.digitize(r_um, edges) - 1
     keep = (bins >= 0) & (bins < len(edges) - 1)
     for s in sources:
-        centre = np.floor(np.array([run.cells[a][s] for a in "xyz"]) / h + 1e-9).astype(int)
+        centre = np.floor(where[s] / h + 1e-9).astype(int)
         idx = centre + offsets
         inside = keep & np.all((idx >= 0) & (idx < shape), axis=1)
         values = field[tuple(idx[inside].T)]
@@ -144,11 +145,14 @@ def _mean_source_spacing_um(run) -> float:
     return float((nx * ny * h * h / n) ** 0.5 if nz == 1 else (nx * ny * nz * h**3 / n) ** (1 / 3))
 
 
-def nearest_source_distance_um(run) -> np.ndarray:
-    """(cell,) distance (um) from each cell's centre to the nearest secreting cell's; for a secreting
-    cell the nearest other one (inf where there is none)."""
-    sources = source_cells(run)
-    xyz = np.stack([run.cells[a] for a in "xyz"], axis=1).astype(np.float64)
+def nearest_source_distance_um(run, index: int = -1) -> np.ndarray:
+    """(cell,) distance (um) from each cell's centre to the nearest secreting cell's at snapshot
+    `index` (cells move in tissue runs); for a secreting cell the nearest other one (inf where there
+    is none, NaN for a slot without a living cell)."""
+    sources = source_cells(run, index)
+    xyz = run.positions_um(index)
+    living = np.all(np.isfinite(xyz), axis=1)
+    xyz = np.where(living[:, None], xyz, 0.0)
     if len(sources) == 0:
         return np.full(len(xyz), np.inf)
     k = min(2, len(sources))
@@ -159,7 +163,7 @@ def nearest_source_distance_um(run) -> np.ndarray:
     own[sources] = True
     own &= sources[which[:, 0]] == np.arange(len(xyz))  # its own nearest is itself: take the next
     nearest[own] = distance[own, 1] if k == 2 else np.inf
-    return nearest
+    return np.where(living, nearest, np.nan)
 
 
 def binned_means(distance_um, values, edges_um):
@@ -179,9 +183,9 @@ def binned_means(distance_um, values, edges_um):
 def figure_distance(run, index: int):
     """Per responder type, mean uptake per cell (molecules/s, log) and mean pSTAT5 against the
     distance to the nearest secreting cell, with the interquartile range shaded."""
-    if len(source_cells(run)) == 0:
+    if len(source_cells(run, index)) == 0:
         raise FigureSkipped(_no_sources_reason(run))
-    distance = nearest_source_distance_um(run)
+    distance = nearest_source_distance_um(run, index)
     h = run.spacing_um
     finite = np.isfinite(distance)
     reach = float(np.percentile(distance[finite], 99)) if finite.any() else h
