@@ -13,6 +13,19 @@ on the same lymph-node population, and writes
     <out>/<scenario>/il2rd.h5   each run's file (with its /attribution table)
 
     il2rd-compare-sources [--scenarios NAME ...] [--out DIR] [HYDRA_OVERRIDE ...]
+    il2rd-compare-sources --days 3 [--seeds 3] [--every 6] ...
+
+With --days D the experiment runs over days instead (Whyte et al. measured expansion): each
+scenario as solver.kind=tissue with fate.enabled=true (cells walk, divide and die by their
+time-averaged pSTAT5: il2rd/fate.py) to D days, once per seed 0 .. seeds-1 (placement, walks and
+fates differ), and writes
+
+    <out>/compare_sources_days.csv  one row per scenario, seed and responder type: cells at the start
+                                    and the end, fold change, the pSTAT5+ fraction and mean time-averaged
+                                    pSTAT5 at the end
+    <out>/compare_sources_days.png  the fold change per responder type and scenario (mean over seeds,
+                                    log2 colour scale; the spread over seeds written in each cell)
+    <out>/<scenario>/seed<k>/il2rd.h5  each run's file (population.png: il2rd-plot)
 
 <out> is by default a new folder outputs/compare_sources/<YYYY-MM-DD>/<HH-MM-SS>/ (as Hydra dates
 its run folders), so that no comparison overwrites another; --out DIR writes into DIR. Every
@@ -58,6 +71,115 @@ def rows_of(name: str, result) -> list[dict]:
                  mean_receptors_intermediate=t.mean_receptors_intermediate, uptake_molecules_per_s=t.total_uptake_molecules_per_s,
                  uptake_share=t.total_uptake_molecules_per_s / total if total > 0 else 0.0)
             for t in result.summary.types]
+
+
+DAY_COLUMNS = ("scenario", "seed", "responder", "cells_start", "cells_end", "fold_change", "pstat5_positive_fraction",
+               "mean_pstat5_mean")
+DAYS_STEP_S = 300.0  # solver.dt of the days-long runs; the walk takes sub-steps of <= 1 min inside it (motility.substeps)
+
+
+def days_overrides(days: float, every_h: float) -> list[str]:
+    """The overrides that turn a preset into its days-long run (before the user's, which win)."""
+    return ["solver.kind=tissue", "fate.enabled=true", f"time.end={days * 86400.0:g}",
+            f"time.snapshot_every={every_h * 3600.0:g}", f"solver.dt={DAYS_STEP_S:g}"]
+
+
+def rows_over_days(name: str, seed: int, result) -> list[dict]:
+    """The rows of one days-long run, read from its file: per responder type the living cells at
+    the first and last snapshot, their ratio, and the last summary's pSTAT5+ fraction."""
+    from .io.reader import load
+
+    by_type = {t.name: t for t in result.summary.types}
+    rows = []
+    with load(result.path) as r:
+        types = r.cells["type"]
+        start, end = r.living(0), r.living(-1)
+        pbar = np.asarray(r.cells["pstat5_mean"][-1], np.float64)
+        for i, responder in enumerate(r.type_names):
+            n0, n1 = int(np.sum(start & (types == i))), int(np.sum(end & (types == i)))
+            mine = end & (types == i)
+            rows.append(dict(scenario=name, seed=seed, responder=responder, cells_start=n0, cells_end=n1,
+                             fold_change=n1 / n0 if n0 else np.nan,
+                             pstat5_positive_fraction=by_type[responder].pstat5_positive_fraction,
+                             mean_pstat5_mean=float(pbar[mine].mean()) if n1 else np.nan))
+    return rows
+
+
+def compare_days(scenarios: list[str], out: Path, overrides: list[str], days: float, seeds: int = 1,
+                 every_h: float = 6.0, progress: bool = True) -> list[dict]:
+    """The source experiment over `days` (module docstring), each scenario once per seed; all
+    configs checked before the first run. Returns the per-seed rows."""
+    from . import config
+    from .simulate import run
+
+    cfgs = {}
+    for name in scenarios:
+        for seed in range(seeds):
+            cfgs[name, seed] = cfg = _compose(name, [*days_overrides(days, every_h), f"seed={seed}", *overrides,
+                                                     f"output.progress={str(progress).lower()}"])
+            config.parse(cfg)
+    rows = []
+    for i, ((name, seed), cfg) in enumerate(cfgs.items()):
+        print(f"[{i + 1}/{len(cfgs)}] {name}, seed {seed}, {days:g} days", file=sys.stderr, flush=True)
+        rows += rows_over_days(name, seed, run(cfg, out / name / f"seed{seed}"))
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "compare_sources_days.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, DAY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_days(rows, out / "compare_sources_days.png", days)
+    return rows
+
+
+def fold_changes(rows: list[dict]):
+    """(scenarios, responders, mean, sd) of the fold change over seeds (sd nan with one seed)."""
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    responders = list(dict.fromkeys(r["responder"] for r in rows))
+    mean = np.full((len(scenarios), len(responders)), np.nan)
+    sd = np.full_like(mean, np.nan)
+    for i, s in enumerate(scenarios):
+        for j, t in enumerate(responders):
+            v = np.array([r["fold_change"] for r in rows if r["scenario"] == s and r["responder"] == t], np.float64)
+            v = v[np.isfinite(v)]
+            if len(v):
+                mean[i, j] = v.mean()
+                sd[i, j] = v.std(ddof=1) if len(v) > 1 else np.nan
+    return scenarios, responders, mean, sd
+
+
+def plot_days(rows: list[dict], path: Path, days: float) -> None:
+    """The fold change N(end) / N(0) of each responder type (columns) by scenario (rows), the mean
+    over seeds on a log2 colour scale centred at 1 (blue: expanded, red: shrank), with
+    'mean ±sd' written in each cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    scenarios, responders, mean, sd = fold_changes(rows)
+    keep = np.any(np.isfinite(mean), axis=0)
+    responders = [t for t, k in zip(responders, keep) if k]
+    mean, sd = mean[:, keep], sd[:, keep]
+    log2 = np.log2(mean)
+    reach = max(float(np.nanmax(np.abs(log2))) if np.isfinite(log2).any() else 1.0, 0.1)
+    fig, ax = plt.subplots(figsize=(3 + 0.95 * len(responders), 2.2 + 0.45 * len(scenarios)), constrained_layout=True)
+    image = ax.imshow(log2, cmap="RdBu", norm=TwoSlopeNorm(0.0, -reach, reach), aspect="auto")
+    for (i, j), v in np.ndenumerate(mean):
+        if np.isfinite(v):
+            text = f"{v:.2f}" + (f"\n±{sd[i, j]:.2f}" if np.isfinite(sd[i, j]) else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if abs(log2[i, j]) > 0.6 * reach else "black")
+    ax.set_xticks(range(len(responders)), responders, rotation=45, ha="right")
+    ax.set_yticks(range(len(scenarios)), scenarios)
+    n_seeds = len({r["seed"] for r in rows})
+    ax.set_title(f"fold change of each cell type over {days:g} days (mean ±sd over {n_seeds} seed"
+                 f"{'s' if n_seeds > 1 else ''})", fontsize=9)
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="fold change N(end) / N(0), log2 scale")
+    ticks = np.arange(np.floor(-reach), np.ceil(reach) + 1)
+    bar.set_ticks(ticks, labels=[f"{2.0**t:g}" for t in ticks])
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
 
 
 def compare(scenarios: list[str], out: Path, overrides: list[str], progress: bool = True) -> list[dict]:
@@ -190,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help=f"output folder (default: a new {DEFAULT_ROOT}/<YYYY-MM-DD>/<HH-MM-SS>)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--days", type=float, default=None,
+                   help="run each scenario over this many days with cells that walk, divide and die (solver.kind=tissue, "
+                        "fate.enabled=true) and compare fold changes")
+    p.add_argument("--seeds", type=int, default=1, help="--days: replicate runs per scenario, seeds 0 .. N-1 (default 1)")
+    p.add_argument("--every", type=float, default=6.0, help="--days: hours between snapshots (default 6)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides applied to every scenario, e.g. grid.shape=[64,64,64]")
     args = p.parse_args(argv)
     # `--scenarios a b grid.shape=[...]`: argparse gives the overrides after the names to --scenarios
@@ -204,10 +331,19 @@ def main(argv: list[str] | None = None) -> int:
     from .io.hdf5 import OutputError
     from .simulate import SimulationError
 
+    if args.days is not None and not (0 < args.days <= 60):
+        p.error(f"--days {args.days:g}: allowed 0 < days <= 60")
+    if args.seeds < 1 or not (0 < args.every <= 24 * 60):
+        p.error(f"--seeds {args.seeds} (allowed >= 1), --every {args.every:g} h (allowed 0 < every <= 1440)")
     out = args.out if args.out is not None else dated_folder()
     if not args.no_progress:
         print(f"il2rd-compare-sources: {len(args.scenarios)} scenarios into {out}/", file=sys.stderr, flush=True)
     try:
+        if args.days is not None:
+            rows = compare_days(args.scenarios, out, args.overrides, args.days, args.seeds, args.every,
+                                progress=not args.no_progress)
+            _print_days(rows, out)
+            return 0
         rows = compare(args.scenarios, out, args.overrides, progress=not args.no_progress)
     except (ConfigError, PlacementError, OutputError, SimulationError, HydraException) as err:  # OutputError: a
         # folder holding another run (runfolder.py): the message says output.overwrite=true replaces it
@@ -224,6 +360,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{value(r['pstat5_positive_fraction'], '.1%'):>9}{r['uptake_share']:>14.1%}")
     print(f"wrote {out}/: compare_sources.csv, compare_sources.png and each scenario's run in <scenario>/il2rd.h5")
     return 0
+
+
+def _print_days(rows: list[dict], out: Path) -> None:
+    scenarios, responders, mean, sd = fold_changes(rows)
+    width = max(len(t) for t in responders) + 2
+    print(f"{'scenario':<16}{'responder':<{width}}{'cells at 0':>11}{'fold change':>13}{'sd':>7}")
+    for i, s in enumerate(scenarios):
+        for j, t in enumerate(responders):
+            n0 = next(r["cells_start"] for r in rows if r["scenario"] == s and r["responder"] == t)
+            print(f"{s:<16}{t:<{width}}{n0:>11}{value(mean[i, j], '.3g'):>13}{value(sd[i, j], '.2f'):>7}")
+    print(f"wrote {out}/: compare_sources_days.csv, compare_sources_days.png and each run in <scenario>/seed<k>/il2rd.h5")
 
 
 if __name__ == "__main__":

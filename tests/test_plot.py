@@ -36,6 +36,8 @@ MAKER = {f"figure_{name}": f"{name}.png" for name in (*COMMON, "attribution", "m
 MAKER["animate_slice"] = "slice.gif"
 # tracks.png: tissue runs only (tests/test_tissue.py draws it)
 NOT_MOVING = "skipped tracks.png: the cells do not move in this run (solver.kind=tissue walks them)"
+# population.png: runs with fate only (tests/test_tissue_fate.py draws it)
+NO_FATE = "skipped population.png: the cells neither divide nor die in this run (fate.enabled=true with solver.kind=tissue)"
 
 
 
@@ -100,8 +102,9 @@ def test_figure_set_of_a_transient_run(tmp_path, transient_file, figure_sizes):
     skipped = []
     written = plot.make_figures(transient_file, out, pdf=True, report=skipped.append)
     # a transient run has no attribution: those two figures are skipped, each with its reason
-    assert sorted(skipped) == [f"skipped {name}.png: the file holds no /attribution (a transient run, or "
-                               "output.attribution=false)" for name in ("attribution", "main_source")] + [NOT_MOVING]
+    assert sorted(skipped) == sorted([f"skipped {name}.png: the file holds no /attribution (a transient run, or "
+                                      "output.attribution=false)" for name in ("attribution", "main_source")]
+                                     + [NOT_MOVING, NO_FATE])
 
     expected = {f"{name}.{suffix}" for name in FIGURES for suffix in ("png", "pdf")} | {"slice.gif"}
     assert {p.name for p in written} == expected and len(written) == len(expected)
@@ -136,7 +139,7 @@ def test_figure_set_of_a_steady_run(tmp_path, steady_file, figure_sizes):
     assert sorted(p.name for p in written) == sorted(f"{name}.png" for name in STEADY_FIGURES)  # one snapshot: no GIF
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.png" for name in STEADY_FIGURES)
     assert skipped == ["skipped timeseries.png: the run has one snapshot (t = 0 s, steady): nothing to plot against time",
-                       NOT_MOVING]
+                       NOT_MOVING, NO_FATE]
     for name in STEADY_FIGURES:
         check_png(out / f"{name}.png", figure_sizes[f"{name}.png"])
 
@@ -386,10 +389,10 @@ def test_a_run_without_secreting_cells_skips_the_source_figures(tmp_path):
                                 "grid.boundary_value=5"), output_dir=tmp_path / "run")
     skipped = []
     written = plot.make_figures(result.path, tmp_path / "figs", report=skipped.append)
-    assert sorted(skipped) == ["skipped distance.png: the run has no secreting cells",
-                               "skipped radial_profile.png: the run has no secreting cells",
-                               "skipped timeseries.png: the run has one snapshot (t = 0 s, steady): nothing to plot against time",
-                               NOT_MOVING]
+    assert sorted(skipped) == sorted(["skipped distance.png: the run has no secreting cells",
+                                      "skipped radial_profile.png: the run has no secreting cells",
+                                      "skipped timeseries.png: the run has one snapshot (t = 0 s, steady): nothing to plot "
+                                      "against time", NOT_MOVING, NO_FATE])
     assert {p.name for p in written} == {f"{name}.png" for name in STEADY_FIGURES} - {"radial_profile.png", "distance.png"}
     with il2rd.io.load(result.path) as r:
         assert r.attribution.sources == ("boundary",)
