@@ -163,7 +163,7 @@ def plot_days(rows: list[dict], path: Path, days: float) -> None:
     mean, sd = mean[:, keep], sd[:, keep]
     log2 = np.log2(mean)
     reach = max(float(np.nanmax(np.abs(log2))) if np.isfinite(log2).any() else 1.0, 0.1)
-    fig, ax = plt.subplots(figsize=(3 + 0.95 * len(responders), 2.2 + 0.45 * len(scenarios)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(3.6 + 0.95 * len(responders), 2.2 + 0.45 * len(scenarios)), constrained_layout=True)
     image = ax.imshow(log2, cmap="RdBu", norm=TwoSlopeNorm(0.0, -reach, reach), aspect="auto")
     for (i, j), v in np.ndenumerate(mean):
         if np.isfinite(v):
@@ -175,9 +175,10 @@ def plot_days(rows: list[dict], path: Path, days: float) -> None:
     n_seeds = len({r["seed"] for r in rows})
     ax.set_title(f"fold change of each cell type over {days:g} days (mean ±sd over {n_seeds} seed"
                  f"{'s' if n_seeds > 1 else ''})", fontsize=9)
-    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="fold change N(end) / N(0), log2 scale")
-    ticks = np.arange(np.floor(-reach), np.ceil(reach) + 1)
-    bar.set_ticks(ticks, labels=[f"{2.0**t:g}" for t in ticks])
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label="fold change N(end) / N(0) (log2 scale)")
+    folds = np.array([1 / 16, 1 / 8, 1 / 4, 1 / 2, 1 / 1.5, 1, 1.5, 2, 4, 8, 16])
+    ticks = np.log2(folds[np.abs(np.log2(folds)) <= reach + 1e-9])
+    bar.set_ticks(ticks, labels=[f"{2.0**t:.3g}" for t in ticks])
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
