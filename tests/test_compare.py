@@ -67,3 +67,35 @@ def test_a_refused_comparison_leaves_no_dated_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["--scenarios", "no_such_preset", *SMALL_NODE, *QUIET]) == 2
     assert not list((tmp_path / DEFAULT_ROOT).rglob("*"))  # neither <date>/<time> nor <date>
+
+
+def test_compare_over_days_writes_fold_changes_that_the_files_hold(tmp_path, capsys):
+    """--days: each scenario once per seed as a tissue run with fate; the table's fold changes are
+    the files' living-cell counts at the last snapshot over the first, seeds differ, the figure is
+    written."""
+    import h5py
+
+    from il2rd.compare import fold_changes
+
+    args = ["--days", "0.1", "--seeds", "2", "--every", "1.2", "--scenarios", "treg_source",
+            "--out", str(tmp_path), "--no-progress", *SMALL_NODE, *QUIET]
+    assert main(args) == 0
+    with (tmp_path / "compare_sources_days.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert (tmp_path / "compare_sources_days.png").stat().st_size > 10_000
+    assert len(rows) == 2 * 10  # seeds x the node's ten types
+    for r in rows:
+        with h5py.File(tmp_path / r["scenario"] / f"seed{r['seed']}" / "il2rd.h5") as f:
+            names = list(f["cells/type"].attrs["type_names"])
+            mine = f["cells/type"][:] == names.index(r["responder"])
+            alive = f["cells/alive"][:] > 0
+            assert f["time"][-1] == pytest.approx(0.1 * 86400)
+        assert int(r["cells_start"]) == np.sum(alive[0] & mine) and int(r["cells_end"]) == np.sum(alive[-1] & mine)
+        if int(r["cells_start"]):
+            assert float(r["fold_change"]) == pytest.approx(int(r["cells_end"]) / int(r["cells_start"]))
+    by_seed = [[r["cells_end"] for r in rows if r["seed"] == s] for s in ("0", "1")]
+    assert by_seed[0] != by_seed[1]  # replicate seeds are replicates, not copies
+    scenarios, responders, mean, sd = fold_changes([dict(r, seed=int(r["seed"]), fold_change=float(r["fold_change"]))
+                                                     for r in rows])
+    assert scenarios == ["treg_source"] and np.isfinite(sd[:, responders.index("treg")]).all()
+    assert "fold change" in capsys.readouterr().out
