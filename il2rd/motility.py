@@ -30,11 +30,14 @@ velocity is reversed (it turns back, as a T cell does at the edge of the T zone)
 
 Room (excluded volume, the placement rule of cells.py): the cells in one voxel must fit it by
 volume, sum_i V_i <= h^3 with V_i = 4/3 pi a_i^3, and a cell that cannot share a voxel
-(cells.shares_voxels: a > h/2) takes the whole voxel. Moves are decided together: the cells
-entering a voxel are admitted in a random order (drawn each step) while the cells staying in it and
-those admitted before them leave room; a refused cell stays in its own voxel, which may in turn
-refuse a cell entering that one, so the rule repeats until nothing changes (at most once per cell;
-in practice one to three rounds). No voxel ever holds more than fits, at every step.
+(cells.shares_voxels: a > h/2) takes the whole voxel. Moves are decided together, in one pass: the
+cells entering a voxel are admitted in a random order (drawn each step) while every cell in it at
+the start of the step (those about to leave included) and the entrants admitted before them leave
+room. A cell leaving a voxel frees its room for the next step, not this one (so two cells never
+swap within a step, and a chain of cells following one another advances one cell per step). The
+rule is conservative, hence safe without iterating: no voxel ever holds more than fits, at every
+step. (An iterated rule that lets cells enter voxels being vacated needs as many rounds as the
+longest chain of refusals, ~11 in the 32^3 node and more in the default one: too slow.)
 
 Everything here is jittable with the lattice static: cell positions, velocities and parameters are
 (n, ...) arrays, so cells walk inside jitted, vmapped code. Units: um, s.
@@ -165,30 +168,19 @@ def step(key, walkers: Walkers, walk: Walk, dt_s) -> tuple[Walkers, jax.Array]:
 
 def admit(old, new, wants, room, priority, n_voxels: int):
     """Which of the cells that want to move from voxel `old` to `new` (flat, (n,)) may: entering
-    cells are taken in order of `priority` while the voxel's load (sum of `room` of the cells in
-    it) stays <= 1; refused cells stay, so the rule repeats until no decision changes."""
+    cells are taken in order of `priority` while the voxel's load (sum of `room` of every cell in it
+    at the start, leaving ones included, and of the entrants before) stays <= 1 (module docstring)."""
     room = room.astype(jnp.float32 if room.dtype == jnp.float16 else room.dtype)
-    limit = 1.0 + ROOM_TOLERANCE
-
-    def admitted_of(moving):
-        staying = jax.ops.segment_sum(jnp.where(moving, 0.0, room), old, n_voxels)
-        target = jnp.where(moving, new, n_voxels)  # n_voxels: "not moving", sorted last
-        order = jnp.lexsort((priority, target))
-        t_sorted = target[order]
-        load = jnp.cumsum(jnp.where(moving, room, 0.0)[order])
-        first = jnp.searchsorted(t_sorted, t_sorted, side="left")
-        before = jnp.where(first > 0, load[jnp.maximum(first - 1, 0)], 0.0)  # load of earlier groups
-        entering = load - before  # this cell and those admitted before it into the same voxel
-        fits = jnp.append(staying, jnp.inf)[t_sorted] + entering <= limit
-        return moving & jnp.zeros_like(moving).at[order].set(fits)
-
-    def body(state):
-        moving, _ = state
-        admitted = admitted_of(moving)
-        return admitted, jnp.any(admitted != moving)
-
-    moving, _ = jax.lax.while_loop(lambda s: s[1], body, (wants, jnp.asarray(True)))
-    return moving
+    present = jax.ops.segment_sum(room, old, n_voxels)
+    target = jnp.where(wants, new, n_voxels)  # n_voxels: "not moving", sorted last
+    order = jnp.lexsort((priority, target))
+    t_sorted = target[order]
+    load = jnp.cumsum(jnp.where(wants, room, 0.0)[order])
+    first = jnp.searchsorted(t_sorted, t_sorted, side="left")
+    before = jnp.where(first > 0, load[jnp.maximum(first - 1, 0)], 0.0)  # load of earlier groups
+    entering = load - before  # this cell and those admitted before it into the same voxel
+    fits = jnp.append(present, jnp.inf)[t_sorted] + entering <= 1.0 + ROOM_TOLERANCE
+    return wants & jnp.zeros_like(wants).at[order].set(fits)
 
 
 def load_per_voxel(position_um, walk: Walk) -> jax.Array:

@@ -153,7 +153,8 @@ def test_no_voxel_ever_holds_more_cells_than_fit(per_voxel):
 
 def test_admission_takes_entering_cells_in_order_while_room_lasts():
     """Four cells want voxel 0 (room for two, one staying there): one is admitted, the one with the
-    lowest priority; a refused cell stays, so the cell that wanted its voxel is refused in turn."""
+    lowest priority; a cell leaving a voxel still counts there this step, so a cell entering it is
+    admitted only beside it."""
     old = jnp.array([0, 1, 2, 3, 4, 5])
     new = jnp.array([0, 0, 0, 0, 1, 9])
     wants = new != old
@@ -161,8 +162,8 @@ def test_admission_takes_entering_cells_in_order_while_room_lasts():
     priority = jnp.array([0.0, 0.7, 0.2, 0.9, 0.1, 0.5])
     admitted = motility.admit(old, new, wants, room, priority, 10)
     # cell 0 stays in voxel 0 (0.5), cell 2 has the lowest priority of those entering: admitted (1.0 in all);
-    # cells 1 and 3 are refused, so cell 1 stays in voxel 1 ... where cell 4 was admitted with cell 1 leaving:
-    # voxel 1 now holds 1 + 4 = 1.0, still fits; cell 5 goes to an empty voxel
+    # cells 1 and 3 are refused; voxel 1 counts cell 1 (leaving or not) and takes cell 4 beside it: 1.0, fits;
+    # cell 5 goes to an empty voxel
     np.testing.assert_array_equal(np.asarray(admitted), [False, False, True, False, True, True])
-    tight = motility.admit(old, new, wants, jnp.full(6, 0.6), priority, 10)  # voxel 1 cannot take cell 4 now
+    tight = motility.admit(old, new, wants, jnp.full(6, 0.6), priority, 10)  # voxel 1 cannot take cell 4 beside cell 1
     np.testing.assert_array_equal(np.asarray(tight), [False, False, False, False, False, True])
