@@ -219,6 +219,9 @@ def one(name: str, cfg: DictConfig | None = None) -> str:
         if name == section.name or (section.name == f"cell_types.{TYPE}" and name == "cell_types"):
             return "\n".join(_section_lines(section, keys, cfg))
     parts = name.split(".")
+    per_type = by_name.get(f"cell_types.{TYPE}.{parts[-1]}")
+    if parts[0] == "cell_types" and len(parts) == 2 and per_type is not None and parts[1] not in _types(cfg):
+        return "\n".join(_entry(per_type, per_type.schema_default, True, indent=""))  # cell_types.speed: every type's key
     if parts[0] == "cell_types" and len(parts) in (2, 3) and parts[1] != TYPE:
         type_name = parts[1]
         known = type_name in _types(cfg)

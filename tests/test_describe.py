@@ -61,6 +61,7 @@ def test_one_key_section_type_and_group(cfg):
     assert "cell_types.treg.receptors = 20000.0  (per cell)" in treg
     assert describe.one("cell_types.treg.km", cfg).startswith("cell_types.treg.km = 43.0  (pM)")
     assert "not a type of this config" in describe.one("cell_types.dc.secretion", cfg)
+    assert describe.one("cell_types.division", cfg).startswith("cell_types.<name>.division = 0.0  (1/day)")  # every type's key
     assert describe.one("grid.boundary.x_lo", cfg).startswith("grid.boundary = zero_flux")  # inside a free-form value
     assert "therapy_high" in describe.one("scenario", cfg)
 
