@@ -21,7 +21,9 @@ time-averaged pSTAT5: il2rd/fate.py) to D days, once per seed 0 .. seeds-1 (plac
 fates differ), and writes
 
     <out>/compare_sources_days.csv  one row per scenario, seed and responder type: cells at the start
-                                    and the end, fold change, the pSTAT5+ fraction and mean time-averaged
+                                    and the end, the type's slots (fate.capacity = 16 per placed cell of
+                                    a type that divides; a type that fills them is marked * in the printed
+                                    table), fold change, the pSTAT5+ fraction and mean time-averaged
                                     pSTAT5 at the end
     <out>/compare_sources_days.png  the fold change per responder type and scenario (mean over seeds,
                                     log2 colour scale; the spread over seeds written in each cell)
@@ -73,20 +75,22 @@ def rows_of(name: str, result) -> list[dict]:
             for t in result.summary.types]
 
 
-DAY_COLUMNS = ("scenario", "seed", "responder", "cells_start", "cells_end", "fold_change", "pstat5_positive_fraction",
-               "mean_pstat5_mean")
+DAY_COLUMNS = ("scenario", "seed", "responder", "cells_start", "cells_end", "slots", "fold_change",
+               "pstat5_positive_fraction", "mean_pstat5_mean")
+DAYS_CAPACITY = 16.0  # fate.capacity of the days-long runs: a type may grow 16-fold (one that fills its slots is flagged)
 DAYS_STEP_S = 300.0  # solver.dt of the days-long runs; the walk takes sub-steps of <= 1 min inside it (motility.substeps)
 
 
 def days_overrides(days: float, every_h: float) -> list[str]:
     """The overrides that turn a preset into its days-long run (before the user's, which win)."""
-    return ["solver.kind=tissue", "fate.enabled=true", f"time.end={days * 86400.0:g}",
+    return ["solver.kind=tissue", "fate.enabled=true", f"fate.capacity={DAYS_CAPACITY:g}", f"time.end={days * 86400.0:g}",
             f"time.snapshot_every={every_h * 3600.0:g}", f"solver.dt={DAYS_STEP_S:g}"]
 
 
 def rows_over_days(name: str, seed: int, result) -> list[dict]:
     """The rows of one days-long run, read from its file: per responder type the living cells at
-    the first and last snapshot, their ratio, and the last summary's pSTAT5+ fraction."""
+    the first and last snapshot, their ratio, the type's slots (a type whose cells fill them could
+    have grown more: fate.capacity) and the last summary's pSTAT5+ fraction."""
     from .io.reader import load
 
     by_type = {t.name: t for t in result.summary.types}
@@ -99,7 +103,7 @@ def rows_over_days(name: str, seed: int, result) -> list[dict]:
             n0, n1 = int(np.sum(start & (types == i))), int(np.sum(end & (types == i)))
             mine = end & (types == i)
             rows.append(dict(scenario=name, seed=seed, responder=responder, cells_start=n0, cells_end=n1,
-                             fold_change=n1 / n0 if n0 else np.nan,
+                             slots=int(np.sum(types == i)), fold_change=n1 / n0 if n0 else np.nan,
                              pstat5_positive_fraction=by_type[responder].pstat5_positive_fraction,
                              mean_pstat5_mean=float(pbar[mine].mean()) if n1 else np.nan))
     return rows
@@ -367,10 +371,16 @@ def _print_days(rows: list[dict], out: Path) -> None:
     scenarios, responders, mean, sd = fold_changes(rows)
     width = max(len(t) for t in responders) + 2
     print(f"{'scenario':<16}{'responder':<{width}}{'cells at 0':>11}{'fold change':>13}{'sd':>7}")
+    full = False
     for i, s in enumerate(scenarios):
         for j, t in enumerate(responders):
-            n0 = next(r["cells_start"] for r in rows if r["scenario"] == s and r["responder"] == t)
-            print(f"{s:<16}{t:<{width}}{n0:>11}{value(mean[i, j], '.3g'):>13}{value(sd[i, j], '.2f'):>7}")
+            mine = [r for r in rows if r["scenario"] == s and r["responder"] == t]
+            capped = any(r["slots"] > r["cells_start"] and r["cells_end"] >= r["slots"] for r in mine)
+            full |= capped
+            print(f"{s:<16}{t:<{width}}{mine[0]['cells_start']:>11}{value(mean[i, j], '.3g'):>13}"
+                  f"{value(sd[i, j], '.2f'):>7}{' *' if capped else ''}")
+    if full:
+        print("* the type filled its slots in a run (fate.capacity): it would have grown more")
     print(f"wrote {out}/: compare_sources_days.csv, compare_sources_days.png and each run in <scenario>/seed<k>/il2rd.h5")
 
 
