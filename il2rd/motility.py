@@ -31,13 +31,16 @@ velocity is reversed (it turns back, as a T cell does at the edge of the T zone)
 Room (excluded volume, the placement rule of cells.py): the cells in one voxel must fit it by
 volume, sum_i V_i <= h^3 with V_i = 4/3 pi a_i^3, and a cell that cannot share a voxel
 (cells.shares_voxels: a > h/2) takes the whole voxel. Moves are decided together, in one pass: the
-cells entering a voxel are admitted in a random order (drawn each step) while every cell in it at
-the start of the step (those about to leave included) and the entrants admitted before them leave
-room. A cell leaving a voxel frees its room for the next step, not this one (so two cells never
-swap within a step, and a chain of cells following one another advances one cell per step). The
-rule is conservative, hence safe without iterating: no voxel ever holds more than fits, at every
-step. (An iterated rule that lets cells enter voxels being vacated needs as many rounds as the
-longest chain of refusals, ~11 in the 32^3 node and more in the default one: too slow.)
+cells entering a voxel compete in a random order (drawn each step) and one of them, the first, is
+admitted if it fits beside every cell in the voxel at the start of the step (those about to leave
+included). A cell leaving a voxel frees its room for the next step, not this one (so two cells never
+swap within a step, and a chain of cells following one another advances one cell per step), and a
+voxel takes at most one newcomer per step (for cells of a voxel each, the room's own limit; for
+small cells that share voxels a limit on how fast a voxel fills, at steps of a minute or less).
+The rule is conservative, hence safe without iterating or sorting: no voxel ever holds more than
+fits, at every step. (An iterated rule that lets cells enter voxels being vacated needs as many
+rounds as the longest chain of refusals, ~11 in the 32^3 node and more in the default one; a sorted
+queue of entrants per voxel cost a lexsort per step: both too slow for days of the default node.)
 
 Everything here is jittable with the lattice static: cell positions, velocities and parameters are
 (n, ...) arrays, so cells walk inside jitted, vmapped code. Units: um, s.
@@ -167,20 +170,20 @@ def step(key, walkers: Walkers, walk: Walk, dt_s) -> tuple[Walkers, jax.Array]:
 
 
 def admit(old, new, wants, room, priority, n_voxels: int):
-    """Which of the cells that want to move from voxel `old` to `new` (flat, (n,)) may: entering
-    cells are taken in order of `priority` while the voxel's load (sum of `room` of every cell in it
-    at the start, leaving ones included, and of the entrants before) stays <= 1 (module docstring)."""
+    """Which of the cells that want to move from voxel `old` to `new` (flat, (n,)) may: into each
+    voxel at most one cell per step, the one of lowest `priority` (ties: lowest index), if it fits
+    beside every cell in the voxel at the start (leaving ones included): load + its room <= 1
+    (module docstring). Two segment reductions, no sort."""
     room = room.astype(jnp.float32 if room.dtype == jnp.float16 else room.dtype)
     present = jax.ops.segment_sum(room, old, n_voxels)
-    target = jnp.where(wants, new, n_voxels)  # n_voxels: "not moving", sorted last
-    order = jnp.lexsort((priority, target))
-    t_sorted = target[order]
-    load = jnp.cumsum(jnp.where(wants, room, 0.0)[order])
-    first = jnp.searchsorted(t_sorted, t_sorted, side="left")
-    before = jnp.where(first > 0, load[jnp.maximum(first - 1, 0)], 0.0)  # load of earlier groups
-    entering = load - before  # this cell and those admitted before it into the same voxel
-    fits = jnp.append(present, jnp.inf)[t_sorted] + entering <= 1.0 + ROOM_TOLERANCE
-    return wants & jnp.zeros_like(wants).at[order].set(fits)
+    compete = wants & (room > 0)  # cells without excluded volume (room 0) always fit
+    target = jnp.where(compete, new, n_voxels)  # n_voxels: not competing
+    first = jax.ops.segment_min(jnp.where(compete, priority, jnp.inf), target, n_voxels + 1)
+    index = jnp.arange(old.shape[0], dtype=jnp.int32)
+    tied = compete & (priority == first[target])
+    winner = jax.ops.segment_min(jnp.where(tied, index, old.shape[0]), target, n_voxels + 1)
+    fits = jnp.append(present, jnp.inf)[target] + room <= 1.0 + ROOM_TOLERANCE
+    return wants & ((room <= 0) | ((winner[target] == index) & fits))
 
 
 def load_per_voxel(position_um, walk: Walk) -> jax.Array:

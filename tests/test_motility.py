@@ -154,7 +154,8 @@ def test_no_voxel_ever_holds_more_cells_than_fit(per_voxel):
 def test_admission_takes_entering_cells_in_order_while_room_lasts():
     """Four cells want voxel 0 (room for two, one staying there): one is admitted, the one with the
     lowest priority; a cell leaving a voxel still counts there this step, so a cell entering it is
-    admitted only beside it."""
+    admitted only beside it; a voxel with room for more takes one newcomer a step; tied priorities
+    admit one (the lower index)."""
     old = jnp.array([0, 1, 2, 3, 4, 5])
     new = jnp.array([0, 0, 0, 0, 1, 9])
     wants = new != old
@@ -167,3 +168,6 @@ def test_admission_takes_entering_cells_in_order_while_room_lasts():
     np.testing.assert_array_equal(np.asarray(admitted), [False, False, True, False, True, True])
     tight = motility.admit(old, new, wants, jnp.full(6, 0.6), priority, 10)  # voxel 1 cannot take cell 4 beside cell 1
     np.testing.assert_array_equal(np.asarray(tight), [False, False, False, False, False, True])
+    empty = motility.admit(jnp.array([1, 2, 3]), jnp.array([0, 0, 0]), jnp.array([True, True, True]), jnp.full(3, 0.25),
+                           jnp.array([0.5, 0.5, 0.9]), 4)  # room for four, a tie at the lowest priority
+    np.testing.assert_array_equal(np.asarray(empty), [True, False, False])
