@@ -121,7 +121,9 @@ def figure_timeseries(run):
     il2 = np.asarray(run.cells["il2"])
     pstat5 = np.asarray(run.cells["pstat5"])
     threshold = _threshold(run)
-    minutes = run.time / 60.0
+    end = float(run.time[-1])  # the time axis in the unit the run's length reads best in
+    unit, per = ("days", 86400.0) if end >= 2 * 86400 else ("h", 3600.0) if end >= 3 * 3600 else ("min", 60.0)
+    times = np.asarray(run.time, np.float64) / per
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
     for i, name in enumerate(run.type_names):
         sel = run.cells["type"] == i
@@ -130,12 +132,12 @@ def figure_timeseries(run):
         colour, marker = styles[name]
         living = np.isfinite(pstat5[:, sel])  # runs with fate: NaN where a slot holds no living cell
         n = np.maximum(living.sum(axis=1), 1)
-        axes[0].plot(minutes, np.where(living, il2[:, sel], 0.0).sum(axis=1) / n, marker=marker, color=colour, label=name,
+        axes[0].plot(times, np.where(living, il2[:, sel], 0.0).sum(axis=1) / n, marker=marker, color=colour, label=name,
                      ms=4)
-        axes[1].plot(minutes, (living & (pstat5[:, sel] >= threshold)).sum(axis=1) / n, marker=marker, color=colour,
+        axes[1].plot(times, (living & (pstat5[:, sel] >= threshold)).sum(axis=1) / n, marker=marker, color=colour,
                      label=name, ms=4)
-    axes[0].set(xlabel="time (min)", ylabel="mean IL-2 seen (pM)", title="IL-2 seen per cell type")
-    axes[1].set(xlabel="time (min)", ylabel=f"fraction with pSTAT5 >= {threshold:g}", ylim=(-0.02, 1.02),
+    axes[0].set(xlabel=f"time ({unit})", ylabel="mean IL-2 seen (pM)", title="IL-2 seen per cell type")
+    axes[1].set(xlabel=f"time ({unit})", ylabel=f"fraction with pSTAT5 >= {threshold:g}", ylim=(-0.02, 1.02),
                 title="pSTAT5+ fraction per cell type")
     for ax in axes:
         ax.grid(True, alpha=0.3)
