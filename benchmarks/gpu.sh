@@ -10,6 +10,9 @@
 #   here:  echo /.whl/ >> .git/info/exclude; pip download --no-deps py-pde==0.59.0 -d .whl
 #   run:   carry [".whl"]   (anything in .whl/*.whl is installed with --no-index --no-deps)
 # Without it the py-pde rows are skipped and the report says so.
+# Issue 15's three days of the default node (benchmarks/tissue_days.py) composes a Hydra config: it runs
+# after the suite when hydra-core, omegaconf and antlr4-python3-runtime wheels are carried in .whl too
+#   here:  pip download --no-deps hydra-core==1.3.2 omegaconf==2.3.0 -d .whl; pip wheel --no-deps antlr4-python3-runtime==4.9.3 -w .whl
 #
 # Writes $OUT/gpu.json, $OUT/gpu.md, $OUT/gpu_scaling.png and $OUT/gpu.log
 # (OUT defaults to benchmarks/results). The suite saves after every section and stops starting
@@ -44,5 +47,10 @@ PYEOF
 
 timeout 285 $PY benchmarks/run.py --gpu --out "$OUT" --budget-s "$BUDGET_S" 2>&1 | tee "$OUT/gpu.log"
 status=${PIPESTATUS[0]}
+if $PY -c "import hydra, omegaconf" 2>/dev/null; then   # with the carried Hydra wheels: days of the node
+    timeout 150 $PY benchmarks/tissue_days.py --out "$OUT" 2>&1 | tee "$OUT/tissue_days.log"
+else
+    echo "gpu.sh: hydra-core/omegaconf not importable: tissue_days.py skipped (carry their wheels in .whl)"
+fi
 ls -la "$OUT"
 exit $status

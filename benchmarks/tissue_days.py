@@ -16,8 +16,8 @@ apart):
 and extrapolates to 3 days at the run's solver.dt with a snapshot every 6 h. The target: <= 20
 minutes on 2 CPU cores.
 
-    python benchmarks/tissue_days.py [--quick] [--scenario treg_source] [--dt 300] [--steps 10]
-    -> benchmarks/results/tissue_days[_quick].{json,md}
+    python benchmarks/tissue_days.py [--quick] [--scenario treg_source] [--dt 300] [--steps 10] [--out DIR]
+    -> benchmarks/results/tissue_days[_quick].{json,md} (or DIR; benchmarks/gpu.sh runs it on a lent GPU)
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--scenario", default="treg_source")
     p.add_argument("--dt", type=float, default=None, help="solver.dt (s); default: il2rd-compare-sources --days's")
     p.add_argument("--steps", type=int, default=10, help="steps timed as one advance")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="results folder")
     args = p.parse_args(argv)
     overrides = [f"scenario={args.scenario}", *days_overrides(DAYS, SNAPSHOT_EVERY_H), "output.progress=false",
                  *(QUICK_NODE if args.quick else [])]
@@ -119,8 +120,8 @@ def main(argv=None) -> int:
                               field=field_first - field_s),
                per_snapshot_s=per_snapshot_s, run_stages_s=stages, file_mb_per_snapshot=size_mb / n_snap,
                three_days_s=total_s, target_s=TARGET_S)
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
+    results = args.out
+    results.mkdir(parents=True, exist_ok=True)
     stem = "tissue_days_quick" if args.quick else "tissue_days"
     dump(out, results / f"{stem}.json")
     m = out["machine"]
