@@ -298,8 +298,11 @@ class Tissue:
         dtype = self.coef.dtype
         get = lambda name, t=dtype: jnp.asarray(_saved(saved, name, self.kind), t)  # noqa: E731
         walkers = motility.Walkers(get("walk_position_um"), get("walk_velocity_um_per_s"), get("walk_displacement_um"))
-        reference = fate.start(self.alive, jnp.zeros(self.alive.shape, dtype), dtype)  # the dtypes of each field
-        fates = fate.FateState(*(get(f"fate_{name}", ref.dtype) for name, ref in zip(fate.FateState._fields, reference)))
+        reference = fate.start(self.alive, jnp.zeros(self.alive.shape, dtype), dtype, self.rates.cycle_s)
+        if "fate_alive" in saved or self.fate_enabled:
+            fates = fate.FateState(*(get(f"fate_{name}", ref.dtype) for name, ref in zip(fate.FateState._fields, reference)))
+        else:  # a file of a tissue run without fate from before fate existed: nothing was born or died
+            fates = reference
         return TissueState(jnp.asarray(field, dtype), get("il2ra"), walkers, get("walk_key", jnp.uint32), fates)
 
     def substeps(self, dt_s: float) -> int:
