@@ -170,7 +170,7 @@ def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     except OutputError as err:
         log.info("%s: %s; running it again", path, err)
         return None
-    if _missing(kind, saved):
+    if _missing(kind, saved, scenario.settings.fate.enabled):
         writer.file.close()  # the lock stays with the caller
         return None
     log.info("%s holds this config's interrupted run: continuing it from t = %g s (snapshot %d)",
@@ -178,9 +178,9 @@ def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     return writer, (t_s, field, saved)
 
 
-def _missing(kind: str, saved: dict) -> list[str]:
+def _missing(kind: str, saved: dict, fate_enabled: bool = False) -> list[str]:
     """What a run of this kind needs from its checkpoint (steppers.saved_names) that `saved` lacks."""
-    return [name for name in steppers.saved_names(kind) if name not in saved]
+    return [name for name in steppers.saved_names(kind, fate_enabled) if name not in saved]
 
 
 def given_overrides(cfg: DictConfig, overrides) -> list[str]:
@@ -240,7 +240,7 @@ def open_resume(cfg: DictConfig, overrides=None):
     except BaseException:
         lock.release()
         raise
-    missing = _missing(settings.solver_kind, saved)
+    missing = _missing(settings.solver_kind, saved, settings.fate.enabled)
     if missing:
         writer.close()
         raise config.ConfigError("resume", str(path), f"is a {settings.solver_kind} run written without "

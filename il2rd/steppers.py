@@ -344,9 +344,11 @@ def for_scenario(scenario, coef: FieldCoefficients | None = None) -> Stepper:
     return build(kind, coef, scenario.grid, s.options, cells, s.initial_field, **tissue)
 
 
-def saved_names(kind: str) -> tuple[str, ...]:
-    """What a run of solver.kind `kind` checkpoints beside the field (its stepper's `saves`)."""
-    return KINDS[kind].saves
+def saved_names(kind: str, fate_enabled: bool = False) -> tuple[str, ...]:
+    """What a run of solver.kind `kind` needs from its checkpoint beside the field (its stepper's
+    `saves`; a tissue run without fate can do without the fate state: Tissue.restore)."""
+    names = KINDS[kind].saves
+    return names if fate_enabled else tuple(n for n in names if not n.startswith("fate_"))
 
 
 def stack(steppers: list[Stepper]) -> Stepper:
