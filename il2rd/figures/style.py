@@ -89,7 +89,11 @@ def time_label(run, index: int) -> str:
     if run.attrs.get("solver") == "steady":
         return "steady state"
     t_s = float(run.time[index])
-    return f"t = {t_s:g} s" if t_s < 600 else f"t = {t_s / 60:.4g} min"
+    if t_s < 600:
+        return f"t = {t_s:g} s"
+    if t_s < 6 * 3600:
+        return f"t = {t_s / 60:.4g} min"
+    return f"t = {t_s / 3600:.4g} h" if t_s < 2 * 86400 else f"t = {t_s / 86400:.4g} days"
 
 
 def legend_outside(ax, **kwargs):
