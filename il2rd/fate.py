@@ -124,8 +124,8 @@ def event_probabilities(division_per_s, death_per_s, dt_s):
 
 def start(alive, pstat5, dtype=jnp.float32, cycle_s=0.0) -> FateState:
     """The fate state at t = 0: the placed cells (alive) with ids 0..n0-1 as their own lineage,
-    their pSTAT5 as its average, and free to divide (since_division_s = cycle_s, their type's cycle:
-    placed cells are not synchronised at a division)."""
+    their pSTAT5 as its average, and free to divide at once (since_division_s = cycle_s, their type's
+    cycle: a placed cell's last division lies at least a cycle back)."""
     alive = jnp.asarray(alive, bool)
     n = alive.shape[0]
     ids = jnp.where(alive, jnp.cumsum(alive).astype(jnp.int32) - 1, -1)
