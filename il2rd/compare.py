@@ -126,11 +126,7 @@ def compare_days(scenarios: list[str], out: Path, overrides: list[str], days: fl
     for i, ((name, seed), cfg) in enumerate(cfgs.items()):
         print(f"[{i + 1}/{len(cfgs)}] {name}, seed {seed}, {days:g} days", file=sys.stderr, flush=True)
         rows += rows_over_days(name, seed, run(cfg, out / name / f"seed{seed}"))
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "compare_sources_days.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, DAY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(out / "compare_sources_days.csv", DAY_COLUMNS, rows)
     plot_days(rows, out / "compare_sources_days.png", days)
     return rows
 
@@ -205,13 +201,17 @@ def compare(scenarios: list[str], out: Path, overrides: list[str], progress: boo
         result = run(cfg, out / name)
         rows += rows_of(name, result)
         fates[name] = fates_of(result)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "compare_sources.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(out / "compare_sources.csv", COLUMNS, rows)
     plot(rows, out / "compare_sources.png", fates)
     return rows
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def fates_of(result) -> dict:
