@@ -85,6 +85,8 @@ class CellType:
     division_per_s: float = 0.0  # fate.enabled: division rate at full IL-2 signal (fate.py)
     death_per_s: float = 0.0  # fate.enabled: death rate without IL-2 signal
     cycle_s: float = 8.0 * 3600.0  # fate.enabled: least time between two divisions of a cell
+    contact_fraction: float = 0.0  # solver.kind=coupled|tissue: part of the secretion handed to a touching partner (contact.py)
+    contact_partners: tuple[str, ...] | None = None  # the types that may receive it; None: every type
 
 
 def sphere_volume_um3(radius_um):

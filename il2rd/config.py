@@ -192,6 +192,11 @@ class CellTypeConfig:
     death: float = described(0.0, "fate.enabled: the death rate without IL-2 signal, d_0 (1 - h(time-averaged pSTAT5))",
                              "1/day")
     cycle: float = described(8.0, "fate.enabled: the least time between two divisions of a cell (its cell cycle)", "h")
+    contact: float = described(0.0, "solver.kind=coupled|tissue: the fraction of each cell's secretion handed directly to "
+                               "a touching partner cell (in its voxel or a face neighbour; contact.py), the rest secreted "
+                               "into the field; 0 = all into the field", "fraction")
+    partners: Optional[List[str]] = described(None, "contact > 0: the cell types that may receive the handed IL-2 (a "
+                                              "living cell with receptors); null = every type")
 
 
 @dataclass
@@ -649,6 +654,28 @@ def _fate(cfg, kind: str, types: dict, dt_s: float) -> FateSettings:
     return settings
 
 
+def _contact(key: str, fraction: Any, partners: Any, names: list[str]) -> dict:
+    """CellType's contact_fraction and contact_partners (type names; None = every type)."""
+    fraction = _number(f"{key}.contact", fraction, low=0, high=1, unit="fraction of the secretion")
+    if partners is None:
+        return dict(contact_fraction=fraction)
+    if not isinstance(partners, (list, tuple, ListConfig)) or not partners:
+        raise ConfigError(f"{key}.partners", partners, f"must be null or a non-empty list of cell types, from {names}")
+    for p in partners:
+        if p not in names:
+            raise ConfigError(f"{key}.partners", list(partners), f"names {p!r}, not a cell type of this run; allowed: {names}")
+    return dict(contact_fraction=fraction, contact_partners=tuple(str(p) for p in partners))
+
+
+def _check_contact(kind: str, types: dict) -> None:
+    """Contact delivery needs a stepped run: the handed amount depends on the partner's free
+    receptors at the step's start (contact.py)."""
+    for name, t in types.items():
+        if t.contact_fraction > 0 and kind not in ("coupled", "tissue"):
+            raise ConfigError(f"cell_types.{name}.contact", t.contact_fraction,
+                              f"needs solver.kind=coupled or tissue (a step from the partner's receptors); got {kind}")
+
+
 def _chains(key: str, il2rb: Any, gc: Any) -> dict:
     """il2rb, gc of a type: numbers >= 0 or null (inf: not limiting); gc only with il2rb."""
     if il2rb is None and gc is not None:
@@ -698,6 +725,7 @@ def _cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None, cell_radius: fl
             radius_um=_type_radius(key, merged["radius"], cell_radius, grid),
             **_walk(key, merged["speed"], merged["motility"]),
             **_fate_rates(key, merged["division"], merged["death"], merged["cycle"]),
+            **_contact(key, merged["contact"], merged["partners"], list(cfg.cell_types)),
         )
         region = _region(f"{key}.region", merged["region"], grid, lymph_node)
         count, density = merged["count"], merged["density"]
@@ -834,6 +862,7 @@ def parse(cfg: DictConfig) -> Settings:
     types, placement = _cell_types(cfg, grid, csv is not None, lymph_node, cell_radius)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
+    _check_contact(kind, types)
     if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; cells.read_csv)
         _check_not_empty(placement, grid, face_values, vessels)
         check_steady_field_exists(
