@@ -242,7 +242,7 @@ def type_field(grid: Grid, population) -> np.ndarray:
     return field
 
 
-def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -> np.ndarray:
+def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, contact_handed=None) -> np.ndarray:
     """(len(type_indices), nx, ny, nz) pM/s: s_k, the part of the secretion field s =
     coef.secretion_pM_per_s made by the cells of each type k (sum over all types = s).
 
@@ -250,14 +250,14 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None) -
     stencils (coupling.voxel_fields, as cells.field_coefficients spreads them all), taken as
     their fraction of every voxel's s, s_k = s S_k / sum_k' S_k' (S_k: type k's spread alone),
     so that the s_k add up to the field's own s whatever its units. il2ra, secretion_course: a
-    coupled run's final state (:func:`attribute`)."""
+    coupled run's final state, contact_handed its contacts' part (:func:`attribute`)."""
     grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
     if not len(type_indices):
         return np.zeros((0, *grid.shape))
     if not scenario.settings.subgrid_uptake:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
-    vmax, km, q = _stencil_law(scenario, il2ra, secretion_course)
+    vmax, km, q = _stencil_law(scenario, il2ra, secretion_course, contact_handed)
     fractions = _type_fractions(scenario.coupling, vmax, km, q, jnp.asarray(pop.type_index), tuple(int(k) for k in type_indices))
     return np.asarray(coef.secretion_pM_per_s, np.float64) * np.asarray(fractions, np.float64)
 
@@ -275,29 +275,36 @@ def _type_fractions(cp, vmax, km, q, type_index, type_ids):
     return jnp.moveaxis(jnp.where(total > 0, parts / jnp.where(total > 0, total, 1.0), 0.0), -1, 0)
 
 
-def _stencil_law(scenario, il2ra=None, secretion_course=None):
+def _stencil_law(scenario, il2ra=None, secretion_course=None, contact_handed=None):
     """(V molecules/s, K_M pM, q molecules/s), each (n,) in the run's dtype: each cell's collapsed
     uptake law (cells.UptakeLaws.collapsed) and secretion as the sub-grid closure spreads them.
     il2ra, secretion_course: each cell's IL-2Ra and secretion time-course factor f_i(t) at the
     field's moment where they change (solver.kind=coupled: the final state), else None (its own
-    IL-2Ra, constant secretion q_i)."""
+    IL-2Ra, constant secretion q_i); contact_handed: what each cell hands over in contacts, not
+    secreted into the field (contact.py)."""
     pop, settings = scenario.population, scenario.settings
     vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)
     secretion = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
     if secretion_course is not None:
         secretion = secretion * np.asarray(secretion_course, np.float64)
+    if contact_handed is not None:
+        secretion = secretion - np.asarray(contact_handed, np.float64)
     dtype = scenario.coupling.radius_um.dtype
     return tuple(jnp.asarray(a, dtype) for a in (vmax, km, secretion))
 
 
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
-              autocrine_half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS, il2ra=None, secretion_course=None) -> Attribution:
+              autocrine_half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS, il2ra=None, secretion_course=None,
+              contact_handed=None, contact_received=None) -> Attribution:
     """The attribution of the steady field `field_pM` of `scenario` (see the module docstring).
     options: solver settings of the linear solves (default: the run's own); autocrine_half_width:
     w of the autocrine window, (2 w + 1)^3 voxels (>= 2). A coupled run's quasi-steady field:
     scenario with the coefficients of its final state (dynamics.coefficients_at), and with the
     sub-grid closure each cell's final IL-2Ra (il2ra) and secretion course factor f_i(t)
-    (secretion_course, dynamics.secretion_course), which set its stencil's weights and secretion."""
+    (secretion_course, dynamics.secretion_course), which set its stencil's weights and secretion.
+    contact_handed (n,), contact_received (n, contact source types): the contact route
+    (contact.py, dynamics.contact_columns): a source's output is what it secretes into the field
+    and what it hands over, and what a cell receives is its uptake of that source's IL-2."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
     options = options or settings.options
     secreting = [k for k, name in enumerate(pop.type_names)
@@ -311,7 +318,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    secretions = type_secretions(scenario, secreting, il2ra, secretion_course)
+    secretions = type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed)
     fields, _ = source_fields(c, jnp.asarray(secretions), grid, coef, with_boundary, options, with_blood)
     volume = scenario.interstitial_voxel_volume_um3
     sigma = uptake_per_il2(c, coef)
@@ -322,11 +329,20 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         sigma_at = np.asarray(sigma, np.float64)[index]
         taken = lambda x: sigma_at * np.asarray(x, np.float64)[index]  # noqa: E731
     else:  # its share p_ij of sigma_j x_j in each voxel j of its stencil
-        law = _stencil_law(scenario, il2ra, secretion_course)
+        law = _stencil_law(scenario, il2ra, secretion_course, contact_handed)
         share = coupling.sharing_jit(scenario.coupling, c, *law[:2])
         taken = lambda x: np.asarray(coupling.taken_jit(scenario.coupling, share, sigma * jnp.asarray(x, c.dtype)), np.float64)  # noqa: E731
     by_cell = np.stack([to_molecules(taken(f)) for f in fields], axis=-1)
     uptake = to_molecules(taken(jnp.maximum(c, 0.0)))
+    handed = np.zeros(len(sources))
+    if contact_received is not None:  # the contact route: each contact source type's IL-2 handed to each cell
+        givers = [k for k, name in enumerate(pop.type_names) if settings.types[name].contact_fraction > 0]
+        for m, k in enumerate(givers):
+            if k in secreting:
+                j = secreting.index(k)
+                by_cell[:, j] += contact_received[:, m]
+                handed[j] = float(np.sum(np.asarray(contact_handed)[pop.type_index == k]))
+        uptake = uptake + np.sum(contact_received, axis=1)
     total = max(float(uptake.sum()), np.finfo(float).tiny)
     closure = float(np.sum(np.abs(by_cell.sum(axis=-1) - uptake)) / total)
 
@@ -334,7 +350,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     for t in range(n_types):
         matrix[:, t] = by_cell[pop.type_index == t].sum(axis=0)
     decay = [to_molecules(float(coef.decay_per_s) * float(np.sum(np.asarray(f, np.float64)))) for f in fields]
-    output = [to_molecules(float(np.sum(secretions[k], dtype=np.float64))) for k in range(len(secreting))]
+    output = [to_molecules(float(np.sum(secretions[k], dtype=np.float64))) + handed[k] for k in range(len(secreting))]
     if with_boundary:  # the net inflow through the faces
         k = len(secreting)
         output.append(float(matrix[k].sum()) + decay[k])

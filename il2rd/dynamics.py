@@ -62,8 +62,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compilation import jit
+from . import contact as contact_mod
 from . import coupling, units
-from .cells import UptakeLaws
+from .cells import UptakeLaws, periodic_axes
 from .coupling import CellCoupling
 from .grid import Grid
 from .kinetics import FieldCoefficients
@@ -96,7 +97,7 @@ class CellKinetics:
     receptor classes. Static: interstitial_volume_um3, alpha h^3 of a voxel (what turns a cell's
     molecules/s into its voxel's pM/s with point sinks); coupling: the scenario's
     coupling.CellCoupling with the sub-grid closure (physics.cell_radius), else None (each cell
-    then acts in its own voxel only)."""
+    then acts in its own voxel only); contact: contact.Contact where a type hands IL-2 over."""
 
     voxel: jax.Array
     basal_receptors: jax.Array
@@ -115,6 +116,7 @@ class CellKinetics:
     signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
     feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
     coupling: CellCoupling | None = None
+    contact: contact_mod.Contact | None = None  # contact delivery (contact.py), None where no type hands IL-2 over
 
 
 def secretion_profile(t_s, onset_s, peak_s, off_s):
@@ -145,18 +147,52 @@ def secretion_course(cells: CellKinetics, t_s):
     return jnp.where(cells.timed, secretion_profile(t_s, cells.onset_s, cells.peak_s, cells.off_s), 1.0)
 
 
+def handover(cells: CellKinetics, receptors, t_s) -> contact_mod.Delivery | None:
+    """What each cell hands over in contacts and receives (contact.delivery) with IL-2Ra
+    `receptors` at time t; None without contact delivery."""
+    if cells.contact is None:
+        return None
+    vmax, _ = collapsed_law(cells, receptors)
+    return contact_mod.delivery(cells.contact, cells.voxel, vmax, cells.secretion_molecules_per_s * secretion_course(cells, t_s))
+
+
+def contact_columns(cells: CellKinetics, receptors, t_s) -> dict:
+    """{contact_handed (n,), contact_received (n, contact source types)} in molecules/s, float64
+    host arrays, at IL-2Ra `receptors` and time t; {} without contact delivery."""
+    handed = _handover_jit(cells, receptors, t_s) if cells.contact is not None else None
+    if handed is None:
+        return {}
+    return dict(contact_handed=np.asarray(handed.handed, np.float64), contact_received=np.asarray(handed.received, np.float64))
+
+
+def field_secretion(cells: CellKinetics, receptors, t_s):
+    """Each cell's secretion into the field at time t (molecules/s): q_i f_i(t), less what it
+    hands over in contacts (contact.py)."""
+    q = cells.secretion_molecules_per_s * secretion_course(cells, t_s)
+    handed = handover(cells, receptors, t_s)
+    return q if handed is None else q - handed.handed
+
+
 def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
     """The field coefficients with each cell's v_max from its current IL-2Ra and its
-    secretion at time t (with the sub-grid closure: :func:`stencil_coefficients`)."""
+    secretion into the field at time t (:func:`field_secretion`; with the sub-grid closure:
+    :func:`stencil_coefficients`)."""
     if cells.coupling is not None:  # jitted: the host calls it eagerly at every snapshot
         return _stencil_coefficients_jit(coef, cells, receptors, t_s)
+    if cells.contact is not None:
+        return _point_coefficients_jit(coef, cells, receptors, t_s)
+    return _point_coefficients(coef, cells, receptors, t_s)
+
+
+def _point_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
+    """coefficients_at with point sinks: each cell's rates in its own voxel."""
     index = tuple(cells.voxel.T)
     to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, cells.interstitial_volume_um3)  # noqa: E731
     high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
     at_cells = lambda f, values: jnp.zeros_like(f).at[index].set(to_pM(values))  # noqa: E731
     coef = coef.replace(
         vmax_pM_per_s=at_cells(coef.vmax_pM_per_s, cells.k_int_per_s * high),
-        secretion_pM_per_s=at_cells(coef.secretion_pM_per_s, cells.secretion_molecules_per_s * secretion_course(cells, t_s)),
+        secretion_pM_per_s=at_cells(coef.secretion_pM_per_s, field_secretion(cells, receptors, t_s)),
     )
     if jnp.ndim(coef.vmax_intermediate_pM_per_s):  # a scalar 0: no cell has IL-2Rb, and none gains any
         coef = coef.replace(vmax_intermediate_pM_per_s=at_cells(coef.vmax_intermediate_pM_per_s,
@@ -183,19 +219,26 @@ def stencil_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors
     (w, v, kappa from each cell's k = V/K_M with the closure's D = alpha D_eff). The intermediate
     class stays folded into the one law (its fields stay the scalars 0 and 1)."""
     vmax, km = collapsed_law(cells, receptors)
-    secretion, vmax, km = coupling.voxel_fields(cells.coupling, vmax, km,
-                                                cells.secretion_molecules_per_s * secretion_course(cells, t_s))
+    secretion, vmax, km = coupling.voxel_fields(cells.coupling, vmax, km, field_secretion(cells, receptors, t_s))
     dtype = coef.dtype
     return coef.replace(secretion_pM_per_s=secretion.astype(dtype), vmax_pM_per_s=vmax.astype(dtype), km_pM=km.astype(dtype))
 
 
 _stencil_coefficients_jit = jit(stencil_coefficients)
+_handover_jit = jit(handover)
+_point_coefficients_jit = jit(_point_coefficients)
 
 
-def pstat5_of(c, receptors, cells: CellKinetics):
-    """pSTAT5 (0..1) of each cell at the field c with IL-2Ra `receptors`."""
+def pstat5_of(c, receptors, cells: CellKinetics, t_s=0.0):
+    """pSTAT5 (0..1) of each cell at the field c with IL-2Ra `receptors`, with what it receives in
+    contacts at time t (contact.seen_with_contact)."""
     high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
-    return cells.signalling.pstat5(seen(c, cells, receptors), high, cells.km_pM, intermediate, cells.km_intermediate_pM)
+    c_seen = seen(c, cells, receptors)
+    handed = handover(cells, receptors, t_s)
+    if handed is not None:
+        vmax, km = collapsed_law(cells, receptors)
+        c_seen = contact_mod.seen_with_contact(c_seen, handed.received.sum(axis=1), vmax, km).astype(c_seen.dtype)
+    return cells.signalling.pstat5(c_seen, high, cells.km_pM, intermediate, cells.km_intermediate_pM)
 
 
 def seen(c, cells: CellKinetics, receptors=None):
@@ -226,7 +269,7 @@ def coupled_step(state, t_s, dt_s, grid: Grid, coef: FieldCoefficients, cells: C
     """One step of the coupling (module docstring): (c(t), R(t)) -> (c(t+dt), R(t+dt)), the field a
     backward-Euler step of dt from c(t) with the receptors and secretion of t + dt."""
     c, receptors = state
-    pstat5 = pstat5_of(c, receptors, cells)
+    pstat5 = pstat5_of(c, receptors, cells, t_s)
     receptors = advance_receptors(receptors, pstat5, cells, dt_s)
     c, info = implicit_step(c, grid, coefficients_at(coef, cells, receptors, t_s + dt_s), dt_s, options)
     return (c, receptors), info
@@ -261,4 +304,5 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),
         coupling=scenario.coupling,
+        contact=contact_mod.build(pop, types, scenario.grid.shape, periodic_axes(scenario.grid), dtype),
     )

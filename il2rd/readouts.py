@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, coupling, kinetics
+from . import cells, contact, coupling, kinetics
 from . import grid as grid_mod
 from . import units
 from .tables import WIDTH, table, value, wrap
@@ -37,6 +37,7 @@ class Summary:
     types: tuple[TypeReadout, ...]
     steady: bool  # the field is a steady state, so the balance closes
     exchange_molecules_per_s: float = 0.0  # net IL-2 in from blood and afferent lymph minus out into draining lymph (vessels.py)
+    contact_molecules_per_s: float = 0.0  # of the secretion, handed over in contacts (contact.py; in the uptake too)
 
     def attrs(self) -> dict:
         return {
@@ -50,6 +51,7 @@ class Summary:
         """The field, the balance and one row per cell type, in lines of at most tables.WIDTH
         characters; '-' where a type has no cells (its means are undefined)."""
         made = (f"balance (molecules/s): secreted {self.secretion_molecules_per_s:.4g}"
+                + (f" ({self.contact_molecules_per_s:.4g} of it handed over in contacts)" if self.contact_molecules_per_s else "")
                 + (f" + in from blood and lymph, net {self.exchange_molecules_per_s:.4g}" if self.exchange_molecules_per_s else ""))
         went = (f"{'=' if self.steady else 'vs'} taken up {self.uptake_molecules_per_s:.4g} + decayed "
                 f"{self.decay_molecules_per_s:.4g} + out through fixed faces {self.boundary_outflux_molecules_per_s:.4g}"
@@ -71,10 +73,12 @@ class Summary:
         ])
 
 
-def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:
+def cell_columns(field_pM, scenario, il2ra=None, contact_received=None) -> dict[str, np.ndarray]:
     """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), high- and
     intermediate-affinity receptors, pSTAT5. il2ra: each cell's current IL-2Ra where it changes
-    (solver.kind=coupled; the scenario's coefficients must then be the ones for it)."""
+    (solver.kind=coupled; the scenario's coefficients must then be the ones for it);
+    contact_received (n, sources): what each cell takes up in contacts (contact.py), added to its
+    uptake and to the occupancy it signals at."""
     pop = scenario.population
     settings = scenario.settings
     laws = cells.uptake_laws(pop, settings.types, il2ra)  # each cell's own chains (receptor_cv spread)
@@ -86,6 +90,12 @@ def cell_columns(field_pM, scenario, il2ra=None) -> dict[str, np.ndarray]:
         c = jnp.asarray(field_pM, coef.dtype)
         uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
             scenario.coupling, c, *(jnp.asarray(a, coef.dtype) for a in laws.collapsed()), kinetics.uptake_rate(c, coef)))
+    if contact_received is not None:
+        received = np.sum(contact_received, axis=1)
+        dtype = scenario.coefficients.dtype
+        seen = np.asarray(contact.seen_with_contact(*(jnp.asarray(a, dtype) for a in (seen, received, *laws.collapsed()))),
+                          np.float64)
+        uptake = uptake + received
     pstat5 = settings.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 
@@ -112,10 +122,11 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
             float(np.mean(columns["pstat5"][mask] >= threshold)) if n else nan, mean("receptors"),
             mean("receptors_intermediate"),
         ))
+    handed = float(np.sum(columns["handed"])) if "handed" in columns else 0.0  # contact.py: not in the field's secretion
     return Summary(
         mean_il2_pM=float(field64.mean()),
         max_il2_pM=float(field64.max()),
-        secretion_molecules_per_s=to_molecules(np.asarray(coef.secretion_pM_per_s, np.float64).sum() * volume),
+        secretion_molecules_per_s=to_molecules(np.asarray(coef.secretion_pM_per_s, np.float64).sum() * volume) + handed,
         uptake_molecules_per_s=float(np.sum(columns["uptake"])),
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
         boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.volume_fraction),
@@ -123,4 +134,5 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         steady=scenario.settings.solver_kind == "steady",  # coupled: a backward-Euler step, the field may still change
         exchange_molecules_per_s=to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64) * (
             np.asarray(coef.exchange_target_pM, np.float64) - field64))) * volume),
+        contact_molecules_per_s=handed,
     )

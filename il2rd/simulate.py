@@ -98,15 +98,17 @@ def _living(population, types, cells: dict):
 
 def _columns(field, scenario, cells: dict) -> dict:
     """readouts.cell_columns of a state (_at_state), with fate.enabled its `alive` mask."""
-    columns = readouts.cell_columns(field, scenario, cells.get("il2ra"))
+    columns = readouts.cell_columns(field, scenario, cells.get("il2ra"), cells.get("contact_received"))
+    if "contact_handed" in cells:  # contact.py: what each cell hands over and takes up in contacts
+        columns.update(handed=cells["contact_handed"], received=np.sum(cells["contact_received"], axis=1))
     if "alive" in cells:
         columns["alive"] = cells["alive"] > 0
     return columns
 
 
 def _attributed(cells: dict) -> dict:
-    """The cell state the attribution takes (il2ra, secretion_course)."""
-    return {name: cells[name] for name in ("il2ra", "secretion_course") if name in cells}
+    """The cell state the attribution takes (il2ra, secretion_course, contact_handed, contact_received)."""
+    return {name: cells[name] for name in ("il2ra", "secretion_course", "contact_handed", "contact_received") if name in cells}
 
 
 def _tracks(scenario) -> dict:

@@ -173,9 +173,11 @@ class Coupled:
         return dynamics.coefficients_at(self.coef, self.cells, state[1], t_s)
 
     def cell_state(self, state, t_s) -> dict:
-        """IL-2Ra per cell and each cell's secretion course factor f_i(t) (float64, host arrays)."""
+        """IL-2Ra per cell and each cell's secretion course factor f_i(t) (float64, host arrays); with
+        contact delivery what each cell hands over and receives (dynamics.contact_columns)."""
         return dict(il2ra=np.asarray(state[1], np.float64),
-                    secretion_course=np.asarray(dynamics.secretion_course(self.cells, t_s), np.float64))
+                    secretion_course=np.asarray(dynamics.secretion_course(self.cells, t_s), np.float64),
+                    **dynamics.contact_columns(self.cells, state[1], t_s))
 
     def checkpoint(self, state) -> dict:
         return {self.saves[0]: np.asarray(state[1])}
@@ -254,7 +256,7 @@ class Tissue:
         walkers = motility.start(start_key, self.start_position_um, self.walk, dtype)
         cells = self.cells_at(walkers, self.alive)
         (c, receptors), info = dynamics.initial_state(self.grid, self.coef, cells, self.options, t_s, self.initial_field)
-        fates = fate.start(self.alive, dynamics.pstat5_of(c, receptors, cells), dtype, self.rates.cycle_s)
+        fates = fate.start(self.alive, dynamics.pstat5_of(c, receptors, cells, t_s), dtype, self.rates.cycle_s)
         return TissueState(c, receptors, walkers, key, fates), info
 
     def step(self, state, t_s, dt_s):
@@ -262,7 +264,7 @@ class Tissue:
         walkers, receptors, fates = state.walkers, state.receptors, state.fate
         if self.fate_enabled:  # first, at the pSTAT5 of the state (the field where the cells were), so that
             # the field step below acts with the cells that live at its end: its balance holds for them
-            pstat5 = dynamics.pstat5_of(state.field, receptors, self.cells_at(walkers, fates.alive))
+            pstat5 = dynamics.pstat5_of(state.field, receptors, self.cells_at(walkers, fates.alive), t_s)
             fates, walkers, receptors = fate.step(fate_key, fates, walkers, self.walk, self.rates, pstat5, dt_s,
                                                   receptors)
         walk = self._walk_of(fates.alive)
@@ -284,7 +286,8 @@ class Tissue:
         cells = self.cells_at(state.walkers)
         out = dict(il2ra=np.asarray(state.receptors, np.float64),
                    secretion_course=np.asarray(dynamics.secretion_course(cells, t_s), np.float64),
-                   position_um=np.asarray(state.walkers.position_um, np.float64), voxel=np.asarray(cells.voxel))
+                   position_um=np.asarray(state.walkers.position_um, np.float64), voxel=np.asarray(cells.voxel),
+                   **dynamics.contact_columns(self.cells_at(state.walkers, state.fate.alive), state.receptors, t_s))
         if self.fate_enabled:
             out.update({name: np.asarray(getattr(state.fate, name), np.float64) for name in fate.COLUMNS})
         return out

@@ -87,6 +87,8 @@ TRACK_COLUMNS = {"track_x": "um", "track_y": "um", "track_z": "um"}  # tissue ru
 # tissue runs with fate.enabled (fate.py): alive, cell_id, ...; the other columns NaN where not alive
 FATE_COLUMNS = {"alive": "1", "cell_id": "index", "parent": "index", "lineage": "index", "divisions": "divisions",
                 "pstat5_mean": "1"}
+# runs with contact delivery (contact.py): what each cell hands over and takes up in contacts (in `uptake` too)
+CONTACT_COLUMNS = {"handed": "molecules/s", "received": "molecules/s"}
 
 
 def estimated_bytes(scenario) -> int:
@@ -94,6 +96,7 @@ def estimated_bytes(scenario) -> int:
     n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
     columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.solver_kind == "tissue" else 0)
     columns += len(FATE_COLUMNS) if scenario.settings.fate.enabled else 0
+    columns += len(CONTACT_COLUMNS) if any(t.contact_fraction > 0 for t in scenario.settings.types.values()) else 0
     per_snapshot = 4 * n_voxels + 4 * columns * n_cells + 8
     per_cell = 1 + (9 + 8 if scenario.settings.solver_kind == "tissue" else 0)  # IL-2Ra; a tissue run's walk and fate
     state = 2 * 8 * (n_voxels + per_cell * n_cells)  # two checkpoint slots, at most 8 bytes a value
@@ -213,7 +216,8 @@ class Hdf5Writer(HoldsFile):
         f = file
         self.time = f["time"]
         self.field = f["fields/il2"]
-        self.cells = {name: f["cells"][name] for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS) if name in f["cells"]}
+        self.cells = {name: f["cells"][name] for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS, *CONTACT_COLUMNS)
+                      if name in f["cells"]}
         self.committed = int(f.attrs["n_snapshots"])  # also readable from a signal handler, without HDF5
 
     @classmethod
@@ -413,8 +417,8 @@ class Hdf5Writer(HoldsFile):
 
     def _append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool, state, solver_info):
         i = self.n_snapshots
-        for name, units in {**TRACK_COLUMNS, **FATE_COLUMNS}.items():
-            if name in columns and name not in self.cells:  # the first snapshot of a tissue run
+        for name, units in {**TRACK_COLUMNS, **FATE_COLUMNS, **CONTACT_COLUMNS}.items():
+            if name in columns and name not in self.cells:  # the first snapshot of a tissue run (or with contacts)
                 self.cells[name] = _cell_column(self.file["cells"], name, units, len(columns[name]),
                                                 self.scenario.settings.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3

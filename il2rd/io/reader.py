@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from ._holder import HoldsFile
-from .hdf5 import CELL_COLUMNS, FATE_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
+from .hdf5 import CELL_COLUMNS, CONTACT_COLUMNS, FATE_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
 
 
 class LazyArray:
@@ -228,7 +228,7 @@ def _read(path: Path, f: h5py.File) -> RunFile:
     attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     n = int(attrs.get("n_snapshots", f["time"].shape[0]))
     cells = {name: f["cells"][name][:] for name in ("x", "y", "z", "type")}
-    for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS):
+    for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS, *CONTACT_COLUMNS):
         if name in f["cells"]:
             cells[name] = LazyArray(f["cells"][name], n)
     cell_types = {k: (_strings(v[:]) if v.dtype.kind in "OS" else v[:]) for k, v in f["cell_types"].items()
