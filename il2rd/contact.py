@@ -1,7 +1,7 @@
 """Contact delivery: IL-2 handed from a source cell to the cells it touches, not through the field.
 
 A DC-T cell synapse, or CD25 presenting IL-2 in trans, delivers IL-2 to the touching cell before
-it can diffuse away (Wuest et al. 2011, Nat Med 17:604; Sabatos et al. 2008). Per source type
+it can diffuse away (Wuest et al. 2011, Nat Med 17:604; Sabatos et al. 2008, Immunity 29:238). Per source type
 (cell_types.<name>.contact = phi, .partners), each living cell i hands the part
 
     want_i = phi_i q_i f_i(t)                                              molecules/s
