@@ -303,6 +303,11 @@ class OutputConfig:
     attribution: bool = described(True, "steady and coupled runs: compute and store who took up whose IL-2 "
                                   "(attribution.py)")
     overwrite: bool = described(False, "replace another run's il2rd.h5 in output.dir (otherwise refused: runfolder.py)")
+    field_every: int = described(1, "store the 3-D IL-2 field at every k-th snapshot (and the first and the last); "
+                                 "the cells, readouts and solver columns at every snapshot. A skipped field takes no "
+                                 "disk space and reads as NaN (/fields/stored says which are held)", "snapshots")
+    cells_every: int = described(1, "store the per-cell columns il2, uptake, receptors, receptors_intermediate, pstat5 at "
+                                 "every k-th snapshot (and the first and the last); /cells/stored says which", "snapshots")
 
 
 @dataclass
@@ -370,6 +375,8 @@ class Settings:
     vessels: Vessels = Vessels()  # exchange with blood and lymph
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
+    field_every: int = 1  # output.field_every: the field is stored at snapshots i % k == 0 and the last
+    cells_every: int = 1  # output.cells_every: the same for the per-cell columns (io/hdf5.py CELL_COLUMNS)
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
     initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
     fate: FateSettings = FateSettings()  # solver.kind=tissue: division and death (fate.py)
@@ -921,6 +928,8 @@ def parse(cfg: DictConfig) -> Settings:
         compression=compression,
         attribution=_boolean("output.attribution", cfg.output.attribution),
         overwrite=_boolean("output.overwrite", cfg.output.overwrite),
+        field_every=_integer("output.field_every", cfg.output.field_every, low=1),
+        cells_every=_integer("output.cells_every", cfg.output.cells_every, low=1),
         volume_fraction=volume_fraction,
         subgrid_uptake=cell_radius is not None,
         tortuosity=tortuosity,

@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 import il2rd
 import il2rd.io
 from il2rd.config import CellTypeConfig, ConfigError, parse
+from il2rd.figures import make_figures
 from il2rd.io import hdf5
 from il2rd.simulate import run
 
@@ -571,3 +572,50 @@ def test_bad_resume_on_the_command_line_exits_with_one_line(tmp_path, steady_fil
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("il2rd: error: resume = "), proc.stderr
     assert str(steady_file) in lines[0] and "steady" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# output.field_every: the field at every k-th snapshot and the last
+
+
+def test_field_and_cells_every_store_every_kth_snapshot_and_the_last(tmp_path, transient):
+    """output.field_every=3, cells_every=2 on the TRANSIENT run (5 snapshots): fields at snapshots
+    0, 3 and the last (4), cell columns at 0, 2 and 4, each bitwise the every-snapshot run's; the
+    skipped ones read NaN and take no chunk on disk; time and solver columns at every snapshot;
+    XDMF lists the stored fields; the figures are drawn at a snapshot holding both."""
+    _, full, _ = transient
+    result = run(compose_config(*TRANSIENT, "output.field_every=3", "output.cells_every=2"), output_dir=tmp_path)
+    fields, cells = np.array([1, 0, 0, 1, 1], bool), np.array([1, 0, 1, 0, 1], bool)
+
+    def chunks_written(d):  # the snapshots (first axis) that have a chunk on disk
+        return {d.id.get_chunk_info(k).chunk_offset[0] for k in range(d.id.get_num_chunks())}
+
+    with il2rd.io.load(full.path) as a, il2rd.io.load(result.path) as b:
+        np.testing.assert_array_equal(b.field_stored, fields)
+        np.testing.assert_array_equal(b.cells_stored, cells)
+        assert a.field_stored.all() and a.cells_stored.all()
+        np.testing.assert_array_equal(b.time, a.time)
+        for i in range(5):
+            for kept, mine, theirs in ((fields[i], b.field[i], a.field[i]),
+                                       *((cells[i], b.cells[n][i], a.cells[n][i]) for n in hdf5.CELL_COLUMNS)):
+                if kept:
+                    np.testing.assert_array_equal(mine, theirs)
+                else:
+                    assert np.isnan(mine).all()
+        np.testing.assert_array_equal(b.file["solver/relative_residual"][:], a.file["solver/relative_residual"][:])
+        assert chunks_written(b.file["fields/il2"]) == {0, 3, 4}
+        assert all(chunks_written(b.file["cells"][n]) == {0, 2, 4} for n in hdf5.CELL_COLUMNS)
+        assert b.snapshot_index(None, stored=True) == 4 and b.snapshot_index(31.0, stored=True) == 4
+        assert b.snapshot_index(9.0, stored=True) == 0 and b.snapshot_index(9.0) == 1
+    assert [float(g.find("Time").get("Value")) for g in xdmf_snapshots(result.path)] == [0.0, 30.0, 40.0]
+    lines = []
+    written = make_figures(result.path, tmp_path / "figures", time_s=31.0, gif=False, report=lines.append,
+                           only=["slice", "timeseries"])
+    assert sorted(p.name for p in written) == ["slice.png", "timeseries.png"] and not lines
+
+
+@pytest.mark.parametrize("key", ["field_every", "cells_every"])
+def test_storing_every_kth_snapshot_below_one_is_refused_naming_the_key(key):
+    for bad in ("0", "-2"):  # (a non-integer is refused by the schema when composing)
+        with pytest.raises(ConfigError, match=rf"output\.{key} = {bad}: must be an integer >= 1"):
+            parse(compose_config(*TRANSIENT, f"output.{key}={bad}"))

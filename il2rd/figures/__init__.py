@@ -26,6 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..io.reader import load
 from .profiles import figure_distance, figure_radial_profile
 from .responses import figure_histograms, figure_pstat5_vs_il2, figure_timeseries
@@ -65,7 +67,9 @@ def make_figures(h5_path, out_dir=None, time_s: float | None = None, pdf: bool =
     out = Path(out_dir) if out_dir is not None else h5_path.parent / "figures"
     written = []
     with load(h5_path) as run:
-        index = run.snapshot_index(time_s)  # a time the file does not hold is refused before any drawing
+        # a time the file does not hold is refused before any drawing; the figures are of the nearest
+        # snapshot that holds its field and cells (output.field_every, cells_every)
+        index = run.snapshot_index(time_s, stored=True)
         for name, make in wanted.items():
             try:
                 fig = make(run, index)
@@ -78,7 +82,7 @@ def make_figures(h5_path, out_dir=None, time_s: float | None = None, pdf: bool =
                 fig.savefig(path, dpi=DPI)
                 written.append(path)
             plt.close(fig)
-        if gif and len(run.time) > 1:
+        if gif and np.count_nonzero(run.field_stored) > 1:
             out.mkdir(parents=True, exist_ok=True)
             written.append(animate_slice(run, out / "slice.gif"))
     return written

@@ -117,13 +117,17 @@ def figure_timeseries(run):
     if len(run.time) < 2:
         raise FigureSkipped(f"the run has one snapshot (t = {run.time[0]:g} s{', steady' if run.attrs.get('solver') == 'steady' else ''}): "
                             "nothing to plot against time")
+    rows = np.flatnonzero(run.cells_stored)  # the snapshots whose cell columns are stored (output.cells_every)
+    if len(rows) < 2:
+        raise FigureSkipped("the cell columns are stored at one snapshot only (output.cells_every): nothing to plot "
+                            "against time")
     styles = type_styles(run.type_names)
-    il2 = np.asarray(run.cells["il2"])
-    pstat5 = np.asarray(run.cells["pstat5"])
+    il2 = np.asarray(run.cells["il2"])[rows]
+    pstat5 = np.asarray(run.cells["pstat5"])[rows]
     threshold = _threshold(run)
     end = float(run.time[-1])  # the time axis in the unit the run's length reads best in
     unit, per = ("days", 86400.0) if end >= 2 * 86400 else ("h", 3600.0) if end >= 3 * 3600 else ("min", 60.0)
-    times = np.asarray(run.time, np.float64) / per
+    times = np.asarray(run.time, np.float64)[rows] / per
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
     for i, name in enumerate(run.type_names):
         sel = run.cells["type"] == i

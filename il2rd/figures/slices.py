@@ -102,7 +102,8 @@ def animate_slice(run, path: Path, fps: int = 4) -> Path:
     """The mid-plane IL-2 over time; in a tissue run with the cells in that plane at each snapshot,
     coloured by type, so that they are seen walking."""
     k = mid_plane(run)
-    frames = [np.asarray(run.field[i, k], np.float64) for i in range(len(run.time))]
+    shown = np.flatnonzero(run.field_stored)  # the snapshots whose field is stored (output.field_every)
+    frames = [np.asarray(run.field[i, k], np.float64) for i in shown]
     norm = log_norm(np.stack(frames))
     fig, ax = plt.subplots(figsize=(6, 5.6 if run.moves else 5), constrained_layout=True)
     im = _field_image(ax, run, frames[0], norm, "magma")
@@ -115,8 +116,9 @@ def animate_slice(run, path: Path, fps: int = 4) -> Path:
         legend_below(ax, [plt.Line2D([], [], ls="", marker="o", color=styles[n][0]) for n in run.type_names],
                      list(run.type_names), ncol=4, title="cells in the plane")
 
-    def update(i):
-        im.set_data(np.clip(frames[i], norm.vmin, None))
+    def update(frame):
+        i = shown[frame]
+        im.set_data(np.clip(frames[frame], norm.vmin, None))
         ax.set_title(f"IL-2, {plane_label(run, k)}, {time_label(run, i)}")
         if cells is None:
             return (im,)

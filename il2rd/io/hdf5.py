@@ -10,7 +10,13 @@ concentrations in pM:
                              the run: simulate.config_key), complete (set when the run finished)
     /time             (time,) s                      dimension scale, resizable
     /x, /y, /z        voxel centres, um              dimension scales
-    /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip (or zstd, none)
+    /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip (or zstd, none); NaN (its fill
+                                                     value, no disk space) at snapshots whose field is not stored
+    /fields/time, x, y, z  the same datasets as /time, /x, /y, /z (hard links: group="fields" opens alone)
+    /fields/stored    (time,) uint8                  1 where the field was stored (output.field_every: every k-th
+                                                     snapshot and the last; files before it store every one)
+    /cells/stored     (time,) uint8                  the same for the columns il2 .. pstat5 (output.cells_every);
+                                                     NaN where not stored
     /il2              the same dataset as /fields/il2 (a hard link, so xarray finds it at the root)
     /cells/cell       (cell,) index                  dimension scale
     /cells/time       the same dataset as /time (a hard link: xarray's group="cells" gets the time coordinate)
@@ -97,12 +103,16 @@ def estimated_bytes(scenario) -> int:
     columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.solver_kind == "tissue" else 0)
     columns += len(FATE_COLUMNS) if scenario.settings.fate.enabled else 0
     columns += len(CONTACT_COLUMNS) if any(t.contact_fraction > 0 for t in scenario.settings.types.values()) else 0
-    per_snapshot = 4 * n_voxels + 4 * columns * n_cells + 8
+    settings = scenario.settings
+    n_snapshots = len(settings.snapshot_times_s)
+    n_fields = sum(stores(i, settings.field_every, settings) for i in range(n_snapshots))
+    n_cell_rows = sum(stores(i, settings.cells_every, settings) for i in range(n_snapshots))
+    per_snapshot = 4 * (columns - len(CELL_COLUMNS)) * n_cells + 9
     per_cell = 1 + (9 + 8 if scenario.settings.solver_kind == "tissue" else 0)  # IL-2Ra; a tissue run's walk and fate
     state = 2 * 8 * (n_voxels + per_cell * n_cells)  # two checkpoint slots, at most 8 bytes a value
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
     static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
-    return len(scenario.settings.snapshot_times_s) * per_snapshot + state + static
+    return 4 * (n_fields * n_voxels + n_cell_rows * len(CELL_COLUMNS) * n_cells) + n_snapshots * per_snapshot + state + static
 
 
 # /solver/*, one value per snapshot: how the nonlinear solve(s) behind it ended (the worst since
@@ -129,11 +139,19 @@ def saved_state(f: h5py.File, snapshot: int) -> dict[str, np.ndarray]:
 
 def _cell_column(group: h5py.Group, name: str, units: str, n: int, compression: str, time=None) -> h5py.Dataset:
     """An empty (time, cell) float32 column of the cells group, its dimension scales attached."""
-    d = group.create_dataset(name, shape=(0, n), maxshape=(None, n if n else None), dtype="f4",
+    d = group.create_dataset(name, shape=(0, n), maxshape=(None, n if n else None), dtype="f4", fillvalue=np.float32(np.nan),
                              chunks=(1, max(n, 1)), **_compression(compression))
     d.attrs["units"] = units
     d.dims[0].attach_scale(group.file["time"] if time is None else time)
     d.dims[1].attach_scale(group["cell"])
+    return d
+
+
+def _stored_flags(group: h5py.Group, what: str, every: int, time: h5py.Dataset) -> h5py.Dataset:
+    """The group's (time,) uint8 `stored`: 1 at the snapshots where `what` is written."""
+    d = group.create_dataset("stored", shape=(0,), maxshape=(None,), dtype="u1", chunks=(1024,))
+    d.attrs.update(long_name=f"1 where {what} of the snapshot is stored", every=every)
+    d.dims[0].attach_scale(time)
     return d
 
 
@@ -193,6 +211,16 @@ def _compression(kind: str) -> dict:
     return {}
 
 
+def stores(index: int, every: int, settings) -> bool:
+    """Whether snapshot `index` is one of every k-th (output.field_every, output.cells_every), counted
+    from the first, or the run's last."""
+    return index % every == 0 or index == len(settings.snapshot_times_s) - 1
+
+
+def _present(*datasets) -> tuple:
+    return tuple(d for d in datasets if d is not None)
+
+
 def versions() -> dict:
     import jax
 
@@ -216,6 +244,10 @@ class Hdf5Writer(HoldsFile):
         f = file
         self.time = f["time"]
         self.field = f["fields/il2"]
+        # which snapshots hold the field and the cells' CELL_COLUMNS (output.field_every, cells_every);
+        # None in files written before these keys (all stored)
+        self.stored = f["fields"].get("stored")
+        self.cells_stored = f["cells"].get("stored")
         self.cells = {name: f["cells"][name] for name in (*CELL_COLUMNS, *TRACK_COLUMNS, *FATE_COLUMNS, *CONTACT_COLUMNS)
                       if name in f["cells"]}
         self.committed = int(f.attrs["n_snapshots"])  # also readable from a signal handler, without HDF5
@@ -299,8 +331,9 @@ class Hdf5Writer(HoldsFile):
 
         nx, ny, nz = grid.shape
         z_per_chunk = int(max(1, min(nz, CHUNK_BYTES // (4 * nx * ny))))
-        field = f.require_group("fields").create_dataset(
-            "il2", shape=(0, nz, ny, nx), maxshape=(None, nz, ny, nx), dtype="f4",
+        fields = f.require_group("fields")
+        field = fields.create_dataset(  # NaN where not written: a skipped snapshot reads as no value, on no disk
+            "il2", shape=(0, nz, ny, nx), maxshape=(None, nz, ny, nx), dtype="f4", fillvalue=np.float32(np.nan),
             chunks=(1, z_per_chunk, ny, nx), **_compression(compression),
         )
         field.attrs.update(units="pM", long_name="IL-2 concentration")
@@ -308,6 +341,9 @@ class Hdf5Writer(HoldsFile):
             field.dims[dim].label = name
             field.dims[dim].attach_scale(scales[name])
         f["il2"] = field  # hard link: the same dataset at the root, for xarray
+        _stored_flags(fields, "the field", settings.field_every, time)
+        for name, scale in scales.items():  # hard links: the group opens alone in xarray with its coordinates
+            fields[name] = scale
         f["cells/time"] = time  # and the time axis in the cells group, so that it opens alone with its coordinate
 
         g = f.require_group("cells")
@@ -329,6 +365,7 @@ class Hdf5Writer(HoldsFile):
         type_names.dims[0].attach_scale(type_scale)
         for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
             _cell_column(g, name, units, n, compression)
+        _stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", settings.cells_every, time)
 
         solver = f.require_group("solver")  # how accurately each snapshot's field was solved
         solver["time"] = time  # hard link: the group opens alone in xarray with its time coordinate
@@ -385,7 +422,7 @@ class Hdf5Writer(HoldsFile):
         saved = saved_state(f, n - 1)
         writer = cls(path, f, scenario, lock)
         with _writing(path, n):
-            for d in (writer.time, writer.field, *writer.cells.values()):
+            for d in (writer.time, writer.field, *writer.cells.values(), *_present(writer.stored, writer.cells_stored)):
                 d.resize(n, axis=0)
             f.flush()
         return writer, float(writer.time[n - 1]), state, saved
@@ -423,13 +460,22 @@ class Hdf5Writer(HoldsFile):
                                                 self.scenario.settings.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
-        for d in (self.time, self.field, *self.cells.values(), *accuracy):
+        settings = self.scenario.settings
+        for d in (self.time, self.field, *self.cells.values(), *accuracy, *_present(self.stored, self.cells_stored)):
             d.resize(i + 1, axis=0)
         for d in accuracy:
             d[i] = (solver_info or {}).get(d.name.rsplit("/", 1)[-1], np.nan if d.dtype.kind == "f" else -1)
-        self.field[i] = np.transpose(np.asarray(field_xyz, np.float32), (2, 1, 0))
+        # a snapshot not kept leaves its chunks unwritten: no disk space, read as the fill value NaN
+        keep_field = self.stored is None or stores(i, settings.field_every, settings)
+        keep_cells = self.cells_stored is None or stores(i, settings.cells_every, settings)
+        if keep_field:
+            self.field[i] = np.transpose(np.asarray(field_xyz, np.float32), (2, 1, 0))
         for name, d in self.cells.items():
-            d[i] = columns[name]
+            if keep_cells or name not in CELL_COLUMNS:  # tracks, fate and contact columns: every snapshot
+                d[i] = columns[name]
+        for flags, kept in ((self.stored, keep_field), (self.cells_stored, keep_cells)):
+            if flags is not None:
+                flags[i] = kept
         self.time[i] = time_s
         if checkpoint:  # alternate slots: the committed snapshot's slot is never being overwritten
             group = self.file.require_group("checkpoint")
@@ -442,7 +488,8 @@ class Hdf5Writer(HoldsFile):
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.committed = i + 1
         self.file.flush()
-        xdmf.write_sidecar(self.path, self.scenario.grid, self.time[: i + 1])
+        xdmf.write_sidecar(self.path, self.scenario.grid, self.time[: i + 1],
+                           None if self.stored is None else self.stored[: i + 1].astype(bool))
 
     def write_attribution(self, attribution) -> None:
         with _writing(self.path, self.committed):

@@ -6,6 +6,8 @@ Large datasets (the field, the per-cell time series) stay on disk until indexed:
         run.time                      # (time,) s, numpy
         run.field[-1]                 # (z, y, x) pM of the last snapshot, read now
         run.field_xyz(-1)             # the same as (nx, ny, nz), the lattice's own order
+        run.field_stored              # (time,) bool: which snapshots hold the field (output.field_every)
+        run.cells_stored              # (time,) bool: which hold the cell columns il2 .. pstat5 (output.cells_every)
         run.cells["il2"][-1]          # (cell,) pM seen by each cell at the last snapshot
         run.cells["x"], run.type_names, run.config["physics"]["diffusion"]
         run.readouts_by_type["treg"]["pstat5_positive_fraction"]   # the printed per-type table
@@ -83,11 +85,18 @@ class RunFile(HoldsFile):
     x: np.ndarray  # voxel centres, um
     y: np.ndarray
     z: np.ndarray
-    field: LazyArray  # (time, z, y, x) pM
+    field: LazyArray  # (time, z, y, x) pM; NaN at snapshots whose field was not stored (field_stored)
     cells: dict  # x, y, z (um), type: (cell,) numpy; il2, uptake, receptors[_intermediate], pstat5: (time, cell) lazy
     type_names: list[str]
     cell_types: dict = field(default_factory=dict)  # per-type parameters, numpy
     readouts: dict = field(default_factory=dict)  # per-type readouts of the last field, numpy (cell_type,)
+    field_stored: np.ndarray | None = None  # (time,) bool: the snapshots whose field is stored (output.field_every)
+    cells_stored: np.ndarray | None = None  # (time,) bool: those whose CELL_COLUMNS are stored (output.cells_every)
+
+    def __post_init__(self):
+        every = np.ones(len(self.time), bool)  # files written before output.field_every store every snapshot
+        self.field_stored = every if self.field_stored is None else self.field_stored
+        self.cells_stored = every if self.cells_stored is None else self.cells_stored
 
     @property
     def spacing_um(self) -> float:
@@ -97,19 +106,25 @@ class RunFile(HoldsFile):
     def shape(self) -> tuple[int, int, int]:
         return tuple(int(n) for n in self.attrs["shape"])
 
-    def snapshot_index(self, time_s: float | None) -> int:
+    def snapshot_index(self, time_s: float | None, stored: bool = False) -> int:
         """The snapshot nearest to time_s (the last one for None); a time outside the stored
-        snapshots' range (by more than half a snapshot interval) or NaN is refused."""
+        snapshots' range (by more than half a snapshot interval) or NaN is refused. stored: the
+        nearest (or last) of the snapshots that hold both the field and the cell columns
+        (output.field_every, cells_every)."""
         if len(self.time) == 0:
             raise ValueError(f"{self.path} holds no complete snapshot")
+        held = np.flatnonzero(self.field_stored & self.cells_stored) if stored else np.arange(len(self.time))
+        if not len(held):
+            raise ValueError(f"{self.path}: none of its {len(self.time)} complete snapshots holds both the field and "
+                             "the cell columns (output.field_every, cells_every)")
         if time_s is None:
-            return len(self.time) - 1
+            return int(held[-1])
         first, last = float(self.time[0]), float(self.time[-1])
         slack = 0.5 * (last - first) / (len(self.time) - 1) if len(self.time) > 1 else 0.0
         if not np.isfinite(time_s) or not first - slack <= time_s <= last + slack:
             held = f"{first:g} s" if len(self.time) == 1 else f"{first:g} .. {last:g} s ({len(self.time)} snapshots)"
             raise ValueError(f"time = {time_s:g} s: outside the snapshots this file holds, {held}")
-        return int(np.argmin(np.abs(self.time - time_s)))
+        return int(held[np.argmin(np.abs(self.time[held] - time_s))])
 
     @property
     def readouts_by_type(self) -> dict[str, dict[str, float]]:
@@ -247,4 +262,11 @@ def _read(path: Path, f: h5py.File) -> RunFile:
         type_names=_strings(f["cells/type_names"][:]),
         cell_types=cell_types,
         readouts={k: v[:] for k, v in f["readouts"].items() if k != TYPE_SCALE} if "readouts" in f else {},
+        field_stored=_flags(f["fields"], n),
+        cells_stored=_flags(f["cells"], n),
     )
+
+
+def _flags(group: h5py.Group, n: int) -> np.ndarray | None:
+    """The group's /stored flags of the first n snapshots as bool; None where the file predates them."""
+    return group["stored"][:n] > 0 if "stored" in group else None

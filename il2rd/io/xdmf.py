@@ -1,6 +1,6 @@
 """XDMF sidecar: lets ParaView (and VisIt) open a run's field time series straight from the HDF5.
 
-One temporal collection of uniform grids, one per snapshot. Each is a 3DCoRectMesh of
+One temporal collection of uniform grids, one per snapshot whose field is stored. Each is a 3DCoRectMesh of
 (nz+1, ny+1, nx+1) nodes with the field as a cell-centred attribute, read through a hyperslab
 of /fields/il2 (time, z, y, x):
 
@@ -30,7 +30,9 @@ def _item(parent, text: str, **attrs):
     return item
 
 
-def document(h5_name: str, grid: Grid, times_s) -> ET.ElementTree:
+def document(h5_name: str, grid: Grid, times_s, stored=None) -> ET.ElementTree:
+    """The temporal collection of the snapshots whose field is stored (stored (time,) bool; None:
+    all of them), each reading its own slab of /fields/il2."""
     nx, ny, nz = grid.shape
     n_t = len(times_s)
     root = ET.Element("Xdmf", Version="3.0")
@@ -38,6 +40,8 @@ def document(h5_name: str, grid: Grid, times_s) -> ET.ElementTree:
     series = ET.SubElement(domain, "Grid", Name="il2rd", GridType="Collection", CollectionType="Temporal")
     h = f"{grid.spacing_um!r}"
     for i, t in enumerate(times_s):
+        if stored is not None and not stored[i]:
+            continue
         g = ET.SubElement(series, "Grid", Name=f"snapshot_{i}", GridType="Uniform")
         ET.SubElement(g, "Time", Value=repr(float(t)))
         ET.SubElement(g, "Topology", TopologyType="3DCoRectMesh", Dimensions=f"{nz + 1} {ny + 1} {nx + 1}")
@@ -53,10 +57,10 @@ def document(h5_name: str, grid: Grid, times_s) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def write_sidecar(h5_path: Path, grid: Grid, times_s) -> Path:
+def write_sidecar(h5_path: Path, grid: Grid, times_s, stored=None) -> Path:
     """Write <run>.xmf next to <run>.h5 (referring to it by name, so the pair can be moved)."""
     path = sidecar_path(h5_path)
     tmp = path.with_suffix(".xmf.tmp")
-    document(Path(h5_path).name, grid, times_s).write(tmp, encoding="utf-8", xml_declaration=True)
+    document(Path(h5_path).name, grid, times_s, stored).write(tmp, encoding="utf-8", xml_declaration=True)
     os.replace(tmp, path)
     return path
