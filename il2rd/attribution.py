@@ -309,7 +309,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     options = options or settings.options
     secreting = [k for k, name in enumerate(pop.type_names)
                  if settings.types[name].secretion_molecules_per_s > 0 and np.any(pop.type_index == k)]
-    with_boundary = any(kind == "fixed" and value > 0 for kind, value in zip(grid.boundary, settings.face_values_pM))
+    with_boundary = any(face.feeds(value) for face, value in zip(grid.faces, settings.face_values_pM))
     with_blood = bool(np.any(np.asarray(coef.exchange_per_s) * np.asarray(coef.exchange_target_pM) > 0))
     sources = tuple(pop.type_names[k] for k in secreting) + ((BOUNDARY,) if with_boundary else ()) + ((CIRCULATION,) if with_blood else ())
     n_cells, n_types = len(pop), len(pop.type_names)

@@ -557,7 +557,8 @@ def closure_diffusion_um2_per_s(effective_diffusion_um2_per_s, volume_fraction: 
 
 
 def periodic_axes(grid: Grid) -> tuple[bool, bool, bool]:
-    return tuple(grid.axis_boundary(a)[0] == "periodic" for a in range(3))
+    """Whether each axis wraps (its faces' Boundary.wraps): cells and stencils crossing a face re-enter opposite."""
+    return tuple(lo.wraps for lo in grid.faces[0::2])
 
 
 def seen_and_uptake(c, grid: Grid, population: Population, coef: FieldCoefficients, volume_fraction: float = 1.0):

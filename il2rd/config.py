@@ -21,7 +21,8 @@ from .anatomy import AnatomyError, NodeAnatomy
 from . import cells
 from .cells import CellType, Region
 from .receptors import Signalling, receptor_classes
-from .grid import BOUNDARY_KINDS, FACES, Grid
+from . import boundaries
+from .grid import FACES, Grid
 from .kinetics import UPTAKE_LAWS
 from .solvers.steady import PRECONDITIONERS, SolverOptions
 from . import subgrid
@@ -91,8 +92,8 @@ class GridConfig:
     shape: List[int] = described([64, 64, 64], "voxels along x, y, z (nx, ny, nz); nz = 1 is a 2-D lattice (its z faces "
                                  "then zero flux)", "voxels")
     spacing: float = described(10.0, "voxel edge h (10 um: about one T cell per voxel)", "um")
-    boundary: Any = described("zero_flux", "zero_flux | fixed | periodic for all faces, or per face {x_lo: fixed, ...}; "
-                              "unnamed faces zero flux, periodic needs both faces of an axis")
+    boundary: Any = described(boundaries.ZeroFlux.name, f"{' | '.join(boundaries.KINDS)} for all faces, or per face "
+                              "{x_lo: fixed, ...}; unnamed faces zero flux, periodic needs both faces of an axis")
     boundary_value: Any = described(0.0, "IL-2 held on fixed faces (0: lymphatic drainage; or a serum level): a number, "
                                     "or per face {x_lo: value, ...}", "pM")
 
@@ -510,12 +511,14 @@ def _grid(cfg) -> tuple[Grid, tuple[float, ...]]:
     if problem:
         raise ConfigError("grid.shape", list(shape), problem)
     spacing = _number("grid.spacing", cfg.grid.spacing, low=0, low_open=True, unit="um")
-    kinds = _per_face("grid.boundary", cfg.grid.boundary, lambda k, v: _choice(k, v, BOUNDARY_KINDS), "zero_flux")
+    kinds = _per_face("grid.boundary", cfg.grid.boundary, lambda k, v: _choice(k, v, tuple(boundaries.KINDS)),
+                      boundaries.ZeroFlux.name)
     for axis in range(3):
-        lo, hi = kinds[2 * axis], kinds[2 * axis + 1]
-        if (lo == "periodic") != (hi == "periodic"):
+        lo, hi = (boundaries.of(kind) for kind in kinds[2 * axis:2 * axis + 2])
+        if (lo.wraps or hi.wraps) and lo != hi:  # a wrapping axis re-enters through its other face
+            wrapping = lo if lo.wraps else hi
             raise ConfigError("grid.boundary", OmegaConf.to_container(cfg.grid.boundary) if isinstance(cfg.grid.boundary, DictConfig) else cfg.grid.boundary,
-                              f"periodic must be set on both {FACES[2 * axis]} and {FACES[2 * axis + 1]}")
+                              f"{wrapping.name} must be set on both {FACES[2 * axis]} and {FACES[2 * axis + 1]}")
     values = _per_face("grid.boundary_value", cfg.grid.boundary_value, lambda k, v: _number(k, v, low=0, high=MAX_CONCENTRATION_PM, unit="pM"),
                        0.0)
     return Grid(shape, spacing, kinds), values
@@ -766,7 +769,7 @@ def _check_not_empty(placement, grid: Grid, face_values, vessels: Vessels) -> No
     often a unit slip (grid.spacing in mm or m makes every density round to 0 cells)."""
     if sum(c for _, c, _ in placement):
         return
-    faces = any(v > 0 for kind, v in zip(grid.boundary, face_values) if kind == "fixed")
+    faces = any(face.feeds(v) for face, v in zip(grid.faces, face_values))
     if faces or vessels.blood_il2_pM > 0 or vessels.afferent_lymph_pM > 0:
         return
     raise ConfigError("cell_types", {n: c for n, c, _ in placement},
@@ -781,7 +784,7 @@ def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, 
     most sum_i k_int R_i molecules/s, linear uptake any amount if some cell consumes; when
     secretion exceeds what can be removed, IL-2 accumulates for ever and no steady field exists
     (the transient solvers are fine: the field just grows)."""
-    if solver_kind != "steady" or decay_per_s > 0 or "fixed" in grid.boundary or secretion_molecules_per_s == 0:
+    if solver_kind != "steady" or decay_per_s > 0 or grid.passes_flux or secretion_molecules_per_s == 0:
         return
     if uptake == "saturating":
         removable = uptake_capacity_molecules_per_s

@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import grid as grid_mod
 from ..grid import Grid
-from .precond import MeanOperatorInverse, _second_difference_matrix
+from .precond import MeanOperatorInverse
 
 MIN_COARSE_VOXELS = 4  # the shortest coarsened axis; below it the coarse solve is the mean operator
 
@@ -45,10 +45,11 @@ def _coarsened_axes(grid: Grid) -> tuple[int, ...]:
 
 def can_coarsen(grid: Grid) -> bool:
     """Whether `grid` has a coarser level: every axis longer than one voxel is even with a half
-    of at least MIN_COARSE_VOXELS, and no single-voxel axis has a fixed face (its ghost term
-    depends on the spacing, which coarsening doubles)."""
+    of at least MIN_COARSE_VOXELS, and every face has a coarse counterpart (Boundary.coarsened:
+    not a fixed face on a single-voxel axis, whose ghost term depends on the spacing, which
+    coarsening doubles)."""
     for axis, n in enumerate(grid.shape):
-        if n == 1 and "fixed" in grid.axis_boundary(axis):
+        if any(face.coarsened(n == 1) is None for face in grid.axis_faces(axis)):
             return False
         if n > 1 and (n % 2 or n // 2 < MIN_COARSE_VOXELS):
             return False
@@ -60,7 +61,8 @@ def hierarchy(grid: Grid) -> tuple[Grid, ...]:
     grids = [grid]
     while can_coarsen(grids[-1]):
         g = grids[-1]
-        grids.append(Grid(tuple(n // 2 if n > 1 else 1 for n in g.shape), 2 * g.spacing_um, g.boundary))
+        faces = tuple(face.coarsened(g.shape[i // 2] == 1) for i, face in enumerate(g.faces))
+        grids.append(Grid(tuple(n // 2 if n > 1 else 1 for n in g.shape), 2 * g.spacing_um, faces))
     return tuple(grids)
 
 
@@ -82,14 +84,9 @@ def prolong(e, axes: tuple[int, ...]):
 
 def laplacian_diagonal(grid: Grid, dtype):
     """Diagonal of -lap (1/um^2) with the grid's ghost rules, as three broadcast 1-D constants
-    (a full 3-D constant would be baked into the compiled program)."""
-    parts = []
-    for axis, n in enumerate(grid.shape):
-        kinds = grid.axis_boundary(axis)
-        diagonal = np.diag(_second_difference_matrix(n, kinds)).copy()
-        if n == 1:  # grid.laplacian: a lone voxel's periodic or zero-flux ghosts cancel it
-            diagonal[:] = 2.0 * sum(k == "fixed" for k in kinds)
-        parts.append(jnp.asarray(diagonal, dtype))
+    (a full 3-D constant would be baked into the compiled program). On a one-voxel axis the lone
+    entry is what grid.laplacian gives: 0 for zero-flux or periodic ghosts, 2 per fixed face."""
+    parts = [jnp.asarray(np.diag(grid.axis_second_difference(axis)), dtype) for axis in range(3)]
     return (parts[0][:, None, None] + parts[1][None, :, None] + parts[2][None, None, :]) / grid.spacing_um**2
 
 

@@ -20,27 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.fft import dct, idct
 
+from ..boundaries import Boundary, second_difference_matrix, symmetric_eigenvalues
 from ..grid import Grid
-
-
-def _second_difference_matrix(n: int, kinds: tuple[str, str]) -> np.ndarray:
-    """-d^2/dx^2 on n cell-centred voxels (h = 1) with the given ghost rules."""
-    m = np.zeros((n, n))
-    for i in range(n):
-        m[i, i] = 2.0
-        if i > 0:
-            m[i, i - 1] = -1.0
-        if i < n - 1:
-            m[i, i + 1] = -1.0
-    for side, kind in enumerate(kinds):
-        i, j = (0, n - 1) if side == 0 else (n - 1, 0)
-        if kind == "zero_flux":
-            m[i, i] -= 1.0
-        elif kind == "fixed":
-            m[i, i] += 1.0
-        elif kind == "periodic":
-            m[i, j] -= 1.0
-    return m
 
 
 @dataclass(frozen=True)
@@ -58,16 +39,16 @@ class AxisTransform:
 DENSE_MAX_N = 512
 
 
-def axis_transform(n: int, kinds: tuple[str, str], spacing_um: float) -> AxisTransform:
+def axis_transform(n: int, faces: tuple[Boundary, Boundary], spacing_um: float) -> AxisTransform:
+    """The eigenbasis along an axis of n voxels closed by `faces` (low, high): a 1x1 operator,
+    a fast sine/cosine transform on a long axis whose faces have one (boundaries), or dense."""
     scale = 1.0 / spacing_um**2
-    k = np.arange(n)
     if n == 1:  # a 1x1 operator: the identity transform and its single entry
-        return AxisTransform("none", _second_difference_matrix(1, kinds)[0] * scale)
-    if n > DENSE_MAX_N and kinds == ("zero_flux", "zero_flux"):
-        return AxisTransform("dct", 4.0 * scale * np.sin(np.pi * k / (2 * n)) ** 2)
-    if n > DENSE_MAX_N and kinds == ("fixed", "fixed"):
-        return AxisTransform("dst", 4.0 * scale * np.sin(np.pi * (k + 1) / (2 * n)) ** 2)
-    values, vectors = np.linalg.eigh(_second_difference_matrix(n, kinds))
+        return AxisTransform("none", second_difference_matrix(1, faces)[0] * scale)
+    fast = symmetric_eigenvalues(n, faces, spacing_um) if n > DENSE_MAX_N else None
+    if fast is not None:
+        return AxisTransform(*fast)
+    values, vectors = np.linalg.eigh(second_difference_matrix(n, faces))
     return AxisTransform("dense", np.clip(values, 0.0, None) * scale, vectors)
 
 
@@ -107,7 +88,7 @@ class MeanOperatorInverse:
 
     @classmethod
     def for_grid(cls, grid: Grid) -> "MeanOperatorInverse":
-        return cls(tuple(axis_transform(n, grid.axis_boundary(a), grid.spacing_um) for a, n in enumerate(grid.shape)))
+        return cls(tuple(axis_transform(n, grid.axis_faces(a), grid.spacing_um) for a, n in enumerate(grid.shape)))
 
     def laplacian_eigenvalues(self, dtype):
         """-lap's eigenvalues (1/um^2) on the transformed lattice, shape broadcastable to fields."""
