@@ -10,15 +10,22 @@ import os
 import shutil
 import tempfile
 
-# One JAX compilation cache for the whole session, shared by every xdist worker and every il2rd
-# subprocess the tests start (they inherit the environment): most tests compile the same small
+# A JAX compilation cache for the session, one folder per xdist worker, shared with the il2rd
+# subprocesses that worker starts (they inherit the environment): most tests compile the same small
 # problems, and a command-line test is mostly compilation (a 16x12x8 run: 12.6 s cold, 5.1 s warm).
-# Never the user's own cache folder.
+# Never the user's own cache folder. Per worker, not one for all: JAX writes an entry in place
+# (no lock, no rename, unless the cache has a size limit), and a CI run once had one worker compute
+# all-zero fields for one lattice and precision, in three tests, that passed everywhere else and
+# alone; concurrent writers to one folder are the only state workers share, so they share none.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="il2rd-test-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("IL2RD_TEST_CACHE_PER_WORKER"):
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ["JAX_COMPILATION_CACHE_DIR"],
+                                                           os.environ["PYTEST_XDIST_WORKER"])
+    os.environ["IL2RD_TEST_CACHE_PER_WORKER"] = "1"  # the float32 tier's own pytest keeps its worker's folder
 
 # Compile with LLVM's optimisation level 0: the suite's time is mostly compilation of small problems,
 # and this cuts compilation by about a third and the tests' time by about an eighth, the solves
