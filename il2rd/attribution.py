@@ -222,7 +222,11 @@ class Attribution:
                 ("decayed or left", [percent(d) for d in decayed]),
                 ("autocrine", [percent(a) for a in autocrine])]
         note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; closure of "
-                f"the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e})")
+                f"the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e}"
+                + ("; circulation: the gross IL-2 entering from blood and afferent lymph, whose 'decayed or left' includes "
+                   "what drains back out through vessels and lymph, so the balance line's net inflow is smaller"
+                   if CIRCULATION in self.sources else "")
+                + ("; boundary: the net inflow through fixed faces" if BOUNDARY in self.sources else "") + ")")
         return "\n".join([
             "IL-2 by source: where each source's output went, in % (a column sums to 100 % with what decayed or left)",
             *table("source", list(self.sources), rows),
