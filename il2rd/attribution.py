@@ -67,6 +67,13 @@ CIRCULATION = "circulation"  # the source name of IL-2 fed in by exchange with b
 # the local window of the autocrine solve, (2 w + 1)^3 voxels: w = 4 is within 0.1 % of the exact
 # [A^-1]_ii on the default T-zone scenario (w = 2: 1.5 %, 3: 0.45 %, 6: 0.008 %)
 AUTOCRINE_HALF_WIDTH_VOXELS = 4
+# The autocrine part exactly where it is affordable: one global solve per secreting cell (the same
+# solves as the type shares, so a lone source's autocrine part equals its own type's share) while
+# (secreting cells, to the next power of two) x (voxels or cells, the larger) stays within this
+# many unknowns: e.g. up to 8 sources at 128^3, 512 at 32^3. Beyond it, the local-window lower
+# bound, which is within 0.1 % on the default T zone but can be tens of % low where consumers are
+# sparse and IL-2 travels far (one source in a small box).
+EXACT_AUTOCRINE_UNKNOWNS = 2**24
 
 
 def _absorption(c, coef: FieldCoefficients):
@@ -201,6 +208,7 @@ class Attribution:
     autocrine_molecules_per_s: np.ndarray
     autocrine_window_change: float
     cell_type_index: np.ndarray  # (n_cells,) index into responders
+    autocrine_exact: bool = False  # the autocrine part from global solves (EXACT_AUTOCRINE_UNKNOWNS), not the window
 
     def format(self) -> str:
         """One column per source (they are few; columns beyond tables.WIDTH continue below), one
@@ -221,8 +229,10 @@ class Attribution:
                 *((f"  {r}", [percent(share[j]) for share in shares]) for j, r in enumerate(self.responders)),
                 ("decayed or left", [percent(d) for d in decayed]),
                 ("autocrine", [percent(a) for a in autocrine])]
-        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; closure of "
-                f"the shares {self.closure:.1e}; autocrine window change {self.autocrine_window_change:.1e}"
+        how = ("exact, one solve per secreting cell" if self.autocrine_exact else
+               f"a lower bound from a local window, which still changed by {self.autocrine_window_change:.1e}")
+        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; {how}; "
+                f"closure of the shares {self.closure:.1e}"
                 + ("; circulation: the gross IL-2 entering from blood and afferent lymph, whose 'decayed or left' includes "
                    "what drains back out through vessels and lymph, so the balance line's net inflow is smaller"
                    if CIRCULATION in self.sources else "")
@@ -262,18 +272,18 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, c
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
     vmax, km, q = _stencil_law(scenario, il2ra, secretion_course, contact_handed)
-    fractions = _type_fractions(scenario.coupling, vmax, km, q, jnp.asarray(pop.type_index), tuple(int(k) for k in type_indices))
+    member = (pop.type_index[:, None] == np.asarray(type_indices)[None, :]).astype(np.asarray(q).dtype)
+    fractions = _secretion_fractions(scenario.coupling, vmax, km, q, jnp.asarray(member))
     return np.asarray(coef.secretion_pM_per_s, np.float64) * np.asarray(fractions, np.float64)
 
 
-@jit(static_argnames=("type_ids",))
-def _type_fractions(cp, vmax, km, q, type_index, type_ids):
-    """S_k / sum_k' S_k' (len(type_ids), *shape): the part of each voxel's secretion made by the
-    cells of each type k, S_k their secretion spread over their stencils (coupling.spread, all
-    types and the total in one scatter)."""
+@jit
+def _secretion_fractions(cp, vmax, km, q, member):
+    """S_m / sum S (C, *shape): the part of each voxel's secretion made by each group m of cells
+    (member (n, C): 1 where cell i belongs to group m: a type, or one cell), S_m their secretion
+    spread over their stencils (coupling.spread, all groups and the total in one scatter)."""
     w = coupling.laws(cp, vmax, km).stencil_weights  # before folding: spread folds at the faces
-    per_type = q[:, None] * (type_index[:, None] == jnp.asarray(type_ids)[None, :])
-    per_cell = jnp.concatenate([per_type, q[:, None]], axis=1)  # the last channel: all cells
+    per_cell = jnp.concatenate([q[:, None] * member, q[:, None]], axis=1)  # the last channel: all cells
     fields = coupling.spread(cp, w[:, :1] * per_cell, w[:, 1:2] * per_cell)
     parts, total = fields[..., :-1], fields[..., -1:]
     return jnp.moveaxis(jnp.where(total > 0, parts / jnp.where(total > 0, total, 1.0), 0.0), -1, 0)
@@ -299,7 +309,8 @@ def _stencil_law(scenario, il2ra=None, secretion_course=None, contact_handed=Non
 
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
               autocrine_half_width: int = AUTOCRINE_HALF_WIDTH_VOXELS, il2ra=None, secretion_course=None,
-              contact_handed=None, contact_received=None) -> Attribution:
+              contact_handed=None, contact_received=None,
+              exact_autocrine_unknowns: int = EXACT_AUTOCRINE_UNKNOWNS) -> Attribution:
     """The attribution of the steady field `field_pM` of `scenario` (see the module docstring).
     options: solver settings of the linear solves (default: the run's own); autocrine_half_width:
     w of the autocrine window, (2 w + 1)^3 voxels (>= 2). A coupled run's quasi-steady field:
@@ -308,7 +319,9 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     (secretion_course, dynamics.secretion_course), which set its stencil's weights and secretion.
     contact_handed (n,), contact_received (n, contact source types): the contact route
     (contact.py, dynamics.contact_columns): a source's output is what it secretes into the field
-    and what it hands over, and what a cell receives is its uptake of that source's IL-2."""
+    and what it hands over, and what a cell receives is its uptake of that source's IL-2.
+    exact_autocrine_unknowns: the autocrine part by one global solve per secreting cell up to this
+    size (EXACT_AUTOCRINE_UNKNOWNS), else by the local window."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
     options = options or settings.options
     secreting = [k for k, name in enumerate(pop.type_names)
@@ -362,12 +375,35 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         output.append(to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64)
                                                 * np.asarray(coef.exchange_target_pM, np.float64)))))
     secretes = np.isin(pop.type_index, secreting)
-    if share is None:
+    mine = np.flatnonzero(secretes)
+    padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
+    exact = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
+    if exact:  # each secreting cell's own field A^-1 s_i, and its uptake of it
+        own, _ = source_fields(c, jnp.asarray(_own_secretions(scenario, mine, padded, None if share is None else law)),
+                               grid, coef, False, options)
+        autocrine, change = np.zeros(n_cells), 0.0
+        autocrine[mine] = [to_molecules(taken(own[k]))[i] for k, i in enumerate(mine)]
+    elif share is None:
         autocrine, change = _autocrine(c, grid, coef, pop, secretes, options, volume, autocrine_half_width)
     else:
         autocrine, change = _autocrine_stencil(c, scenario, law, share, sigma, secretes, options, autocrine_half_width)
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, autocrine, change,
-                       pop.type_index)
+                       pop.type_index, autocrine_exact=bool(exact))
+
+
+def _own_secretions(scenario, mine: np.ndarray, padded: int, law=None) -> np.ndarray:
+    """(padded, *shape) pM/s: the part of the secretion field coef.secretion_pM_per_s that each
+    cell of `mine` makes (zero fields after len(mine)); law: the sub-grid closure's (V, K_M, q)
+    per cell (:func:`_stencil_law`), None for point sinks (each cell's voxel is its own)."""
+    grid, pop, secretion = scenario.grid, scenario.population, np.asarray(scenario.coefficients.secretion_pM_per_s)
+    if law is None:
+        out = np.zeros((padded, *grid.shape), secretion.dtype)
+        for k, (x, y, z) in enumerate(pop.voxel[mine]):
+            out[k, x, y, z] = secretion[x, y, z]
+        return out
+    member = np.zeros((len(pop), padded), np.asarray(law[2]).dtype)
+    member[mine, np.arange(len(mine))] = 1.0
+    return secretion * np.asarray(_secretion_fractions(scenario.coupling, *law, jnp.asarray(member)))
 
 
 def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions, volume_um3: float,

@@ -156,7 +156,8 @@ def test_autocrine_is_a_lower_bound_that_the_window_makes_nearly_exact():
     """The local-window autocrine uptake against sigma_i s_i [A^-1]_ii from full-lattice solves."""
     sc = scenario_of("grid.shape=[20,20,12]", "+cell_types.treg.secretion=1.0", *POINT, *TIGHT)
     c = steady(sc)
-    a = attribute(c, sc)
+    a = attribute(c, sc, exact_autocrine_unknowns=0)  # the window, not the global solves of few sources
+    assert not a.autocrine_exact
     from il2rd import grid as grid_mod
     from il2rd import units
     from il2rd.attribution import uptake_per_il2
@@ -218,8 +219,9 @@ def test_closure_autocrine_is_a_lower_bound_that_the_window_makes_exact():
     gives that value."""
     sc = scenario_of("grid.shape=[16,16,12]", "physics.uptake=linear", *CLOSURE, *TIGHT)
     c = steady(sc)
-    a = attribute(c, sc)
-    whole = attribute(c, sc, autocrine_half_width=15)  # the window clipped at the lattice is the lattice
+    a = attribute(c, sc, exact_autocrine_unknowns=0)  # the window, not the global solves of few sources
+    whole = attribute(c, sc, autocrine_half_width=15, exact_autocrine_unknowns=0)  # the window clipped at the lattice is the lattice
+    exact_path = attribute(c, sc)  # 20 producers on 3072 voxels: one global solve each
     pop = sc.population
     producers = np.flatnonzero(pop.type_index == pop.type_names.index("il2_producer"))
     for i in np.random.default_rng(0).choice(producers, 4, replace=False):
@@ -228,9 +230,34 @@ def test_closure_autocrine_is_a_lower_bound_that_the_window_makes_exact():
         assert a.autocrine_molecules_per_s[i] <= exact * (1 + 1e-9)
         assert a.autocrine_molecules_per_s[i] == pytest.approx(exact, rel=max(a.autocrine_window_change, 1e-6))
         assert whole.autocrine_molecules_per_s[i] == pytest.approx(exact, rel=1e-8)
+        assert exact_path.autocrine_exact and exact_path.autocrine_molecules_per_s[i] == pytest.approx(exact, rel=1e-8)
         own = a.sources.index(pop.type_names[pop.type_index[i]])
         assert a.autocrine_molecules_per_s[i] <= a.by_cell_molecules_per_s[i, own] * (1 + 1e-9)
     assert np.all(a.autocrine_molecules_per_s[pop.type_index != pop.type_names.index("il2_producer")] == 0)
+
+
+@pytest.mark.parametrize("extra", [POINT, CLOSURE], ids=["point", "closure"])
+def test_a_lone_source_in_a_small_box_is_all_autocrine_in_float32(tmp_path, extra):
+    """One producer, two Tregs and a naive T cell in a 24^3 zero-flux box with decay (the newcomer's
+    CSV), in the default precision: IL-2 travels ~600 um, far beyond the local window, so the
+    window's lower bound is tens of % low here, and the global solve per source must give the
+    producer's autocrine uptake equal to its uptake from its own type (the only producer) and to
+    the window's value on a window that covers the box."""
+    csv = _csv(tmp_path, [(120, 120, 120, "il2_producer"), (150, 120, 120, "treg"), (90, 90, 90, "treg"),
+                          (120, 160, 130, "naive_t")])
+    sc = scenario_of("grid.shape=[24,24,24]", f"cells.csv={csv}", *extra)
+    c = steady(sc)
+    a = attribute(c, sc)
+    window = attribute(c, sc, exact_autocrine_unknowns=0)
+    covering = attribute(c, sc, autocrine_half_width=24, exact_autocrine_unknowns=0)
+    assert a.autocrine_exact and a.autocrine_window_change == 0.0
+    own = a.by_cell_molecules_per_s[0, a.sources.index("il2_producer")]
+    assert a.autocrine_molecules_per_s[0] == pytest.approx(own, rel=1e-4)  # float32 solves
+    # another solver (Jacobi CG on the window) to rtol 1e-6 on an ill-conditioned, decay-dominated box
+    assert a.autocrine_molecules_per_s[0] == pytest.approx(covering.autocrine_molecules_per_s[0], rel=1e-3)
+    assert window.autocrine_molecules_per_s[0] < 0.9 * a.autocrine_molecules_per_s[0]  # the bound is loose here
+    assert np.count_nonzero(a.autocrine_molecules_per_s) == 1
+    assert "exact, one solve per secreting cell" in " ".join(a.format().split())
 
 
 @pytest.mark.parametrize("h", [8.0, 20.0])  # a/h from 0.63 to 0.25

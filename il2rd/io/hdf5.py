@@ -42,6 +42,7 @@ concentrations in pM:
         autocrine_molecules_per_s    (cell,) float32, each cell's uptake of its own secretion
         attrs closure                sum over cells of |sum of its shares - its uptake| / total uptake
               autocrine_window_change how much the local autocrine solve still changed (attribution.py)
+              autocrine_exact         1: the autocrine part from one global solve per secreting cell (0 there)
     /readouts/*       (cell_type,) per-type readouts of the last field, as printed (readouts.TypeReadout):
                       count, mean_il2_pM, mean_uptake_molecules_per_s, total_uptake_molecules_per_s,
                       mean_pstat5, pstat5_positive_fraction, mean_receptors, mean_receptors_intermediate;
@@ -521,6 +522,7 @@ class Hdf5Writer(HoldsFile):
         g["cell"] = self.file["cells/cell"]  # hard link: the group's own cell coordinate, for xarray
         g.attrs["closure"] = attribution.closure
         g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
+        g.attrs["autocrine_exact"] = attribution.autocrine_exact
         self.file.flush()
 
     def write_readouts(self, summary, time_s: float) -> None:

@@ -143,7 +143,8 @@ class RunFile(HoldsFile):
             uptake_molecules_per_s=g["uptake_molecules_per_s"][:], output_molecules_per_s=g["output_molecules_per_s"][:],
             by_cell_molecules_per_s=g["by_cell_molecules_per_s"][:], autocrine_molecules_per_s=g["autocrine_molecules_per_s"][:],
             cell_type=self.cells["type"], closure=float(g.attrs["closure"]),
-            autocrine_window_change=float(g.attrs["autocrine_window_change"]))
+            autocrine_window_change=float(g.attrs["autocrine_window_change"]),
+            autocrine_exact=bool(g.attrs.get("autocrine_exact", False)))
 
     @property
     def moves(self) -> bool:
@@ -190,6 +191,7 @@ class StoredAttribution:
     cell_type: np.ndarray  # (cell,) index into responders
     closure: float
     autocrine_window_change: float
+    autocrine_exact: bool = False  # from one global solve per secreting cell (files before it: the window)
 
     def output(self) -> dict[str, float]:
         """{source: molecules/s it put in}."""
