@@ -95,8 +95,8 @@ def _main(cfg: DictConfig):
         if multirun:  # record it and let the other jobs go on
             return report_failure(folder, failure_text(err), hydra_cfg.job.num)
         kind = "simulation failed" if isinstance(err, SimulationError) else "error"
-        if isinstance(err, (ConfigError, PlacementError)) and out is None:
-            _discard_refused(folder)
+        if isinstance(err, (ConfigError, PlacementError)) and (out is None or folder.resolve() in _MADE_OUTPUT_DIR):
+            _discard_refused(folder)  # Hydra's folder, or the output.dir this command made: nothing of the user's
         print(f"il2rd: {kind}: {err}", file=sys.stderr)
         sys.exit(1 if isinstance(err, SimulationError) else 2)
     except RunInterrupted as err:
@@ -109,6 +109,23 @@ def _main(cfg: DictConfig):
         log.info("\n%s", result.attribution.format())
     log.info("wrote %s (%.1f s)", result.path, result.wall_time_s)
     return "finished"
+
+
+_MADE_OUTPUT_DIR: list[Path] = []  # output.dir of this single run, if the command creates it (nothing was there)
+
+
+def _log_beside_the_file(argv: list[str]) -> None:
+    """A single run given output.dir keeps Hydra's .hydra/ and il2rd.log there, beside its file,
+    instead of in an outputs/<date>/<time> folder of their own (hydra.run.dir, unless given)."""
+    args = argv[1:]
+    if "-m" in args or "--multirun" in args or any(a.startswith(("hydra.run.dir=", "--")) for a in args):
+        return
+    given = [a.partition("=")[2] for a in args if a.startswith("output.dir=")]
+    if not given or given[-1] in ("", "null"):
+        return
+    if not Path(given[-1]).exists():
+        _MADE_OUTPUT_DIR.append(Path(given[-1]).resolve())
+    argv.append(f"hydra.run.dir={given[-1]}")
 
 
 def _discard_refused(folder: Path) -> None:
@@ -135,6 +152,17 @@ def _ignore_further_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class ConsoleFormatter(logging.Formatter):
+    """The terminal's log lines: a message as it is, a warning or error as `il2rd: warning: ...` (the
+    run's il2rd.log keeps Hydra's timestamped format)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"il2rd: {record.levelname.lower()}: {text.lstrip()}"
+        return text
+
+
 def main() -> None:
     """`il2rd ...`: the Hydra app, with Ctrl-C and a multirun's failures turned into exit statuses."""
     from .simulate import interrupt
@@ -152,6 +180,7 @@ def main() -> None:
     if problem:  # before Hydra, whose advice for a typo is to append the key
         print(f"il2rd: error: {problem}", file=sys.stderr)
         _end(2)
+    _log_beside_the_file(sys.argv)
     try:
         _main()
     except KeyboardInterrupt:  # outside a run (the command's handler ends such a Ctrl-C itself)
