@@ -193,7 +193,8 @@ def _reuse(path: Path, scenario) -> Result:
             state = stepper.restore(previous.file["checkpoint"][checkpoint_slot(last)][...], saved_state(previous.file, last))
         t_s = float(previous.time[last])
         stored = _stored_attribution(previous) if _attributable(scenario.settings, stepper) else None
-    log.info("%s already holds this config's finished run: not recomputed", path)
+    log.info("%s holds this config's finished run (from before, or from its batch just now): read back, not recomputed",
+             path)
     # a coupled run's summary is that of its final state, not the basal one
     scenario, cells = _at_state(scenario, stepper, state, t_s)
     field = np.asarray(stepper.field(state))
@@ -216,7 +217,8 @@ def _stored_attribution(previous) -> Attribution | None:
         by_cell_molecules_per_s=np.asarray(g["by_cell_molecules_per_s"][:], np.float64),
         matrix_molecules_per_s=g["uptake_molecules_per_s"][:], output_molecules_per_s=g["output_molecules_per_s"][:],
         closure=float(g.attrs["closure"]), autocrine_molecules_per_s=np.asarray(g["autocrine_molecules_per_s"][:], np.float64),
-        autocrine_window_change=float(g.attrs["autocrine_window_change"]), cell_type_index=np.asarray(previous.cells["type"]))
+        autocrine_window_change=float(g.attrs["autocrine_window_change"]), cell_type_index=np.asarray(previous.cells["type"]),
+        autocrine_exact=bool(g.attrs.get("autocrine_exact", False)))
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None) -> Result:

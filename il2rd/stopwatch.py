@@ -55,7 +55,7 @@ class RunStatus:
         if stage != "solve":
             return None
         if OmegaConf.select(cfg, "resume") is not None:
-            return f"continuing the interrupted run in {OmegaConf.select(cfg, 'resume')}"
+            return f"continuing the run in {OmegaConf.select(cfg, 'resume')} (from its last snapshot)"
         shape = "x".join(str(n) for n in OmegaConf.select(cfg, "grid.shape", default=[]))
         what = f"{shape} voxels, {OmegaConf.select(cfg, 'precision', default='')}"
         kind = OmegaConf.select(cfg, "solver.kind", default="steady")

@@ -105,7 +105,7 @@ def figure_radial_profile(run, index: int):
     if not ok.any():
         raise FigureSkipped(f"no IL-2 around the sources at this snapshot ({time_label(run, index)})")
     fig, ax = plt.subplots(figsize=(8.5, 6.5), constrained_layout=True)
-    ax.semilogy(r[ok], mean[ok], "o-", color="k", label=f"il2rd, mean over {n_sources} sources")
+    ax.semilogy(r[ok], mean[ok], "o-", color="k", label=f"il2rd, mean over {n_sources} source{'s' if n_sources != 1 else ''}")
     bottom, top = np.min(mean[ok]) / 5, np.max(mean[ok]) * 3
     rr = np.linspace(r[0], r[-1], 200)
     spacing = _mean_source_spacing_um(run)

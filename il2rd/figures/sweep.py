@@ -101,7 +101,7 @@ def plot(rows: list[dict], params: list[str], out_dir: Path, readout: str) -> li
                 mean, spread = np.array([np.mean(v) for v in values]), np.array([np.std(v) for v in values])
                 label = ", ".join(setting_label(o, v) for o, v in zip(others, setting)) or "all runs"
                 ax.plot(xs, mean, marker=MARKERS[n % len(MARKERS)], color=colours[n],
-                        label=f"{label} (n = {min(len(v) for v in values)} seeds)")
+                        label=f"{label} (n = {min(len(v) for v in values)} seed{'s' if min(len(v) for v in values) != 1 else ''})")
                 ax.fill_between(xs, mean - spread, mean + spread, color=colours[n], alpha=0.2, lw=0)
             ax.set(xlabel=parameter_label(p), ylabel=ylabel, title=t)
             if spans_decades(r[p] for r in mine):
