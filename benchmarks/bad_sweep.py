@@ -95,7 +95,7 @@ def bad_sweep(sweep_dir: Path, n_runs: int = 500, kill: bool = True, batch_size:
 
     from il2rd import collect
     from il2rd.cli import config_dir
-    from il2rd.config import register_configs
+    from il2rd.schema import register_configs
     from il2rd.sweep import run_batched
 
     sweep_dir = Path(sweep_dir)

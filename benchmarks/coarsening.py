@@ -28,7 +28,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import il2rd.cli
-from il2rd.config import parse, register_configs
+from il2rd.config import parse
+from il2rd.schema import register_configs
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 

@@ -382,10 +382,10 @@ def il2rd_scenario(overrides):
     """il2rd's Scenario for command-line overrides, composed as the il2rd command composes them."""
     from hydra import compose, initialize_config_dir
 
-    from il2rd import cli, config
+    from il2rd import cli, config, schema
     from il2rd.scenario import Scenario
 
-    config.register_configs()
+    schema.register_configs()
     with initialize_config_dir(config_dir=str(cli.config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))
     return Scenario.build(config.parse(cfg))

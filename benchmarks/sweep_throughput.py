@@ -43,7 +43,7 @@ def compose_all(sets):
     from hydra import compose, initialize_config_dir
 
     from il2rd.cli import config_dir
-    from il2rd.config import register_configs
+    from il2rd.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -165,7 +165,8 @@ def _hydra_compose(overrides: list[str]) -> DictConfig:
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
     from .cli import config_dir
-    from .config import ConfigError, register_configs
+    from .config import ConfigError
+    from .schema import register_configs
 
     register_configs()
     backup = get_gh_backup()

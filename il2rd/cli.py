@@ -38,7 +38,8 @@ from omegaconf import DictConfig  # noqa: E402
 
 from . import overrides  # noqa: E402
 from .cells import PlacementError  # noqa: E402
-from .config import ConfigError, register_configs  # noqa: E402
+from .config import ConfigError  # noqa: E402
+from .schema import register_configs  # noqa: E402
 from .io.hdf5 import OutputError  # noqa: E402
 from .runfolder import FAILED_MARKER, failure_text, mark_failed  # noqa: E402,F401  (FAILED_MARKER: collect's)
 

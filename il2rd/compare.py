@@ -58,7 +58,7 @@ def _compose(name: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     from .cli import config_dir
-    from .config import register_configs
+    from .schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -1,6 +1,6 @@
 """`il2rd --describe [KEY ...] [OVERRIDE ...]`: each config key's value, unit and meaning.
 
-The meaning and the unit come from the schema (config.py, written once there with `described`);
+The meaning and the unit come from the schema (schema.py, written once there with `described`);
 the value shown is the one in the config `il2rd` composes (configs/config.yaml with the default
 scenario, or with the overrides given, e.g. `il2rd --describe scenario=treg_source node`), which
 may differ from the schema's own default (shown beside it for one key). Cell types are an open
@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import overrides
-from .config import CellTypeConfig, Il2rdConfig
+from .schema import CellTypeConfig, Il2rdConfig
 from .tables import wrap
 
 TYPE = "<name>"  # stands for a cell type's name in cell_types.<name>.<key>
@@ -127,7 +127,7 @@ def compose(extra: list[str] = ()) -> DictConfig:
     from hydra import compose as hydra_compose, initialize_config_dir
 
     from .cli import config_dir
-    from .config import register_configs
+    from .schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -2,7 +2,7 @@
 
 Hydra refuses an unknown key with "Key 'spacng' not in 'GridConfig'" and a hint to append it with
 `+`, which for a typo is the wrong advice. :func:`check` walks each `key=value` override down the
-schema (config.Il2rdConfig; cell_types.<name>.<field> against CellTypeConfig) and names the key,
+schema (schema.Il2rdConfig; cell_types.<name>.<field> against CellTypeConfig) and names the key,
 the nearest allowed names and all of them, before any work starts. Appends (`+key=`), deletions
 (`~key`), Hydra's own keys (`hydra.*`), config groups (`scenario=t_zone`) and options (`-m`) are
 left to Hydra.
@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import typing
 
-from .config import CellTypeConfig, Il2rdConfig
+from .schema import CellTypeConfig, Il2rdConfig
 
 _OPEN_MAPPINGS = {("cell_types",): CellTypeConfig}  # a mapping of names to one schema
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 from omegaconf import DictConfig, OmegaConf
 
-from . import config, steppers
+from . import config, schema, steppers, validate
 from .io.hdf5 import Hdf5Writer, OutputError, lock_output
 from .io.folder_lock import FolderLock
 
@@ -41,7 +41,7 @@ def stored_config(path: Path) -> DictConfig:
     with h5py.File(path, "r") as f:
         text = f["meta/config"][()]
     text = text.decode() if isinstance(text, bytes) else text
-    return OmegaConf.merge(OmegaConf.structured(config.Il2rdConfig), OmegaConf.create(text))
+    return OmegaConf.merge(OmegaConf.structured(schema.Il2rdConfig), OmegaConf.create(text))
 
 
 def config_key(cfg: DictConfig) -> str:
@@ -225,7 +225,7 @@ def open_resume(cfg: DictConfig, overrides=None):
     stored.output.progress = cfg.output.progress
     old_end = stored.time.end
     if "time.end" in keys and cfg.time.end != old_end:
-        new_end = config._number("time.end", cfg.time.end, low=0, low_open=True, unit="s")
+        new_end = validate.number("time.end", cfg.time.end, low=0, low_open=True, unit="s")
         if new_end < old_end:
             raise config.ConfigError("time.end", cfg.time.end, f"must be at least the stored run's time.end = {old_end:g} s "
                                      "(resume continues a run; it cannot shorten it)")

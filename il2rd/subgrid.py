@@ -108,7 +108,7 @@ arms' occupancy f / (1 - f) so that it stays finite where U -> V (coupling.surfa
 uptake is its share of the voxels its stencil reaches (coupling.cell_uptake).
 
 Scope: 3-D lattices (the sphere and g are 3-D; on a 2-D lattice, nz = 1, the plain model stays:
-config.py makes physics.cell_radius=per_type point sinks there). Stencil arms that leave the
+config_cells.py makes physics.cell_radius=per_type point sinks there). Stencil arms that leave the
 lattice through a non-periodic face are folded into the cell's own voxel, which keeps the cell's
 total rate, maximum and secretion but is not calibrated.
 

@@ -13,7 +13,7 @@ import pytest
 from test_cli import il2rd_command
 
 from il2rd import describe
-from il2rd.config import CellTypeConfig, FollicleConfig, Il2rdConfig
+from il2rd.schema import CellTypeConfig, FollicleConfig, Il2rdConfig
 from il2rd.tables import WIDTH
 
 

@@ -36,7 +36,8 @@ from scipy import ndimage
 
 import il2rd.cli
 from il2rd.attribution import CIRCULATION
-from il2rd.config import CellTypeConfig, parse
+from il2rd.config import parse
+from il2rd.schema import CellTypeConfig
 from il2rd.receptors import receptor_classes
 from il2rd.scenario import Scenario
 from il2rd.simulate import run

@@ -15,7 +15,8 @@ import il2rd.steppers
 from helpers import closure_cell_uptake
 
 from il2rd import cells
-from il2rd.config import ConfigError, parse, register_configs
+from il2rd.config import ConfigError, parse
+from il2rd.schema import register_configs
 from il2rd.io.hdf5 import OutputError
 from il2rd.scenario import Scenario
 from il2rd.simulate import SimulationError, run

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from il2rd import collect
 from il2rd.cli import config_dir
-from il2rd.config import register_configs
+from il2rd.schema import register_configs
 from il2rd.io import load
 from il2rd.simulate import run
 from il2rd.sweep import run_batched
