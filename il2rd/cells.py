@@ -58,6 +58,7 @@ from . import coupling as coupling_mod
 from .anatomy import NodeAnatomy
 from .grid import Grid
 from .kinetics import FieldCoefficients
+from .receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM
 
 
 class PlacementError(ValueError):
@@ -69,10 +70,10 @@ class CellType:
     name: str
     secretion_molecules_per_s: float = 0.0
     receptors: float = 0.0  # IL-2Ra per cell
-    km_pM: float = 43.0
+    km_pM: float = KM_HIGH_AFFINITY_PM
     il2rb: float = math.inf
     gc: float = math.inf
-    km_intermediate_pM: float = 1035.0
+    km_intermediate_pM: float = KM_INTERMEDIATE_PM
     k_int_per_s: float = 1.1e-3
     receptor_cv: float = 0.0  # sd(R)/mean(R) between cells of the type, log-normal
     cd25_gain: float = 1.0  # solver.kind=coupled: receptors at full pSTAT5 / basal (dynamics.py)

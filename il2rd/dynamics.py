@@ -68,7 +68,7 @@ from .cells import UptakeLaws, periodic_axes
 from .coupling import CellCoupling
 from .grid import Grid
 from .kinetics import FieldCoefficients
-from .receptors import Signalling, receptor_classes
+from .receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM, Signalling, receptor_classes
 from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
 from .solvers.transient import implicit_step
 
@@ -296,10 +296,10 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         secretion_molecules_per_s=as_array(per_type("secretion_molecules_per_s", 0.0)),
         onset_s=as_array(onset), peak_s=as_array(peak), off_s=as_array(off),
         timed=jnp.asarray(timed),
-        km_pM=as_array(per_type("km_pM", 43.0)),
+        km_pM=as_array(per_type("km_pM", KM_HIGH_AFFINITY_PM)),
         il2rb=as_array(pop.receptors_per_cell(types, "il2rb")),
         gc=as_array(pop.receptors_per_cell(types, "gc")),
-        km_intermediate_pM=as_array(per_type("km_intermediate_pM", 1035.0)),
+        km_intermediate_pM=as_array(per_type("km_intermediate_pM", KM_INTERMEDIATE_PM)),
         interstitial_volume_um3=float(scenario.interstitial_voxel_volume_um3),
         signalling=settings.signalling,
         feedback=getattr(settings, "feedback", ReceptorFeedback()),

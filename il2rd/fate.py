@@ -80,9 +80,9 @@ class Rates:
     type_index: jax.Array
     by_type: jax.Array
     type_start: jax.Array
-    averaging_s: float = field(default=6.0 * HOUR_S, metadata=STATIC)
-    half_pstat5: float = field(default=0.5, metadata=STATIC)
-    hill: float = field(default=2.0, metadata=STATIC)
+    averaging_s: float = field(default=FateSettings.averaging_s, metadata=STATIC)
+    half_pstat5: float = field(default=FateSettings.half_pstat5, metadata=STATIC)
+    hill: float = field(default=FateSettings.hill, metadata=STATIC)
 
 
 class FateState(NamedTuple):

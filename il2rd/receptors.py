@@ -48,6 +48,12 @@ def _xp(*arrays):
     return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
+# K_M = (k_off + k_int) / k_on of the two receptor classes (../shared/science.md): the defaults of
+# every cell type (cells.CellType) and of the K_M EC50(R) is calibrated on (Signalling)
+KM_HIGH_AFFINITY_PM = 43.0  # IL-2Ra/b/gc
+KM_INTERMEDIATE_PM = 1035.0  # IL-2Rb/gc without IL-2Ra: K_D ~ 1 nM + k_int / k_on
+
+
 @dataclass(frozen=True)
 class Signalling:
     ec50_max_pM: float = 125.0
@@ -55,7 +61,7 @@ class Signalling:
     ec50_exponent: float = 1.5
     hill: float = 3.0
     positive_threshold: float = 0.5  # pSTAT5 level (0..1) above which a cell is pSTAT5+
-    reference_km_pM: float = 43.0  # K_M of the receptors Busse's EC50(R) was calibrated on (high affinity)
+    reference_km_pM: float = KM_HIGH_AFFINITY_PM  # K_M of the receptors Busse's EC50(R) was calibrated on (high affinity)
 
     def ec50_pM(self, receptors):
         """EC50 of pSTAT5 (pM) for cells with `receptors` receptors."""

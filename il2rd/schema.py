@@ -1,6 +1,8 @@
 """The config schema (Hydra structured config): every key, its default, its meaning and its unit.
 
-Defaults here are the physics defaults of ../shared/science.md; configs/config.yaml sets the
+Defaults here are the physics defaults of ../shared/science.md; where a domain object holds the
+same quantity (cells.CellType, receptors.Signalling, dynamics.ReceptorFeedback, fate.FateSettings)
+the default is written there and read here, in the key's unit. configs/config.yaml sets the
 default lymph-node scenario on top. Each key's meaning and unit are written once, here, with
 described(); `il2rd --describe` (describe.py) prints them, with the defaults of the composed
 config, and overrides.py checks command-line keys against them. The values are checked and
@@ -14,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from . import boundaries
+from .cells import CellType
+from .dynamics import ReceptorFeedback
+from .fate import HOUR_S, FateSettings
+from .receptors import Signalling
 
 PER_TYPE = "per_type"  # physics.cell_radius: each cell type's own radius (cell_types.<name>.radius)
 
@@ -99,18 +105,18 @@ class CellsConfig:
 class CellTypeConfig:
     """Defaults for every cell type; a type added with +cell_types.<name>.<key>=... gets these."""
 
-    secretion: float = described(0.0, "q, IL-2 secreted per cell", "molecules/s")
-    receptors: float = described(0.0, "IL-2Ra (CD25) per cell", "per cell")
+    secretion: float = described(CellType.secretion_molecules_per_s, "q, IL-2 secreted per cell", "molecules/s")
+    receptors: float = described(CellType.receptors, "IL-2Ra (CD25) per cell", "per cell")
     il2rb: Optional[float] = described(None, "IL-2Rb per cell; null = not limiting: every IL-2Ra forms a high-affinity "
                                        "receptor, and there are no intermediate-affinity ones", "per cell")
     gc: Optional[float] = described(None, "common gamma chain per cell; null = not limiting (needs il2rb)", "per cell")
-    km: float = described(43.0, "K_M of high-affinity uptake, (k_off + k_int) / k_on", "pM")
-    km_intermediate: float = described(1035.0, "K_M of the intermediate-affinity receptors (IL-2Rb/gc without IL-2Ra), "
+    km: float = described(CellType.km_pM, "K_M of high-affinity uptake, (k_off + k_int) / k_on", "pM")
+    km_intermediate: float = described(CellType.km_intermediate_pM, "K_M of the intermediate-affinity receptors (IL-2Rb/gc without IL-2Ra), "
                                        "K_D ~ 1 nM + k_int / k_on", "pM")
-    k_int: float = described(1.1e-3, "k_int, internalisation of bound receptors (Feinerman 2010)", "1/s")
-    receptor_cv: float = described(0.0, "coefficient of variation of each receptor chain between cells (log-normal around "
+    k_int: float = described(CellType.k_int_per_s, "k_int, internalisation of bound receptors (Feinerman 2010)", "1/s")
+    receptor_cv: float = described(CellType.receptor_cv, "coefficient of variation of each receptor chain between cells (log-normal around "
                                    "the type's mean, chains independent); 0 = every cell has the mean", "fraction")
-    cd25_gain: float = described(1.0, "solver.kind=coupled: IL-2Ra rises towards gain x basal under full pSTAT5 (1 = no "
+    cd25_gain: float = described(CellType.cd25_gain, "solver.kind=coupled: IL-2Ra rises towards gain x basal under full pSTAT5 (1 = no "
                                  "feedback; ~10 for T cells, Busse 2010)", "x basal")
     secretion_course: Optional[List[float]] = described(
         None, "solver.kind=coupled: [onset, peak, off], secretion rising linearly from onset to peak and falling to 0 at "
@@ -122,7 +128,7 @@ class CellTypeConfig:
         None, "where the cells are placed; null = the whole lattice; {kind: box, lo: [x,y,z], hi: [x,y,z]} | {kind: "
         "sphere, center: [x,y,z], radius: r} (um) | {kind: node|capsule|follicle|medulla|t_zone|interfollicular} "
         "(lymph-node compartments, node.*)")
-    radius: float = described(5.0, "the cells' sphere radius: the sub-grid closure's sphere (physics.cell_radius="
+    radius: float = described(CellType.radius_um, "the cells' sphere radius: the sub-grid closure's sphere (physics.cell_radius="
                               "per_type), and how many cells share a voxel (each radius <= h/2, sphere volumes <= h^3)", "um")
     speed: float = described(0.0, "solver.kind=tissue: the mean speed of the cells' persistent random walk; 0 = they "
                              "stay (both speed and motility, or neither)", "um/min")
@@ -132,8 +138,8 @@ class CellTypeConfig:
                                 "pSTAT5) (fate.py); 0 = the type does not divide", "1/day")
     death: float = described(0.0, "fate.enabled: the death rate without IL-2 signal, d_0 (1 - h(time-averaged pSTAT5))",
                              "1/day")
-    cycle: float = described(8.0, "fate.enabled: the least time between two divisions of a cell (its cell cycle)", "h")
-    contact: float = described(0.0, "solver.kind=coupled|tissue: the fraction of each cell's secretion handed directly to "
+    cycle: float = described(CellType.cycle_s / HOUR_S, "fate.enabled: the least time between two divisions of a cell (its cell cycle)", "h")
+    contact: float = described(CellType.contact_fraction, "solver.kind=coupled|tissue: the fraction of each cell's secretion handed directly to "
                                "a touching partner cell (in its voxel or a face neighbour; contact.py), the rest secreted "
                                "into the field; 0 = all into the field", "fraction")
     partners: Optional[List[str]] = described(None, "contact > 0: the cell types that may receive the handed IL-2 (a "
@@ -170,34 +176,34 @@ class NodeConfig:
 class SignallingConfig:
     """pSTAT5 = c^hill / (EC50(R)^hill + c^hill), EC50(R) = ec50_max k^N / (k^N + R^N) (receptors.py)."""
 
-    ec50_max: float = described(125.0, "EC50 of a cell without receptors, the maximum of EC50(R)", "pM")
-    ec50_k: float = described(860.0, "k: the receptor number at which EC50(R) is half its maximum", "receptors")
-    ec50_exponent: float = described(1.5, "N, the steepness of EC50(R) in R")
-    hill: float = described(3.0, "Hill exponent of pSTAT5 in c")
-    pstat5_threshold: float = described(0.5, "pSTAT5 level counted as pSTAT5-positive (the pSTAT5+ fraction)", "0..1")
-    reference_km: float = described(43.0, "K_M of the receptors EC50(R) is calibrated on; a type with another K_M "
+    ec50_max: float = described(Signalling.ec50_max_pM, "EC50 of a cell without receptors, the maximum of EC50(R)", "pM")
+    ec50_k: float = described(Signalling.ec50_k_receptors, "k: the receptor number at which EC50(R) is half its maximum", "receptors")
+    ec50_exponent: float = described(Signalling.ec50_exponent, "N, the steepness of EC50(R) in R")
+    hill: float = described(Signalling.hill, "Hill exponent of pSTAT5 in c")
+    pstat5_threshold: float = described(Signalling.positive_threshold, "pSTAT5 level counted as pSTAT5-positive (the pSTAT5+ fraction)", "0..1")
+    reference_km: float = described(Signalling.reference_km_pM, "K_M of the receptors EC50(R) is calibrated on; a type with another K_M "
                                     "signals at equal receptor occupancy (at c x reference_km / K_M)", "pM")
 
 @dataclass
 class ReceptorDynamicsConfig:
     """solver.kind=coupled: dR/dt = eta R0 [1 + (gain - 1) p^hill/(half_pstat5^hill + p^hill)] - eta R (dynamics.py)."""
 
-    turnover: float = described(1.0 / 72000.0, "eta, receptor turnover (Thurley-lab models: 1/72000 s, 20 h)", "1/s")
-    half_pstat5: float = described(0.5, "pSTAT5 level of half-maximal receptor induction", "0..1")
-    hill: float = described(3.0, "Hill exponent of the induction in pSTAT5 (Busse 2010)")
+    turnover: float = described(ReceptorFeedback.turnover_per_s, "eta, receptor turnover (Thurley-lab models: 1/72000 s, 20 h)", "1/s")
+    half_pstat5: float = described(ReceptorFeedback.half_pstat5, "pSTAT5 level of half-maximal receptor induction", "0..1")
+    hill: float = described(ReceptorFeedback.hill, "Hill exponent of the induction in pSTAT5 (Busse 2010)")
 
 @dataclass
 class FateConfig:
     """solver.kind=tissue: pSTAT5-driven division and death (fate.py): per type, cell_types.<name>.division, .death, .cycle."""
 
-    enabled: bool = described(False, "cells divide and die by their time-averaged pSTAT5 (needs solver.kind=tissue)")
-    capacity: float = described(4.0, "cell slots per placed cell of a type that divides: a type grows at most this "
+    enabled: bool = described(FateSettings.enabled, "cells divide and die by their time-averaged pSTAT5 (needs solver.kind=tissue)")
+    capacity: float = described(FateSettings.capacity, "cell slots per placed cell of a type that divides: a type grows at most this "
                                 "fold; daughters beyond it wait", "x placed")
-    averaging: float = described(6.0, "tau_f, the time over which a cell averages its pSTAT5 (commitment to divide "
+    averaging: float = described(FateSettings.averaging_s / HOUR_S, "tau_f, the time over which a cell averages its pSTAT5 (commitment to divide "
                                  "after hours of IL-2 signalling, Cantrell & Smith 1984; an estimate)", "h")
-    half_pstat5: float = described(0.5, "the time-averaged pSTAT5 of half the maximal division rate and half the death "
+    half_pstat5: float = described(FateSettings.half_pstat5, "the time-averaged pSTAT5 of half the maximal division rate and half the death "
                                    "rate", "0..1")
-    hill: float = described(2.0, "Hill exponent of the fate response in the time-averaged pSTAT5 (an estimate)")
+    hill: float = described(FateSettings.hill, "Hill exponent of the fate response in the time-averaged pSTAT5 (an estimate)")
 
 @dataclass
 class VesselsConfig:
