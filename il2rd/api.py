@@ -63,14 +63,14 @@ def compose(*overrides: str, **keys: Any) -> DictConfig:
     merge, or a value a run would refuse; a scenario or other group option that does not exist
     raises Hydra's MissingConfigException, which lists the options.
     """
-    from . import config as config_module
+    from . import config as config_module, host
 
     texts = [*overrides, *(f"{_dotted(key)}={override_text(value, _dotted(key))}" for key, value in keys.items())]
     for text in texts:
         _check_override(text)
     cfg = _hydra_compose(texts)
     if cfg.get("resume") is None:  # resume= runs its file's stored config: checked when it runs
-        config_module.parse(cfg)  # raises ConfigError
+        host.check(config_module.parse(cfg))  # raises ConfigError
     return cfg
 
 

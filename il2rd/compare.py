@@ -113,7 +113,7 @@ def compare_days(scenarios: list[str], out: Path, overrides: list[str], days: fl
                  every_h: float = 6.0, progress: bool = True) -> list[dict]:
     """The source experiment over `days` (module docstring), each scenario once per seed; all
     configs checked before the first run. Returns the per-seed rows."""
-    from . import config
+    from . import config, host
     from .simulate import run
 
     cfgs = {}
@@ -121,7 +121,7 @@ def compare_days(scenarios: list[str], out: Path, overrides: list[str], days: fl
         for seed in range(seeds):
             cfgs[name, seed] = cfg = _compose(name, [*days_overrides(days, every_h), f"seed={seed}", *overrides,
                                                      f"output.progress={str(progress).lower()}"])
-            config.parse(cfg)
+            host.check(config.parse(cfg))
     rows = []
     for i, ((name, seed), cfg) in enumerate(cfgs.items()):
         print(f"[{i + 1}/{len(cfgs)}] {name}, seed {seed}, {days:g} days", file=sys.stderr, flush=True)
@@ -185,13 +185,14 @@ def plot_days(rows: list[dict], path: Path, days: float) -> None:
 
 def compare(scenarios: list[str], out: Path, overrides: list[str], progress: bool = True) -> list[dict]:
     """Run every scenario (all configs checked first) and write the table and the figure."""
-    from . import config
+    from . import config, host
     from .simulate import run
 
     cfgs = {}
     for name in scenarios:
         cfg = _compose(name, [*overrides, f"output.progress={str(progress).lower()}"])
         settings = config.parse(cfg)
+        host.check(settings)
         if settings.solver_kind != "steady":
             raise config.ConfigError("solver.kind", settings.solver_kind, f"scenario {name}: the comparison needs steady runs")
         cfgs[name] = cfg

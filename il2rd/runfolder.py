@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 from omegaconf import DictConfig, OmegaConf
 
-from . import config, schema, steppers, validate
+from . import config, host, schema, steppers, validate
 from .io.hdf5 import Hdf5Writer, OutputError, lock_output
 from .io.folder_lock import FolderLock
 
@@ -231,6 +231,7 @@ def open_resume(cfg: DictConfig, overrides=None):
                                      "(resume continues a run; it cannot shorten it)")
         stored.time.end = new_end
     settings = config.parse(stored)
+    host.check(settings)
     if settings.solver_kind == "steady":
         raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
     scenario = Scenario.build(settings)

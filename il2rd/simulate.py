@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import compilation, config, readouts, runfolder, steppers
+from . import compilation, config, host, readouts, runfolder, steppers
 from .attribution import Attribution, attribute
 from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
 from .interrupts import RunInterrupted, interrupt
@@ -258,6 +258,7 @@ def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
             settings, scenario, output = runfolder.open_resume(cfg, overrides)
         else:
             settings = config.parse(cfg)
+            host.check(settings)
             path, key = runfolder.output_path(settings, output_dir), runfolder.config_key(cfg)
             scenario = Scenario.build(settings)
             output = runfolder.open_output(cfg, settings, scenario, path, key)

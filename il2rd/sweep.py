@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import compilation, config, resources, runfolder, steppers
+from . import compilation, config, host, resources, runfolder, steppers
 from .cells import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
@@ -94,6 +94,7 @@ def run_batched(cfgs: list[DictConfig], output_dirs: list[Path], batch_size: int
     for cfg, out in zip(cfgs, output_dirs):
         try:
             settings = config.parse(cfg)
+            host.check(settings)
             path, key = runfolder.output_path(settings, out), runfolder.config_key(cfg)
             files.append(path)
             if runfolder.completed_file(path, key):
