@@ -243,8 +243,9 @@ class OutputConfig:
                                   "(attribution.py)")
     overwrite: bool = described(False, "replace another run's il2rd.h5 in output.dir (otherwise refused: runfolder.py)")
     field_every: int = described(1, "store the 3-D IL-2 field at every k-th snapshot (and the first and the last); "
-                                 "the cells, readouts and solver columns at every snapshot. A skipped field takes no "
-                                 "disk space and reads as NaN (/fields/stored says which are held)", "snapshots")
+                                 "a skipped field takes no disk space and reads as NaN (/fields/stored says which are "
+                                 "held); the time and solver columns are stored at every snapshot, the cell columns as "
+                                 "output.cells_every says", "snapshots")
     cells_every: int = described(1, "store the per-cell columns il2, uptake, receptors, receptors_intermediate, pstat5 at "
                                  "every k-th snapshot (and the first and the last); /cells/stored says which", "snapshots")
 
