@@ -177,7 +177,9 @@ def main() -> None:
 
         _end(describe(sys.argv[1:]))
         return
-    problem = overrides.check(sys.argv[1:], tuple(p.name for p in config_dir().iterdir() if p.is_dir()))
+    groups = [p for p in config_dir().iterdir() if p.is_dir()]
+    options = {p.name: [f.stem for f in p.glob("*.yaml")] for p in groups if p.name != "hydra"}
+    problem = overrides.check(sys.argv[1:], tuple(p.name for p in groups), options)
     if problem:  # before Hydra, whose advice for a typo is to append the key
         print(f"il2rd: error: {problem}", file=sys.stderr)
         _end(2)

@@ -53,12 +53,28 @@ def _field_type(cls, name):
     return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
 
 
-def check(arguments: list[str], groups: tuple[str, ...] = ()) -> str | None:
-    """The first unknown key among command-line `arguments` (module docstring), as a message."""
+def unknown_option(group: str, value: str, options: list[str]) -> str | None:
+    """Why `group=value` names no config of the group (each of a multirun's comma-separated values),
+    with the nearest names and the group's own ones (not those starting with _, which are shared
+    parts of the others); None if it names one."""
+    shown = sorted(o for o in options if not o.startswith("_"))
+    for one in value.split(","):
+        if one.strip() and one.strip() not in options:
+            close = nearest(one.strip(), shown) or [o for o in shown if one.strip() in o][:3]
+            guess = f"; did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
+            return f"{group}={one.strip()} is not one of configs/{group}/{guess} ({group} has: {', '.join(shown)})"
+    return None
+
+
+def check(arguments: list[str], groups: tuple[str, ...] = (), options: dict[str, list[str]] | None = None) -> str | None:
+    """The first unknown key among command-line `arguments` (module docstring), or unknown option
+    of a config group (options: {group: its config names}), as a message."""
     for argument in arguments:
         if argument.startswith(("-", "+", "~")) or "=" not in argument:
             continue
-        problem = unknown_key(argument.split("=", 1)[0], groups)
+        key, value = argument.split("=", 1)
+        problem = (unknown_option(key, value, options[key]) if key in (options or {}) and "(" not in value
+                   else unknown_key(key, groups))
         if problem:
             return problem
     return None

@@ -106,6 +106,9 @@ def _columns(field, scenario, cells: dict) -> dict:
     return columns
 
 
+CLOSURE_WARNING = 0.01  # a transient run's attribution whose shares miss the uptake by more is warned about
+
+
 def _attributed(cells: dict) -> dict:
     """The cell state the attribution takes (il2ra, secretion_course, contact_handed, contact_received)."""
     return {name: cells[name] for name in ("il2ra", "secretion_course", "contact_handed", "contact_received") if name in cells}
@@ -169,6 +172,10 @@ def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: f
     if _attributable(scenario.settings, stepper):
         with watch.stage("attribution"):
             shares = attribute(field, scenario, **_attributed(cells))
+        if shares.closure > CLOSURE_WARNING and stepper.transient:
+            log.warning("the source shares add up to the cells' uptake only within %.1f %%: the last field of a %s run "
+                        "is a backward-Euler step, attributed as if it were steady (README, 'Output'); a smaller "
+                        "solver.dt or a run closer to steady state tightens it", 100 * shares.closure, stepper.kind)
         with watch.stage("write"):
             writer.write_attribution(shares)
     with watch.stage("write"):

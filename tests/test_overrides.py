@@ -42,3 +42,19 @@ def test_the_command_refuses_a_typo_before_any_work(tmp_path):
     assert done.returncode == 2
     assert "grid.spacng is not a config key; did you mean grid.spacing?" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_an_unknown_preset_names_the_presets_and_the_nearest():
+    """scenario=<name> against configs/scenario/: a typo or a short name gets the nearest presets and
+    the list without the shared parts (_node); each value of a multirun list is checked; the
+    shipped presets pass."""
+    from il2rd.cli import config_dir
+
+    options = {"scenario": [p.stem for p in (config_dir() / "scenario").glob("*.yaml")]}
+    assert "t_zone" in options["scenario"] and "_node" in options["scenario"]
+    for argument, suggestion in (("scenario=treg_sorce", "scenario=treg_source"), ("scenario=dc", "scenario=dc_source"),
+                                 ("scenario=t_zone,nk_sourc", "scenario=nk_source")):
+        problem = overrides.check([argument], GROUPS, options)
+        assert problem.startswith(f"scenario={argument.split(',')[-1].split('=')[-1]} is not one of configs/scenario/")
+        assert f"did you mean {suggestion}" in problem and "_node" not in problem and "dc_source" in problem
+    assert overrides.check(["scenario=t_zone,dc_source,therapy_high"], GROUPS, options) is None
