@@ -379,7 +379,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
     exact = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
     if exact:  # each secreting cell's own field A^-1 s_i, and its uptake of it
-        own, _ = source_fields(c, jnp.asarray(_own_secretions(scenario, mine, padded, None if share is None else law)),
+        own, _ = source_fields(c, _own_secretions(scenario, mine, padded, None if share is None else law).astype(c.dtype),
                                grid, coef, False, options)
         autocrine, change = np.zeros(n_cells), 0.0
         autocrine[mine] = [to_molecules(taken(own[k]))[i] for k, i in enumerate(mine)]
@@ -391,19 +391,31 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                        pop.type_index, autocrine_exact=bool(exact))
 
 
-def _own_secretions(scenario, mine: np.ndarray, padded: int, law=None) -> np.ndarray:
-    """(padded, *shape) pM/s: the part of the secretion field coef.secretion_pM_per_s that each
-    cell of `mine` makes (zero fields after len(mine)); law: the sub-grid closure's (V, K_M, q)
-    per cell (:func:`_stencil_law`), None for point sinks (each cell's voxel is its own)."""
-    grid, pop, secretion = scenario.grid, scenario.population, np.asarray(scenario.coefficients.secretion_pM_per_s)
+def _own_secretions(scenario, mine: np.ndarray, padded: int, law=None):
+    """(padded, *shape) pM/s: each secreting cell's own secretion field s_i (zero fields after
+    len(mine)); law: the sub-grid closure's (V, K_M, q) per cell (:func:`_stencil_law`, q with the
+    secretion course and contacts given), its q spread over its stencil as the window's right-hand
+    side is; None for point sinks (each cell's voxel of the secretion field is its own)."""
+    grid, pop = scenario.grid, scenario.population
     if law is None:
+        secretion = np.asarray(scenario.coefficients.secretion_pM_per_s)
         out = np.zeros((padded, *grid.shape), secretion.dtype)
         for k, (x, y, z) in enumerate(pop.voxel[mine]):
             out[k, x, y, z] = secretion[x, y, z]
-        return out
-    member = np.zeros((len(pop), padded), np.asarray(law[2]).dtype)
-    member[mine, np.arange(len(mine))] = 1.0
-    return secretion * np.asarray(_secretion_fractions(scenario.coupling, *law, jnp.asarray(member)))
+        return jnp.asarray(out)
+    index = np.zeros(padded, np.int32)
+    index[: len(mine)] = mine
+    return _own_stencil_secretions(scenario.coupling, *law, jnp.asarray(index), jnp.arange(padded) < len(mine))
+
+
+@jit
+def _own_stencil_secretions(cp, vmax, km, q, index, valid):
+    """_own_secretions with the sub-grid closure: cell index[k]'s q w_ij on its stencil voxels, pM/s
+    per interstitial volume (as coupling.voxel_fields), for the rows where valid[k]."""
+    weights = coupling.fold(cp, coupling.laws(cp, vmax, km).stencil_weights)
+    values = (weights * q[:, None])[index] * valid[:, None]
+    rows = jnp.zeros((index.shape[0], cp.n_voxels), values.dtype).at[jnp.arange(index.shape[0])[:, None], cp.flat[index]].add(values)
+    return units.cell_rate_to_voxel_rate_pM_per_s(rows, cp.volume_fraction * cp.spacing_um**3).reshape(-1, *cp.shape)
 
 
 def _autocrine(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions, volume_um3: float,

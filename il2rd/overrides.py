@@ -62,7 +62,8 @@ def unknown_option(group: str, value: str, options: list[str]) -> str | None:
         if one.strip() and one.strip() not in options:
             close = nearest(one.strip(), shown) or [o for o in shown if one.strip() in o][:3]
             guess = f"; did you mean {' or '.join(f'{group}={c}' for c in close)}?" if close else ""
-            return f"{group}={one.strip()} is not one of configs/{group}/{guess} ({group} has: {', '.join(shown)})"
+            return (f"{group}={one.strip()}: there is no configs/{group}/{one.strip()}.yaml{guess} "
+                    f"({group} has: {', '.join(shown)})")
     return None
 
 

@@ -55,6 +55,7 @@ def test_an_unknown_preset_names_the_presets_and_the_nearest():
     for argument, suggestion in (("scenario=treg_sorce", "scenario=treg_source"), ("scenario=dc", "scenario=dc_source"),
                                  ("scenario=t_zone,nk_sourc", "scenario=nk_source")):
         problem = overrides.check([argument], GROUPS, options)
-        assert problem.startswith(f"scenario={argument.split(',')[-1].split('=')[-1]} is not one of configs/scenario/")
+        name = argument.split(",")[-1].split("=")[-1]
+        assert problem.startswith(f"scenario={name}: there is no configs/scenario/{name}.yaml")
         assert f"did you mean {suggestion}" in problem and "_node" not in problem and "dc_source" in problem
     assert overrides.check(["scenario=t_zone,dc_source,therapy_high"], GROUPS, options) is None
