@@ -335,18 +335,27 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
+    law = _stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.subgrid_uptake else None
     secretions = type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed)
-    fields, _ = source_fields(c, jnp.asarray(secretions), grid, coef, with_boundary, options, with_blood)
+    secretes = np.isin(pop.type_index, secreting)
+    mine = np.flatnonzero(secretes)
+    padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
+    exact = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
+    # the sources' fields, and with `exact` each secreting cell's own one (A^-1 s_i), in one batched call
+    rhs = jnp.asarray(secretions, coef.dtype)
+    if exact:
+        rhs = jnp.concatenate([rhs, _own_secretions(scenario, mine, padded, law).astype(coef.dtype)])
+    solved, _ = source_fields(c, rhs, grid, coef, with_boundary, options, with_blood)
+    fields = jnp.concatenate([solved[: len(secreting)], solved[len(rhs):]])  # the types', then boundary and blood
     volume = scenario.interstitial_voxel_volume_um3
     sigma = uptake_per_il2(c, coef)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
-    if not settings.subgrid_uptake:  # each cell takes up sigma_i x_i of a field part x
+    if law is None:  # point sinks: each cell takes up sigma_i x_i of a field part x
         index = tuple(pop.voxel.T)
         share = None
         sigma_at = np.asarray(sigma, np.float64)[index]
         taken = lambda x: sigma_at * np.asarray(x, np.float64)[index]  # noqa: E731
     else:  # its share p_ij of sigma_j x_j in each voxel j of its stencil
-        law = _stencil_law(scenario, il2ra, secretion_course, contact_handed)
         share = coupling.sharing_jit(scenario.coupling, c, *law[:2])
         taken = lambda x: np.asarray(coupling.taken_jit(scenario.coupling, share, sigma * jnp.asarray(x, c.dtype)), np.float64)  # noqa: E731
     by_cell = np.stack([to_molecules(taken(f)) for f in fields], axis=-1)
@@ -374,13 +383,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     if with_blood:  # what the vessels feed in
         output.append(to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64)
                                                 * np.asarray(coef.exchange_target_pM, np.float64)))))
-    secretes = np.isin(pop.type_index, secreting)
-    mine = np.flatnonzero(secretes)
-    padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
-    exact = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
-    if exact:  # each secreting cell's own field A^-1 s_i, and its uptake of it
-        own, _ = source_fields(c, _own_secretions(scenario, mine, padded, None if share is None else law).astype(c.dtype),
-                               grid, coef, False, options)
+    if exact:  # each secreting cell's uptake of its own field
+        own = solved[len(secreting):len(rhs)]
         autocrine, change = np.zeros(n_cells), 0.0
         autocrine[mine] = [to_molecules(taken(own[k]))[i] for k, i in enumerate(mine)]
     elif share is None:
