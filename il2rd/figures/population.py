@@ -5,7 +5,7 @@ time-averaged pSTAT5 (what drives division and death, fate.py) against time."""
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import MaxNLocator, NullLocator, ScalarFormatter
 
 from .style import FigureSkipped, plt, type_styles
 
@@ -42,6 +42,10 @@ def figure_population(run, index: int):
                 title="the signal that drives division and death")
     for ax in axes:
         ax.grid(alpha=0.3)
+    low, high = axes[1].get_ylim()
+    if high / low < 20:  # less than about a decade: a log axis would label only its few decade ticks
+        axes[1].yaxis.set_major_locator(MaxNLocator(nbins=6))
+        axes[1].yaxis.set_minor_locator(NullLocator())
     axes[1].yaxis.set_major_formatter(ScalarFormatter())
     axes[1].yaxis.set_minor_formatter(ScalarFormatter())
     fig.legend(handles, labels, loc="outside lower center", ncol=min(5, len(labels)), fontsize=8,
