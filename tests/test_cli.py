@@ -264,3 +264,23 @@ def test_unwritable_output_dir_fails_quickly_before_computing(tmp_path, where):
     elapsed = time.perf_counter() - start
     check_refused(proc, "output.dir", out)
     assert elapsed < 30, f"took {elapsed:.0f} s to refuse an unwritable output.dir"
+
+
+def test_a_run_given_output_dir_keeps_its_log_there_and_prints_plain_lines(tmp_path):
+    """With output.dir (and no hydra.run.dir) the run's il2rd.log and .hydra/ sit beside its file,
+    no outputs/<date>/<time> is made, and the terminal shows messages without log prefixes; a run
+    refused for bad input removes the output.dir it made."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    out = tmp_path / "out"
+    done = subprocess.run([il2rd_command(), "grid.shape=[6,5,4]", "output.attribution=false", f"output.dir={out}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {p.name for p in out.iterdir()} >= {"il2rd.h5", "il2rd.log", ".hydra"}
+    assert not (tmp_path / "outputs").exists()
+    assert re.search(r"^IL-2 field: mean", done.stdout, re.M) and "][INFO]" not in done.stdout
+    assert "IL-2 field: mean" in (out / "il2rd.log").read_text()  # the log keeps everything, with times
+    bad = tmp_path / "bad"
+    refused = subprocess.run([il2rd_command(), "grid.shape=[6,5,4]", "physics.diffusion=-1", f"output.dir={bad}"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "physics.diffusion = -1" in refused.stderr
+    assert not bad.exists() and not (tmp_path / "outputs").exists()
