@@ -14,9 +14,9 @@ import tempfile
 # subprocesses that worker starts (they inherit the environment): most tests compile the same small
 # problems, and a command-line test is mostly compilation (a 16x12x8 run: 12.6 s cold, 5.1 s warm).
 # Never the user's own cache folder. Per worker, not one for all: JAX writes an entry in place
-# (no lock, no rename, unless the cache has a size limit), and a CI run once had one worker compute
-# all-zero fields for one lattice and precision, in three tests, that passed everywhere else and
-# alone; concurrent writers to one folder are the only state workers share, so they share none.
+# (no lock, no rename, unless the cache has a size limit), and with one folder for all workers one
+# worker twice computed all-zero fields for the 12x10x8 float64 lattice (CI at stop 22: 3 tests;
+# this stop: 1 test in 1 of 4 runs), tests that pass alone and in 3 runs with a folder per worker.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="il2rd-test-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
@@ -26,6 +26,9 @@ if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("IL2RD_TEST_CACH
     os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ["JAX_COMPILATION_CACHE_DIR"],
                                                            os.environ["PYTEST_XDIST_WORKER"])
     os.environ["IL2RD_TEST_CACHE_PER_WORKER"] = "1"  # the float32 tier's own pytest keeps its worker's folder
+# and locked for each read and write, as il2rd's own cache folder is (compilation.MAX_CACHE_BYTES): a
+# worker's subprocesses (the float32 tier, command-line runs, six at once in test_reliability) share it
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
 
 # Compile with LLVM's optimisation level 0: the suite's time is mostly compilation of small problems,
 # and this cuts compilation by about a third and the tests' time by about an eighth, the solves
