@@ -111,7 +111,7 @@ def configure_cache(enabled: bool) -> Path | None:
     Takes effect for kernels compiled afterwards: call it before the first compilation of a
     process (simulate.run and sweep.run_batched do). A folder that cannot be created leaves the
     cache off with a warning, never fails a run."""
-    if not enabled:
+    if not enabled or os.environ.get("JAX_ENABLE_COMPILATION_CACHE", "").lower() in ("0", "false"):  # the environment wins
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     folder = default_cache_folder()

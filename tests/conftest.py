@@ -4,31 +4,18 @@ float32 explicitly, so the order in which tests run never changes a dtype.
 The float32 tier (tests/float32/) runs the same way users do, with x64 off: test_float32_tier.py
 starts it as a separate pytest process with IL2RD_TEST_X64=0 (x64 is a process-wide switch)."""
 
-import atexit
 import gc
 import os
-import shutil
-import tempfile
 
-# A JAX compilation cache for the session, one folder per xdist worker, shared with the il2rd
-# subprocesses that worker starts (they inherit the environment): most tests compile the same small
-# problems, and a command-line test is mostly compilation (a 16x12x8 run: 12.6 s cold, 5.1 s warm).
-# Never the user's own cache folder. Per worker, not one for all: JAX writes an entry in place
-# (no lock, no rename, unless the cache has a size limit), and with one folder for all workers one
-# worker twice computed all-zero fields for the 12x10x8 float64 lattice (CI at stop 22: 3 tests;
-# this stop: 1 test in 1 of 4 runs), tests that pass alone and in 3 runs with a folder per worker.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _cache = tempfile.mkdtemp(prefix="il2rd-test-jax-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
-if os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("IL2RD_TEST_CACHE_PER_WORKER"):
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ["JAX_COMPILATION_CACHE_DIR"],
-                                                           os.environ["PYTEST_XDIST_WORKER"])
-    os.environ["IL2RD_TEST_CACHE_PER_WORKER"] = "1"  # the float32 tier's own pytest keeps its worker's folder
-# and locked for each read and write, as il2rd's own cache folder is (compilation.MAX_CACHE_BYTES): a
-# worker's subprocesses (the float32 tier, command-line runs, six at once in test_reliability) share it
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
+# No persistent compilation cache in the tests (JAX's on-disk cache, which il2rd switches on for
+# users: compilation.py; tests/test_compilation_cache.py tests it with a folder of its own). With a
+# session cache, one worker computed wrong answers three times in ~10 runs of the suite, in tests that
+# pass alone and in every other run: all-zero fields for the 12x10x8 float64 T zone (CI at stop 22: 3
+# tests; again once with one folder for both workers), and a float32 explicit run 4e-3 off float64
+# (once with a folder per worker, locked). The cause is not found (README, "Configuration",
+# devices.compilation_cache): until it is, every test process compiles its own kernels.
+os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"  # il2rd's run() leaves the cache off then (compilation.py)
+os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
 
 # Compile with LLVM's optimisation level 0: the suite's time is mostly compilation of small problems,
 # and this cuts compilation by about a third and the tests' time by about an eighth, the solves

@@ -18,6 +18,7 @@ def _il2rd(workdir: Path, cache_home: Path, *overrides: str) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env.pop("JAX_COMPILATION_CACHE_MAX_SIZE", None)  # il2rd's own size limit and lock (compilation.py)
+    env.pop("JAX_ENABLE_COMPILATION_CACHE", None)  # the suite's own processes compile without it (conftest.py)
     env["XDG_CACHE_HOME"] = str(cache_home)
     command = Path(sys.executable).parent / "il2rd"
     proc = subprocess.run([str(command if command.is_file() else shutil.which("il2rd")), *SMALL, *overrides,
@@ -51,3 +52,14 @@ def test_a_second_run_reuses_every_cached_kernel_and_gives_the_same_field(tmp_pa
 def test_one_key_switches_the_cache_off(tmp_path):
     _il2rd(tmp_path / "run", tmp_path / "cache", "devices.compilation_cache=false")
     assert not (tmp_path / "cache" / "il2rd").exists()
+
+
+def test_the_environment_switches_the_cache_off_whatever_the_key():
+    """JAX_ENABLE_COMPILATION_CACHE=false (as this suite's processes have it, conftest.py) wins over
+    devices.compilation_cache=true: configure_cache leaves JAX's cache off."""
+    import jax
+
+    from il2rd import compilation
+
+    assert os.environ.get("JAX_ENABLE_COMPILATION_CACHE") == "false"
+    assert compilation.configure_cache(True) is None and not jax.config.jax_enable_compilation_cache
