@@ -25,7 +25,9 @@ submatrix of A, the lattice's own boundary conditions where the cube meets a fac
 M-matrix such as A that truncation can only lower [A^-1]_ii, so the local value is a lower bound
 that rises to the exact one as w grows; `autocrine_window_change` reports how much it still rose
 from w - 1 to w (small where consumers are dense, since IL-2 then travels a few cells; larger in
-consumer-poor tissue with its long decay length). Same-type shares include the autocrine part.
+consumer-poor tissue with its long decay length). Where the sources are few (EXACT_AUTOCRINE_UNKNOWNS)
+[A^-1 s_i] comes instead from a global solve per secreting cell, batched with the type shares': exact
+to the solves' tolerance. Same-type shares include the autocrine part.
 Steady fields only: the shares of a transient field depend on its history.
 
 With the sub-grid closure (physics.cell_radius, subgrid.py) each cell i secretes and takes up over
