@@ -12,10 +12,8 @@ remained once every kernel was cached, and compiling the steady solver for a 128
 - Compiled executables are kept on disk and reused by later processes. The folder is JAX's own
   setting where the user gave one (JAX_COMPILATION_CACHE_DIR), else `<user cache folder>/il2rd/jax`
   ($XDG_CACHE_HOME or ~/.cache). JAX keys each entry by the program, the compiler options, the
-  device and the JAX version, so an upgrade never reuses a stale entry. It writes an entry in place,
-  without a lock (unless the cache has a size limit, jax_compilation_cache_max_size): the test suite,
-  whose processes shared one folder, got wrong answers 3 times in ~10 runs, cause not found, and now
-  runs without the cache (tests/conftest.py; README, devices.compilation_cache).
+  device and the JAX version, so an upgrade never reuses a stale entry. (The wrong answers the test
+  suite once blamed on it came from jit's in-memory cache: pytree.py.)
 """
 
 from __future__ import annotations

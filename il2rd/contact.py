@@ -45,12 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import coupling
+from . import coupling, pytree
+from .pytree import STATIC
 
 MAX_OCCUPANCY = 0.999  # the occupancy at which contact plus field signalling is capped
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Contact:
     """fraction (n,): phi of each cell (0 for types that hand nothing); type_index (n,) int32;
@@ -61,9 +62,9 @@ class Contact:
     fraction: jax.Array
     type_index: jax.Array
     accepts: jax.Array
-    sources: tuple[int, ...] = field(metadata=dict(static=True))
-    shape: tuple[int, int, int] = field(metadata=dict(static=True))
-    periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=dict(static=True))
+    sources: tuple[int, ...] = field(metadata=STATIC)
+    shape: tuple[int, int, int] = field(metadata=STATIC)
+    periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=STATIC)
 
 
 class Delivery(NamedTuple):

@@ -28,11 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import subgrid, units
+from . import pytree, subgrid, units
 from .compilation import jit
+from .pytree import STATIC
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class CellCoupling:
     """flat (n, 7) int32: the flat C-order index of each cell's stencil voxels (arms outside a
@@ -47,10 +48,10 @@ class CellCoupling:
     radius_um: jax.Array
     diffusion_um2_per_s: jax.Array
     volume_fraction: jax.Array
-    shape: tuple[int, int, int] = field(metadata=dict(static=True))
-    spacing_um: float = field(metadata=dict(static=True))
-    uptake: str = field(metadata=dict(static=True))
-    periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=dict(static=True))
+    shape: tuple[int, int, int] = field(metadata=STATIC)
+    spacing_um: float = field(metadata=STATIC)
+    uptake: str = field(metadata=STATIC)
+    periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=STATIC)
 
     @property
     def n_cells(self) -> int:

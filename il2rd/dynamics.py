@@ -63,11 +63,12 @@ import numpy as np
 
 from .compilation import jit
 from . import contact as contact_mod
-from . import coupling, units
+from . import coupling, pytree, units
 from .cells import UptakeLaws, periodic_axes
 from .coupling import CellCoupling
 from .grid import Grid
 from .kinetics import FieldCoefficients
+from .pytree import STATIC
 from .receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM, Signalling, receptor_classes
 from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
 from .solvers.transient import implicit_step
@@ -84,7 +85,7 @@ class ReceptorFeedback:
     hill: float = 3.0  # m, Busse 2010
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class CellKinetics:
     """The per-cell table (n cells) of the coupled solver: each cell's own numbers, in molecules.
@@ -112,9 +113,9 @@ class CellKinetics:
     il2rb: jax.Array
     gc: jax.Array
     km_intermediate_pM: jax.Array
-    interstitial_volume_um3: float = field(metadata=dict(static=True))
-    signalling: Signalling = field(default=Signalling(), metadata=dict(static=True))
-    feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=dict(static=True))
+    interstitial_volume_um3: float = field(metadata=STATIC)
+    signalling: Signalling = field(default=Signalling(), metadata=STATIC)
+    feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=STATIC)
     coupling: CellCoupling | None = None
     contact: contact_mod.Contact | None = None  # contact delivery (contact.py), None where no type hands IL-2 over
 

@@ -46,9 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import motility
+from . import motility, pytree
+from .pytree import STATIC
 
-STATIC = dict(static=True)
 DAY_S = 86400.0
 HOUR_S = 3600.0
 MAX_RATE_PER_DAY = 24.0  # one division an hour: faster than any lymphocyte cycles (~6 h at best)
@@ -67,7 +67,7 @@ class FateSettings:
     hill: float = 2.0
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Rates:
     """Per slot (n,): b_max division_per_s, d_0 death_per_s, cycle_s; the slots' type index and

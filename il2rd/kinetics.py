@@ -25,12 +25,14 @@ import jax
 import jax.numpy as jnp
 
 from . import grid as grid_mod
+from . import pytree
 from .grid import Grid
+from .pytree import STATIC
 
 UPTAKE_LAWS = ("saturating", "linear")
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class FieldCoefficients:
     """Everything the field equation needs besides the grid; a pytree, so it can be vmapped
@@ -55,7 +57,7 @@ class FieldCoefficients:
     exchange_target_pM: Any = 0.0
     vmax_intermediate_pM_per_s: Any = 0.0
     km_intermediate_pM: Any = 1.0
-    uptake: str = field(default="saturating", metadata=dict(static=True))
+    uptake: str = field(default="saturating", metadata=STATIC)
 
     def replace(self, **changes) -> "FieldCoefficients":
         return replace(self, **changes)

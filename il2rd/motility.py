@@ -55,11 +55,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-STATIC = dict(static=True)
+from . import pytree
+from .pytree import STATIC
+
 ROOM_TOLERANCE = 1e-6  # relative: volumes that fit exactly still fit after float32 sums
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Walk:
     """The cells' walk parameters, (n,) per cell, and their confinement.
@@ -80,7 +82,7 @@ class Walk:
     periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=STATIC)
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Walkers:
     """The cells' walk state: position_um (n, 3), velocity_um_per_s (n, 3), and displacement_um

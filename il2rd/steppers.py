@@ -1,8 +1,10 @@
 """Steppers: every time integrator behind one protocol, as JAX-MD's (init_fn, apply_fn) pairs and
 diffrax's `solver.step` are.
 
-A stepper is a frozen dataclass registered as a JAX pytree: its arrays (the field coefficients, a
-coupled run's per-cell table) are traced leaves, its lattice and solver options static. It has
+A stepper is a frozen dataclass registered as a JAX pytree (pytree.dataclass: its structure names the
+class, so `initialize` and `advance` never run one stepper's program for another): its arrays (the
+field coefficients, a coupled run's per-cell table) are traced leaves, its lattice and solver
+options static. It has
 
     init(t_s)                -> (state, NewtonInfo)   the state at the first snapshot time t_s
     step(state, t_s, dt_s)   -> (state, NewtonInfo)   one step of dt_s seconds from t_s (pure, jittable)
@@ -36,15 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import coupling, dynamics, fate, motility
+from . import coupling, dynamics, fate, motility, pytree
 from .compilation import jit
 from .dynamics import CellKinetics
 from .grid import Grid
 from .kinetics import FieldCoefficients
+from .pytree import STATIC
 from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
 from .solvers.transient import explicit_step, explicit_substeps, implicit_step
-
-STATIC = dict(static=True)
 
 
 def _saved(saved: dict, name: str, kind: str):
@@ -83,7 +84,7 @@ class _FieldOnly:
         return 1
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Steady(_FieldOnly):
     """The quasi-steady field (solvers/steady.py): init solves it; there is nothing to step."""
@@ -101,7 +102,7 @@ class Steady(_FieldOnly):
     def step(self, state, t_s, dt_s):
         raise TypeError("a steady solve has no time steps")
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class BackwardEuler(_FieldOnly):
     """solver.kind=implicit: backward Euler from no IL-2, first order, stable at any dt
@@ -120,7 +121,7 @@ class BackwardEuler(_FieldOnly):
     def step(self, state, t_s, dt_s):
         return implicit_step(state, self.grid, self.coef, dt_s, self.options)
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class ForwardEuler(_FieldOnly):
     """solver.kind=explicit: forward Euler from no IL-2; a requested step above the stability limit
@@ -143,7 +144,7 @@ class ForwardEuler(_FieldOnly):
         return explicit_substeps(self.grid, self.coef, dt_s)
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Coupled:
     """solver.kind=coupled (dynamics.py): state (c, IL-2Ra per cell); each step advances the
@@ -203,7 +204,7 @@ class TissueState(NamedTuple):
     fate: fate.FateState
 
 
-@jax.tree_util.register_dataclass
+@pytree.dataclass
 @dataclass(frozen=True)
 class Tissue:
     """solver.kind=tissue: the coupled run (Coupled) with cells that move, and with fate.enabled

@@ -8,12 +8,9 @@ import gc
 import os
 
 # No persistent compilation cache in the tests (JAX's on-disk cache, which il2rd switches on for
-# users: compilation.py; tests/test_compilation_cache.py tests it with a folder of its own). With a
-# session cache, one worker computed wrong answers three times in ~10 runs of the suite, in tests that
-# pass alone and in every other run: all-zero fields for the 12x10x8 float64 T zone (CI at stop 22: 3
-# tests; again once with one folder for both workers), and a float32 explicit run 4e-3 off float64
-# (once with a folder per worker, locked). The cause is not found (README, "Configuration",
-# devices.compilation_cache): until it is, every test process compiles its own kernels.
+# users: compilation.py; tests/test_compilation_cache.py tests it with a folder of its own): every
+# test process compiles what it runs. (It was switched off while wrong answers in one worker were
+# blamed on it; they came from jit's in-memory cache, il2rd/pytree.py.)
 os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"  # il2rd's run() leaves the cache off then (compilation.py)
 os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
 
