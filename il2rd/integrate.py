@@ -94,17 +94,20 @@ def integrate(stepper: steppers.Stepper, times_s: list[float], dt_s: float, on_s
         times_s = [t_start] + [t for t in times_s if t > t_start * (1 + 1e-12)]
     if not stepper.transient:
         return state
+    # each member's own sub-steps, the most any member needs: the stacked coefficients' maxima
+    # combined across members (one's D, another's uptake) would ask for more than any member alone
+    members = [steppers.member(stepper, i) for i in range(len(stepper.coef.decay_per_s))] if batched else [stepper]
     bar = tqdm(total=times_s[-1], initial=times_s[0], unit="s sim", disable=not progress, desc=f"il2rd {stepper.kind}",
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s simulated [{elapsed}<{remaining}]")
     try:
         for t0, t1 in zip(times_s[:-1], times_s[1:]):
             n_steps, dt = steps_for_interval(t1 - t0, dt_s)
-            sub = stepper.substeps(dt)
+            sub = max(member.substeps(dt) for member in members)
             if sub > 1 and t0 == times_s[0]:
                 total = sub * math.ceil((times_s[-1] - times_s[0]) / dt_s)
                 (log.warning if total > MANY_SUBSTEPS else log.info)(
                     "solver.dt = %g s is above the forward-Euler stability limit %.3g s: taking %d sub-steps "
-                    "per step, %d in all%s", dt_s, explicit_stable_dt(grid, stepper.coef), sub, total,
+                    "per step, %d in all%s", dt_s, min(explicit_stable_dt(grid, member.coef) for member in members), sub, total,
                     "; solver.kind=implicit has no such limit" if total > MANY_SUBSTEPS else "")
             n_steps, dt = n_steps * sub, dt / sub
             t, done, interval = t0, 0, NewtonInfo.trivial(dtype)

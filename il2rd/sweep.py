@@ -138,13 +138,6 @@ def _run_alone(p: _Point) -> bool:
 
 
 def _run_chunk(chunk: list[_Point]) -> None:
-    s = chunk[0].settings
-    # explicit with the sub-grid closure: a batch differed from each point alone by ~0.6 % (cause not
-    # found yet), so those points run one after another
-    if chunk[0].stepper.kind == "explicit" and s.subgrid_uptake:
-        for p in chunk:
-            _run_alone(p)
-        return
     held, batch = [], []
     for p in chunk:  # each folder locked and looked at (runfolder.open_output) before anything is written
         try:

@@ -49,7 +49,7 @@ def fields(path: Path) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["steady", "implicit", "explicit", "coupled"])
 def test_batched_equals_each_point_alone(tmp_path, kind, caplog):
     # explicit: a step below every member's stability limit, so that no member needs sub-steps (a batch
-    # steps at its members' most restrictive limit; alone, a member would take fewer, longer steps)
+    # takes the most sub-steps any member needs; alone, a member would take fewer, longer steps)
     steps = ["solver.dt=0.5"] if kind == "explicit" else []
     points = [[*SMALL, f"solver.kind={kind}", "time.end=30", "time.snapshot_every=10", "precision=float64", *steps,
                f"physics.diffusion={d}", f"seed={s}", f"cell_types.treg.receptors={r}"]
@@ -59,10 +59,10 @@ def test_batched_equals_each_point_alone(tmp_path, kind, caplog):
     with caplog.at_level("INFO", logger="il2rd"):
         batched = run_batched(cfgs, [tmp_path / "batch" / str(i) for i in range(len(cfgs))], batch_size=2, progress=False)
     assert len(batched) == len(cfgs)  # 3 chunks of at most 2, every point written
-    # batches of 2; explicit with the default sub-grid closure runs each point alone (sweep._run_chunk);
-    # a coupled run's cells are stacked with its field, so only points placing as many cells share a batch
+    # batches of 2; a coupled run's cells are stacked with its field, so only points placing as many
+    # cells share a batch
     n_cells = [len(load_cells(p)) for p in alone]
-    pairs = {"explicit": 0, "coupled": sum(n_cells[i] == n_cells[i + 1] for i in (0, 2))}.get(kind, 2)
+    pairs = {"coupled": sum(n_cells[i] == n_cells[i + 1] for i in (0, 2))}.get(kind, 2)
     assert caplog.text.count("solved 2 runs as one batch") == pairs
     if kind == "coupled":
         assert pairs >= 1

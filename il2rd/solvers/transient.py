@@ -27,7 +27,6 @@ KINDS = ("steady", "implicit", "explicit")
 
 def explicit_stable_dt(grid: Grid, coef: FieldCoefficients) -> float:
     """Largest forward-Euler step (s) that keeps the scheme stable and non-negative, x 0.9."""
-    # max over a batch axis too: a batch steps at its members' most restrictive limit
     rate = (
         float(jnp.max(coef.diffusion_um2_per_s)) * grid.max_diagonal()
         + float(jnp.max(coef.decay_per_s))
