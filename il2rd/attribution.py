@@ -267,7 +267,7 @@ def type_field(grid: Grid, population) -> np.ndarray:
     return field
 
 
-def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, contact_handed=None) -> np.ndarray:
+def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, contact_handed=None, law=None) -> np.ndarray:
     """(len(type_indices), nx, ny, nz) pM/s: s_k, the part of the secretion field s =
     coef.secretion_pM_per_s made by the cells of each type k (sum over all types = s).
 
@@ -275,14 +275,15 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, c
     stencils (coupling.voxel_fields, as cells.field_coefficients spreads them all), taken as
     their fraction of every voxel's s, s_k = s S_k / sum_k' S_k' (S_k: type k's spread alone),
     so that the s_k add up to the field's own s whatever its units. il2ra, secretion_course: a
-    coupled run's final state, contact_handed its contacts' part (:func:`attribute`)."""
+    coupled run's final state, contact_handed its contacts' part (:func:`attribute`); law: their
+    :func:`_stencil_law`, where the caller has it."""
     grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
     if not len(type_indices):
         return np.zeros((0, *grid.shape))
     if not scenario.settings.subgrid_uptake:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
-    vmax, km, q = _stencil_law(scenario, il2ra, secretion_course, contact_handed)
+    vmax, km, q = law or _stencil_law(scenario, il2ra, secretion_course, contact_handed)
     member = (pop.type_index[:, None] == np.asarray(type_indices)[None, :]).astype(np.asarray(q).dtype)
     fractions = _secretion_fractions(scenario.coupling, vmax, km, q, jnp.asarray(member))
     return np.asarray(coef.secretion_pM_per_s, np.float64) * np.asarray(fractions, np.float64)
@@ -347,7 +348,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
 
     c = jnp.asarray(field_pM, coef.dtype)
     law = _stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.subgrid_uptake else None
-    secretions = type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed)
+    secretions = type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed, law)
     secretes = np.isin(pop.type_index, secreting)
     mine = np.flatnonzero(secretes)
     padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
