@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 
 from . import grid as grid_mod
@@ -116,6 +115,12 @@ def tendency(c, grid: Grid, coef: FieldCoefficients):
 def residual(c, grid: Grid, coef: FieldCoefficients):
     """F(c) = -dc/dt; the steady field is its root."""
     return -tendency(c, grid, coef)
+
+
+def absorption_per_s(c, coef: FieldCoefficients):
+    """k_d + u(c)/c + k_ex (1/s): the diagonal of the field operator A frozen at c, for which
+    A c = s + (what faces and vessels feed in) holds exactly (attribution.py)."""
+    return coef.decay_per_s + uptake_per_il2(c, coef) + coef.exchange_per_s
 
 
 def jacobian_diagonal(c, coef: FieldCoefficients):
