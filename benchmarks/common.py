@@ -23,7 +23,7 @@ jax.config.update("jax_enable_x64", True)  # float64 runs need it; float32 array
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from il2rd import cells, units  # noqa: E402
+from il2rd import cells, placement, units  # noqa: E402
 from il2rd.grid import Grid  # noqa: E402
 from il2rd.kinetics import FieldCoefficients  # noqa: E402
 
@@ -56,12 +56,12 @@ CELL_TYPES = {
 
 
 def cells_scenario(n: int, n_cells: int, dtype, seed: int = 0, return_population: bool = False):
-    """n_cells cells placed by il2rd.cells.place_random on n^3 voxels, producers : Treg-like
+    """n_cells cells placed by il2rd.placement.place_random on n^3 voxels, producers : Treg-like
     consumers = 1 : 20 (the scenario's ratio), coefficients by il2rd.cells.field_coefficients."""
     grid = Grid((n, n, n), SPACING_UM)
     n_src = max(1, round(n_cells / 21))
-    requests = [("producer", n_src, cells.Region()), ("treg", n_cells - n_src, cells.Region())]
-    population = cells.place_random(grid, requests, ("producer", "treg"), seed)
+    requests = [("producer", n_src, placement.Region()), ("treg", n_cells - n_src, placement.Region())]
+    population = placement.place_random(grid, requests, ("producer", "treg"), seed)
     coef = cells.field_coefficients(grid, population, CELL_TYPES, DIFFUSION, DECAY, np.zeros(6), "saturating", dtype)
     return (grid, coef, population) if return_population else (grid, coef)
 

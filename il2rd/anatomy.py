@@ -40,7 +40,7 @@ precedence (each voxel belongs to one, by its centre):
                      outside the T zone.
 
 `node` is the whole ellipsoid (all five). Masks are built from the three 1-D voxel-centre axes by
-broadcasting (as cells.Region.mask), never from an (n_voxels, 3) array, so a 100^3 lattice (1 mm^3
+broadcasting (as placement.Region.mask), never from an (n_voxels, 3) array, so a 100^3 lattice (1 mm^3
 at 10 um) takes a few milliseconds per compartment.
 """
 
@@ -54,7 +54,7 @@ import numpy as np
 from .grid import FACES, Grid
 
 COMPARTMENTS = ("node", "capsule", "follicle", "medulla", "t_zone", "interfollicular")
-"""Region kinds that refer to the node's anatomy (cells.Region kind names)."""
+"""Region kinds that refer to the node's anatomy (placement.Region kind names)."""
 
 LABELS = {"outside": 0, "capsule": 1, "follicle": 2, "medulla": 3, "t_zone": 4, "interfollicular": 5}
 """Integer labels of :func:`NodeAnatomy.labels` (0 outside the node)."""
@@ -73,7 +73,7 @@ class AnatomyError(ValueError):
 
 @dataclass(frozen=True)
 class NodeAnatomy:
-    """A resolved node geometry (um): hashable, so a cells.Region can carry it.
+    """A resolved node geometry (um): hashable, so a placement.Region can carry it.
 
     centre_um, semi_axes_um: the ellipsoid (inf along a flat axis); cortex_axis, cortex_sign:
     the lattice axis (0, 1, 2) and direction (+1/-1) the cortex faces; capsule_um: t_capsule;

@@ -37,7 +37,7 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from . import overrides  # noqa: E402
-from .cells import PlacementError  # noqa: E402
+from .placement import PlacementError  # noqa: E402
 from .config import ConfigError  # noqa: E402
 from .schema import register_configs  # noqa: E402
 from .io.hdf5 import OutputError  # noqa: E402

@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--scenarios needs at least one preset name")
     from hydra.errors import HydraException
 
-    from .cells import PlacementError
+    from .placement import PlacementError
     from .config import ConfigError
     from .io.hdf5 import OutputError
     from .simulate import SimulationError

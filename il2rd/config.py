@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config_cells, config_tissue
 from .anatomy import NodeAnatomy
-from .cells import CellType, Region
+from .cells import CellType
+from .placement import Region
 from .receptors import Signalling, receptor_classes
 from .grid import Grid
 from .kinetics import UPTAKE_LAWS
@@ -193,7 +194,7 @@ def parse(cfg: DictConfig) -> Settings:
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
     config_cells.check_contact(kind, types)
-    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; cells.read_csv)
+    if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; placement.read_csv)
         _check_not_empty(placement, grid, face_values, vessels)
         check_steady_field_exists(
             kind, decay, grid, uptake,

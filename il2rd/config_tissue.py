@@ -12,7 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import anatomy, boundaries, resources
 from .anatomy import AnatomyError, NodeAnatomy
-from .cells import Region
+from .placement import Region
 from .grid import FACES, Grid
 from .validate import ConfigError, choice, integer, number, vector3
 from .vessels import Vessels

@@ -224,7 +224,7 @@ def build(grid, population, types, placement, subgrid: bool, dtype=jnp.float32) 
     """The walk of a placed population: each cell's type's motility coefficient and persistence,
     its room in a voxel (the placement rule: V_i / h^3 with the sub-grid closure where the type may
     share a voxel, else the whole voxel), and its confinement: the union of the regions its type was
-    placed in (placement: (type, count, cells.Region) requests; the whole lattice for a type placed
+    placed in (placement: (type, count, placement.Region) requests; the whole lattice for a type placed
     from a CSV)."""
     from . import cells  # placement rules and regions (cells.py does not import this module)
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, fate, vessels
+from . import cells, fate, placement, vessels
 from .cells import Population
 from .coupling import CellCoupling
 from .config import Settings, check_steady_field_exists
@@ -50,12 +50,12 @@ class Scenario:
         radius = {n: t.radius_um for n, t in settings.types.items()} if settings.subgrid_uptake else None
         if settings.csv is not None:
             # a CSV gives every cell: its receptors column, or else each type's mean (no spread)
-            population = cells.read_csv(settings.csv, settings.grid, names, radius)
+            population = placement.read_csv(settings.csv, settings.grid, names, radius)
             population = replace(population, receptors=population.receptors_per_cell(settings.types))
         else:
-            population = cells.place_random(settings.grid, settings.placement, names, settings.seed, radius)
+            population = placement.place_random(settings.grid, settings.placement, names, settings.seed, radius)
             # per-cell receptors: log-normal around each type's mean with its receptor_cv
-            population = cells.draw_receptors(population, settings.types, settings.seed)
+            population = placement.draw_receptors(population, settings.types, settings.seed)
         if settings.csv is not None or any(t.receptor_cv > 0 for t in settings.types.values()):
             # the counts (CSV) or the receptor numbers (spread) are known only now
             table = cells.type_table(settings.types, names)

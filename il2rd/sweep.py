@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import compilation, config, host, resources, runfolder, steppers
-from .cells import PlacementError
+from .placement import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
 from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve

@@ -16,8 +16,9 @@ import pytest
 from compose import compose_config
 
 from helpers import PM_IN_MOLECULES_PER_UM3, point_source_in_box_pM
-from il2rd import anatomy, cells, readouts
-from il2rd.cells import CellType, PlacementError, Population, Region
+from il2rd import anatomy, cells, placement, readouts
+from il2rd.cells import CellType, Population
+from il2rd.placement import PlacementError, Region
 from il2rd.config import ConfigError, node_anatomy, parse
 from il2rd.grid import Grid
 from il2rd.scenario import Scenario
@@ -154,7 +155,7 @@ def test_masks_agree_with_pointwise_membership():
     """Region.mask (from the 1-D axes) and Region.contains (points) say the same for every kind."""
     grid = Grid((40, 36, 30), 10.0)
     geometry = anatomy.build(grid, follicle_count=3, follicle_radius_um=30.0)
-    points = cells.voxel_centres_um(grid)
+    points = placement.voxel_centres_um(grid)
     for kind in anatomy.COMPARTMENTS:
         region = Region(kind, anatomy=geometry)
         np.testing.assert_array_equal(region.mask(grid).ravel(), region.contains(points))
@@ -373,13 +374,13 @@ def test_csv_receptors_column_is_used_and_without_it_the_type_mean(tmp_path):
     names = ("producer", "treg")
     with_column = tmp_path / "with.csv"
     with_column.write_text("x,y,z,type,receptors\n5,5,5,treg,1234\n15,5,5,producer,0\n")
-    pop = cells.read_csv(with_column, grid, names)
+    pop = placement.read_csv(with_column, grid, names)
     np.testing.assert_array_equal(pop.receptors, [1234.0, 0.0])
     types = {"producer": CellType("producer", 10.0), "treg": CellType("treg", receptors=2e4, receptor_cv=0.5)}
-    np.testing.assert_array_equal(cells.draw_receptors(pop, types, seed=0).receptors, pop.receptors)  # kept as given
+    np.testing.assert_array_equal(placement.draw_receptors(pop, types, seed=0).receptors, pop.receptors)  # kept as given
     without = tmp_path / "without.csv"
     without.write_text("x,y,z,type\n5,5,5,treg\n")
-    pop = cells.read_csv(without, grid, names)
+    pop = placement.read_csv(without, grid, names)
     assert pop.receptors is None
     np.testing.assert_array_equal(pop.receptors_per_cell(types), [2e4])
     # through the config: the column is used, and without it the spread does not apply to CSV cells
@@ -391,7 +392,7 @@ def test_csv_receptors_column_is_used_and_without_it_the_type_mean(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("x,y,z,type,receptors\n5,5,5,treg,-3\n")
     with pytest.raises(PlacementError) as info:
-        cells.read_csv(bad, grid, names)
+        placement.read_csv(bad, grid, names)
     assert "line 2" in str(info.value) and "-3" in str(info.value)
 
 

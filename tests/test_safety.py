@@ -330,7 +330,7 @@ def test_bounds_refused_at_once_naming_the_key(tmp_path, overrides, key):
 @pytest.mark.parametrize("body, says", [("", "holds no cells"), ("1_5,5,5,treg\n", "not numeric"),
                                         ("5,5,5,treg,1_000\n", "receptors '1_000'")])
 def test_csv_without_cells_or_with_python_only_numbers_is_refused(tmp_path, body, says):
-    from il2rd.cells import PlacementError
+    from il2rd.placement import PlacementError
 
     path = tmp_path / "cells.csv"
     path.write_text("x,y,z,type" + (",receptors" if body.count(",") == 4 else "") + "\n" + body)

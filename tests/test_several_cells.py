@@ -16,7 +16,7 @@ import pytest
 from compose import compose_config
 
 from il2rd import cells
-from il2rd.cells import PlacementError, Region, place_random, read_csv
+from il2rd.placement import PlacementError, Region, place_random, read_csv
 from il2rd.config import ConfigError, parse
 from il2rd.grid import Grid
 
