@@ -69,7 +69,7 @@ class Settings:
     attribution: bool = True  # compute the source attribution of (quasi-)steady fields
     overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
     field_every: int = 1  # output.field_every: the field is stored at snapshots i % k == 0 and the last
-    cells_every: int = 1  # output.cells_every: the same for the per-cell columns (io/hdf5.py CELL_COLUMNS)
+    cells_every: int = 1  # output.cells_every: the same for the per-cell columns (io/layout.py CELL_COLUMNS)
     feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
     initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
     fate: FateSettings = FateSettings()  # solver.kind=tissue: division and death (fate.py)

@@ -102,7 +102,7 @@ class FateState(NamedTuple):
     next_id: jax.Array
 
 
-COLUMNS = ("alive", "cell_id", "parent", "lineage", "divisions", "pstat5_mean")  # per snapshot (io/hdf5.py FATE_COLUMNS)
+COLUMNS = ("alive", "cell_id", "parent", "lineage", "divisions", "pstat5_mean")  # per snapshot (io/layout.py FATE_COLUMNS)
 
 
 def response(pstat5_mean, rates: Rates):

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from . import steppers
 from .interrupts import interrupt
-from .io.hdf5 import SOLVER_COLUMNS
+from .io.layout import SOLVER_COLUMNS
 from .solvers.steady import NewtonInfo
 from .solvers.transient import explicit_stable_dt, steps_for_interval
 
@@ -69,7 +69,7 @@ def check_solve(info, t: float, options) -> None:
 
 
 def solver_columns(info) -> dict:
-    """The /solver/* values of a NewtonInfo (io/hdf5.py SOLVER_COLUMNS); a batch's stay arrays."""
+    """The /solver/* values of a NewtonInfo (io/layout.py SOLVER_COLUMNS); a batch's stay arrays."""
     return {name: np.asarray(getattr(info, name)) for name in SOLVER_COLUMNS}
 
 

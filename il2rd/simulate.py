@@ -22,7 +22,8 @@ from . import compilation, config, host, readouts, runfolder, steppers
 from .attribution import Attribution, attribute
 from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
 from .interrupts import RunInterrupted, interrupt
-from .io.hdf5 import CELL_COLUMNS, FATE_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, OutputError, checkpoint_slot, saved_state
+from .io.hdf5 import OutputError
+from .io.layout import CELL_COLUMNS, FATE_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, checkpoint_slot, saved_state
 from .io.reader import load
 from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)
 from .scenario import Scenario
@@ -115,7 +116,7 @@ def _attributed(cells: dict) -> dict:
 
 
 def _tracks(scenario) -> dict:
-    """The per-snapshot position columns (io/hdf5.py TRACK_COLUMNS) of cells that move."""
+    """The per-snapshot position columns (io/layout.py TRACK_COLUMNS) of cells that move."""
     return dict(zip(TRACK_COLUMNS, np.asarray(scenario.population.position_um, np.float32).T))
 
 

@@ -1,67 +1,6 @@
 """HDF5 output: one file per run, snapshots appended and flushed as the run goes.
 
-Schema version 3 (README.md, "Output: the HDF5 file"). Lengths in um, times in s,
-concentrations in pM:
-
-    /                 attrs: schema_version, il2rd_version, jax_version, numpy_version, h5py_version,
-                             python_version, device, spacing_um, origin_um, shape (nx, ny, nz),
-                             boundary, face_values_pM, solver, precision, seed, n_snapshots,
-                             wall_time_s, summary_* numbers, config_sha256 (what identifies
-                             the run: simulate.config_key), complete (set when the run finished)
-    /time             (time,) s                      dimension scale, resizable
-    /x, /y, /z        voxel centres, um              dimension scales
-    /fields/il2       (time, z, y, x) float32 pM     one snapshot per chunk, gzip (or zstd, none); NaN (its fill
-                                                     value, no disk space) at snapshots whose field is not stored
-    /fields/time, x, y, z  the same datasets as /time, /x, /y, /z (hard links: group="fields" opens alone)
-    /fields/stored    (time,) uint8                  1 where the field was stored (output.field_every: every k-th
-                                                     snapshot and the last; files before it store every one)
-    /cells/stored     (time,) uint8                  the same for the columns il2 .. pstat5 (output.cells_every);
-                                                     NaN where not stored
-    /il2              the same dataset as /fields/il2 (a hard link, so xarray finds it at the root)
-    /cells/cell       (cell,) index                  dimension scale
-    /cells/time       the same dataset as /time (a hard link: xarray's group="cells" gets the time coordinate)
-    /cells/x|y|z      (cell,) um
-    /cells/type       (cell,) int32 index into /cells/type_names (dimension scale /cells/cell_type)
-    /cells/il2        (time, cell) float32 pM seen by each cell
-    /cells/uptake     (time, cell) molecules/s
-    /cells/receptors  (time, cell) high-affinity (IL-2Ra/b/gc) receptors per cell
-    /cells/receptors_intermediate  (time, cell) intermediate-affinity (IL-2Rb/gc) receptors per cell
-    /cells/pstat5     (time, cell) pSTAT5 level, 0..1
-    /solver/relative_residual, backward_error, newton_iterations, krylov_iterations
-                      (time,) how the solve behind each snapshot ended (SOLVER_COLUMNS; schema 3);
-                      /solver/time is a hard link to /time
-    /cell_types/*     per-type parameters along the dimension scale cell_type (the type names): name,
-                      secretion_molecules_per_s, receptors (IL-2Ra), il2rb, gc (inf: not limiting), km_pM,
-                      km_intermediate_pM, k_int_per_s
-    /attribution/     steady runs (attribution.py): who took up whose IL-2 at the steady field
-        source, responder            names (dimension scales); a source is a secreting cell type or 'boundary'
-        cell                         the same dataset as /cells/cell (a hard link, so that the group opens alone)
-        uptake_molecules_per_s       (source, responder) uptake of each responder type from each source
-        output_molecules_per_s       (source,) what each source puts in
-        by_cell_molecules_per_s      (cell, source) float32, each cell's uptake from each source
-        autocrine_molecules_per_s    (cell,) float32, each cell's uptake of its own secretion
-        attrs closure                sum over cells of |sum of its shares - its uptake| / total uptake
-              autocrine_window_change how much the local autocrine solve still changed (attribution.py)
-              autocrine_exact         1: the autocrine part from one global solve per secreting cell (0 there)
-    /readouts/*       (cell_type,) per-type readouts of the last field, as printed (readouts.TypeReadout):
-                      count, mean_il2_pM, mean_uptake_molecules_per_s, total_uptake_molecules_per_s,
-                      mean_pstat5, pstat5_positive_fraction, mean_receptors, mean_receptors_intermediate;
-                      attrs time_s, pstat5_threshold; dimension scale cell_type: the type names
-    /meta/config      the resolved config, YAML text
-    /meta/command_line
-    /checkpoint/il2_0, il2_1
-                      (nx, ny, nz) transient and coupled runs: snapshot i in the run's own precision
-                      in slot i % 2; `resume` continues from snapshot n_snapshots - 1 (at /time[n - 1])
-    /checkpoint/<name>_0, <name>_1
-                      the rest of the state, per cell (steppers.py `checkpoint`): il2ra (cell,), each
-                      cell's IL-2Ra (coupled and tissue runs); walk_position_um, walk_velocity_um_per_s,
-                      walk_displacement_um (cell, 3) and walk_key (2,) uint32 (tissue runs: motility.py)
-    /cells/track_x, track_y, track_z
-                      (time, cell) um, tissue runs: where each cell is at each snapshot (cells move;
-                      /cells/x, y, z are where they started)
-
-Fields are held as (nx, ny, nz) in memory and stored (z, y, x), the order netCDF, xarray and
-ParaView expect for C-ordered arrays. A snapshot counts once `n_snapshots` says so: it is
+The layout, its columns and its version are layout.py's. A snapshot counts once `n_snapshots` says so: it is
 raised, and the file flushed, only after all of the snapshot's datasets are written, so a run
 killed at any moment leaves a file whose first n_snapshots snapshots are complete.
 """
@@ -81,88 +20,11 @@ import numpy as np
 
 from .. import __version__
 from ..cells import type_table
-from . import xdmf
+from . import layout, xdmf
+from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS,
+                     TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
 from ._holder import HoldsFile
 from .folder_lock import FolderLock
-
-SCHEMA_VERSION = 3  # 3: /solver/*; readers accept 2
-CHUNK_BYTES = 4 * 2**20
-TYPE_SCALE = "cell_type"  # the per-type groups' dimension scale: the type names, so that xarray selects by name
-CELL_COLUMNS = {"il2": "pM", "uptake": "molecules/s", "receptors": "receptors per cell",
-                "receptors_intermediate": "receptors per cell", "pstat5": "1"}
-TRACK_COLUMNS = {"track_x": "um", "track_y": "um", "track_z": "um"}  # tissue runs: cells that move
-# tissue runs with fate.enabled (fate.py): alive, cell_id, ...; the other columns NaN where not alive
-FATE_COLUMNS = {"alive": "1", "cell_id": "index", "parent": "index", "lineage": "index", "divisions": "divisions",
-                "pstat5_mean": "1"}
-# runs with contact delivery (contact.py): what each cell hands over and takes up in contacts (in `uptake` too)
-CONTACT_COLUMNS = {"handed": "molecules/s", "received": "molecules/s"}
-
-
-def estimated_bytes(scenario) -> int:
-    """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
-    n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
-    columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.solver_kind == "tissue" else 0)
-    columns += len(FATE_COLUMNS) if scenario.settings.fate.enabled else 0
-    columns += len(CONTACT_COLUMNS) if any(t.contact_fraction > 0 for t in scenario.settings.types.values()) else 0
-    settings = scenario.settings
-    n_snapshots = len(settings.snapshot_times_s)
-    n_fields = sum(stores(i, settings.field_every, settings) for i in range(n_snapshots))
-    n_cell_rows = sum(stores(i, settings.cells_every, settings) for i in range(n_snapshots))
-    per_snapshot = 4 * (columns - len(CELL_COLUMNS)) * n_cells + 9
-    per_cell = 1 + (9 + 8 if scenario.settings.solver_kind == "tissue" else 0)  # IL-2Ra; a tissue run's walk and fate
-    state = 2 * 8 * (n_voxels + per_cell * n_cells)  # two checkpoint slots, at most 8 bytes a value
-    static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
-    static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
-    return 4 * (n_fields * n_voxels + n_cell_rows * len(CELL_COLUMNS) * n_cells) + n_snapshots * per_snapshot + state + static
-
-
-# /solver/*, one value per snapshot: how the nonlinear solve(s) behind it ended (the worst since
-# the previous snapshot; a snapshot that needed no solve, such as t = 0 of a transient run, holds
-# 0); solvers/steady.py defines the two accuracy measures
-SOLVER_COLUMNS = {
-    "relative_residual": ("f8", "1"),  # ||F(c)|| / ||F(0)||
-    "backward_error": ("f8", "1"),  # ||F(c)|| / (||J|| ||c|| + ||F(0)||)
-    "newton_iterations": ("i4", "1"),
-    "krylov_iterations": ("i4", "1"),
-}
-
-
-def checkpoint_slot(snapshot: int, name: str = "il2") -> str:
-    """The checkpoint dataset holding snapshot `snapshot` (two slots, used in turn)."""
-    return f"{name}_{snapshot % 2}"
-
-
-def saved_state(f: h5py.File, snapshot: int) -> dict[str, np.ndarray]:
-    """The checkpointed state of snapshot `snapshot` other than the field, by name ({} for none)."""
-    group, suffix = f.get("checkpoint", {}), f"_{snapshot % 2}"
-    return {key[: -len(suffix)]: group[key][...] for key in group if key.endswith(suffix) and key != checkpoint_slot(snapshot)}
-
-
-def _cell_column(group: h5py.Group, name: str, units: str, n: int, compression: str, time=None) -> h5py.Dataset:
-    """An empty (time, cell) float32 column of the cells group, its dimension scales attached."""
-    d = group.create_dataset(name, shape=(0, n), maxshape=(None, n if n else None), dtype="f4", fillvalue=np.float32(np.nan),
-                             chunks=(1, max(n, 1)), **_compression(compression))
-    d.attrs["units"] = units
-    d.dims[0].attach_scale(group.file["time"] if time is None else time)
-    d.dims[1].attach_scale(group["cell"])
-    return d
-
-
-def _stored_flags(group: h5py.Group, what: str, every: int, time: h5py.Dataset) -> h5py.Dataset:
-    """The group's (time,) uint8 `stored`: 1 at the snapshots where `what` is written."""
-    d = group.create_dataset("stored", shape=(0,), maxshape=(None,), dtype="u1", chunks=(1024,))
-    d.attrs.update(long_name=f"1 where {what} of the snapshot is stored", every=every)
-    d.dims[0].attach_scale(time)
-    return d
-
-
-def _type_scale(group: h5py.Group, names) -> h5py.Dataset:
-    """The group's own `cell_type` dimension scale holding the type names (netCDF: a string
-    coordinate), so that xarray opens the group alone and selects by name."""
-    scale = group.create_dataset(TYPE_SCALE, data=np.asarray(names, dtype=h5py.string_dtype()))
-    scale.make_scale(TYPE_SCALE)
-    return scale
-
 
 class OutputError(OSError):
     """The output file cannot be written (raised before any computing), or writing it failed."""
@@ -200,23 +62,6 @@ def _first_line(err: BaseException) -> str:
 UNCLOSED: list[Path] = []
 
 TEMPORARY_PREFIX = "."  # a file being laid out is .il2rd.h5.<pid>.tmp beside its final name
-
-
-def _compression(kind: str) -> dict:
-    if kind == "gzip":
-        return dict(compression="gzip", compression_opts=4, shuffle=True)
-    if kind == "zstd":
-        import hdf5plugin
-
-        return dict(**hdf5plugin.Zstd(clevel=3), shuffle=True)
-    return {}
-
-
-def stores(index: int, every: int, settings) -> bool:
-    """Whether snapshot `index` is one of every k-th (output.field_every, output.cells_every), counted
-    from the first, or the run's last."""
-    return index % every == 0 or index == len(settings.snapshot_times_s) - 1
-
 
 def _present(*datasets) -> tuple:
     return tuple(d for d in datasets if d is not None)
@@ -335,21 +180,21 @@ class Hdf5Writer(HoldsFile):
         fields = f.require_group("fields")
         field = fields.create_dataset(  # NaN where not written: a skipped snapshot reads as no value, on no disk
             "il2", shape=(0, nz, ny, nx), maxshape=(None, nz, ny, nx), dtype="f4", fillvalue=np.float32(np.nan),
-            chunks=(1, z_per_chunk, ny, nx), **_compression(compression),
+            chunks=(1, z_per_chunk, ny, nx), **layout.compressed(compression),
         )
         field.attrs.update(units="pM", long_name="IL-2 concentration")
         for dim, name in enumerate(("time", "z", "y", "x")):
             field.dims[dim].label = name
             field.dims[dim].attach_scale(scales[name])
         f["il2"] = field  # hard link: the same dataset at the root, for xarray
-        _stored_flags(fields, "the field", settings.field_every, time)
+        layout.stored_flags(fields, "the field", settings.field_every, time)
         for name, scale in scales.items():  # hard links: the group opens alone in xarray with its coordinates
             fields[name] = scale
         f["cells/time"] = time  # and the time axis in the cells group, so that it opens alone with its coordinate
 
         g = f.require_group("cells")
         n = len(pop)
-        packed = _compression(compression) if n else {}
+        packed = layout.compressed(compression) if n else {}
         cell = g.create_dataset("cell", data=np.arange(n, dtype=np.int32), **packed)
         cell.make_scale("cell")
         for axis, name in enumerate("xyz"):
@@ -365,8 +210,8 @@ class Hdf5Writer(HoldsFile):
         type_scale.make_scale("cell_type")
         type_names.dims[0].attach_scale(type_scale)
         for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
-            _cell_column(g, name, units, n, compression)
-        _stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", settings.cells_every, time)
+            layout.cell_column(g, name, units, n, compression)
+        layout.stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", settings.cells_every, time)
 
         solver = f.require_group("solver")  # how accurately each snapshot's field was solved
         solver["time"] = time  # hard link: the group opens alone in xarray with its time coordinate
@@ -376,7 +221,7 @@ class Hdf5Writer(HoldsFile):
             d.dims[0].attach_scale(time)
 
         t = f.require_group("cell_types")
-        per_type = _type_scale(t, names)
+        per_type = layout.type_scale(t, names)
         t.create_dataset("name", data=names)
         for key, values in type_table(settings.types, pop.type_names).items():
             t.create_dataset(key, data=values)
@@ -457,7 +302,7 @@ class Hdf5Writer(HoldsFile):
         i = self.n_snapshots
         for name, units in {**TRACK_COLUMNS, **FATE_COLUMNS, **CONTACT_COLUMNS}.items():
             if name in columns and name not in self.cells:  # the first snapshot of a tissue run (or with contacts)
-                self.cells[name] = _cell_column(self.file["cells"], name, units, len(columns[name]),
+                self.cells[name] = layout.cell_column(self.file["cells"], name, units, len(columns[name]),
                                                 self.scenario.settings.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
@@ -508,9 +353,9 @@ class Hdf5Writer(HoldsFile):
         m = g.create_dataset("uptake_molecules_per_s", data=attribution.matrix_molecules_per_s)
         o = g.create_dataset("output_molecules_per_s", data=attribution.output_molecules_per_s)
         c = g.create_dataset("by_cell_molecules_per_s", data=attribution.by_cell_molecules_per_s.astype(np.float32),
-                             **_compression(self.scenario.settings.compression) if len(attribution.by_cell_molecules_per_s) else {})
+                             **layout.compressed(self.scenario.settings.compression) if len(attribution.by_cell_molecules_per_s) else {})
         a = g.create_dataset("autocrine_molecules_per_s", data=attribution.autocrine_molecules_per_s.astype(np.float32),
-                             **_compression(self.scenario.settings.compression) if len(attribution.autocrine_molecules_per_s) else {})
+                             **layout.compressed(self.scenario.settings.compression) if len(attribution.autocrine_molecules_per_s) else {})
         a.attrs["units"] = "molecules/s"
         a.dims[0].attach_scale(self.file["cells/cell"])
         for d, dims in ((m, ("source", "responder")), (o, ("source",)), (c, (None, "source"))):
@@ -534,7 +379,7 @@ class Hdf5Writer(HoldsFile):
         g = self.file.require_group("readouts")
         for name in list(g):
             del g[name]
-        per_type = _type_scale(g, [t.name for t in summary.types])
+        per_type = layout.type_scale(g, [t.name for t in summary.types])
         for column in dataclasses.fields(summary.types[0]) if summary.types else ():
             if column.name == "name":
                 continue

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from ._holder import HoldsFile
-from .hdf5 import CELL_COLUMNS, CONTACT_COLUMNS, FATE_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
+from .layout import CELL_COLUMNS, CONTACT_COLUMNS, FATE_COLUMNS, TRACK_COLUMNS, TYPE_SCALE
 
 
 class LazyArray:
