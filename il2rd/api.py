@@ -123,7 +123,7 @@ def override_text(value: Any, key: str = "value") -> str:
 
 
 def _config_groups() -> tuple[str, ...]:
-    from .cli import config_dir
+    from .schema import config_dir
 
     return tuple(p.name for p in config_dir().iterdir() if p.is_dir())
 
@@ -164,7 +164,7 @@ def _hydra_compose(overrides: list[str]) -> DictConfig:
     from hydra.errors import ConfigCompositionException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    from .cli import config_dir
+    from .schema import config_dir
     from .config import ConfigError
     from .schema import register_configs
 

@@ -31,7 +31,6 @@ if _as_command():  # Ctrl-C from start-up on ends the command cleanly
     signal.signal(signal.SIGINT, _interrupted_at_start_up)
 
 import logging  # noqa: E402  (after the handler: importing JAX and Hydra takes seconds)
-from importlib import resources  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -39,19 +38,11 @@ from omegaconf import DictConfig  # noqa: E402
 from . import overrides  # noqa: E402
 from .placement import PlacementError  # noqa: E402
 from .config import ConfigError  # noqa: E402
-from .schema import register_configs  # noqa: E402
+from .schema import config_dir, register_configs  # noqa: E402,F401  (config_dir: here before schema.py)
 from .io.hdf5 import OutputError  # noqa: E402
 from .runfolder import FAILED_MARKER, failure_text, mark_failed  # noqa: E402,F401  (FAILED_MARKER: collect's)
 
 log = logging.getLogger("il2rd")
-
-
-def config_dir() -> Path:
-    """The shipped configs: inside the installed package (wheel), else the repository's configs/."""
-    packaged = Path(str(resources.files("il2rd"))) / "configs"
-    if (packaged / "config.yaml").is_file():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "configs"
 
 
 register_configs()

@@ -57,7 +57,7 @@ COLUMNS = ("scenario", "responder", "cells", "mean_il2_pM", "pstat5_positive_fra
 def _compose(name: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from .cli import config_dir
+    from .schema import config_dir
     from .schema import register_configs
 
     register_configs()

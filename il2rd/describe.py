@@ -126,7 +126,7 @@ def compose(extra: list[str] = ()) -> DictConfig:
     """The config `il2rd <extra>` would run with, its Hydra node included (hydra.runtime.choices)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from .cli import config_dir
+    from .schema import config_dir
     from .schema import register_configs
 
     register_configs()
@@ -160,7 +160,7 @@ def _types(cfg: DictConfig) -> list[str]:
 
 
 def _options(group: str) -> list[str]:
-    from .cli import config_dir
+    from .schema import config_dir
 
     folder = config_dir() / group
     names = sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")) if folder.is_dir() else []

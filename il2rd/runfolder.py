@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import h5py
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config, host, schema, steppers, validate
 from .io.hdf5 import Hdf5Writer, OutputError, lock_output
+from .integrate import SimulationError
 from .io.folder_lock import FolderLock
 
 log = logging.getLogger("il2rd")
@@ -99,9 +101,13 @@ def completed_file(path: Path, key: str) -> bool:
     return found is not None and found.complete and found.key == key
 
 
-def output_path(settings, output_dir: Path | None) -> Path:
-    from .simulate import default_output_dir
+def default_output_dir() -> Path:
+    """outputs/<date>/<time>, Hydra's own default run folder, for runs composed in Python."""
+    now = datetime.now()
+    return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
+
+def output_path(settings, output_dir: Path | None) -> Path:
     out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
     return out / FILE_NAME
 
@@ -261,8 +267,6 @@ FAILED_MARKER = "il2rd.failed"  # in a run's folder: why it failed (removed once
 
 def failure_text(err: BaseException) -> str:
     """The one line a failed run records: its kind and the error's message."""
-    from .simulate import SimulationError
-
     kind = "simulation failed" if isinstance(err, SimulationError) else "error"
     return f"{kind}: " + " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from . import boundaries
@@ -21,7 +23,17 @@ from .dynamics import ReceptorFeedback
 from .fate import HOUR_S, FateSettings
 from .receptors import Signalling
 
+
+def config_dir() -> Path:
+    """The shipped configs: inside the installed package (wheel), else the repository's configs/."""
+    packaged = Path(str(resources.files("il2rd"))) / "configs"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
 PER_TYPE = "per_type"  # physics.cell_radius: each cell type's own radius (cell_types.<name>.radius)
+
 
 def described(default: Any, help: str, unit: str = ""):
     """A schema field with its meaning (`help`) and `unit` ('' for a number without one, a name

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import time as wallclock
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +61,6 @@ def solve(stepper: steppers.Stepper, settings, on_snapshot, progress: bool = Tru
         start = (t_s, stepper.restore(field, saved))
     return integrate(stepper, settings.snapshot_times_s, settings.dt_s, on_snapshot, start=start, batched=batched,
                      progress=progress)
-
-
-def default_output_dir() -> Path:
-    now = datetime.now()
-    return Path("outputs") / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
 
 def _at_state(scenario, stepper: steppers.Stepper, state, t_s: float):
