@@ -58,13 +58,19 @@ from .tables import percent, table, value, wrap
 
 BOUNDARY = "boundary"  # the source name of IL-2 fed in through fixed faces
 CIRCULATION = "circulation"  # the source name of IL-2 fed in by exchange with blood and lymph (vessels.py)
-# The autocrine part exactly where it is affordable: one global solve per secreting cell (the same
-# solves as the type shares, so a lone source's autocrine part equals its own type's share) while
-# (secreting cells, to the next power of two) x (voxels or cells, the larger) stays within this
-# many unknowns: e.g. up to 8 sources at 128^3, 512 at 32^3. Beyond it, the local-window lower
-# bound, which is within 0.1 % on the default T zone but can be tens of % low where consumers are
-# sparse and IL-2 travels far (one source in a small box).
+# The autocrine part exactly, from one global solve per secreting cell (the same solves as the type
+# shares, so a lone source's autocrine part equals its own type's share), where that is affordable:
+# (secreting cells, to the next power of two) x (voxels or cells, the larger) within this many
+# unknowns (e.g. up to 8 sources at 128^3, 512 at 32^3) ...
 EXACT_AUTOCRINE_UNKNOWNS = 2**24
+# ... and worth it: up to this many secreting cells at once (each solve costs about the steady
+# solve's linear part: 512 of them took 3 s against a 7 ms steady solve on a 32^3 T zone), and
+# beyond it wherever the window solves (autocrine.py) still rose by more than this fraction from
+# half-width w - 1 to w, the sign of IL-2 travelling further than the window (sparse consumers;
+# the rise overstates what remains: on the 32^3 default T zone it was 1.3 % where the window was at
+# most 0.47 % (median 0.07 %) below the exact value, and the window took 0.1 s against 2.8 s)
+EXACT_AUTOCRINE_CELLS = 32
+WINDOW_CHANGE_EXACT = 0.03
 
 
 
@@ -240,7 +246,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     (contact.py, dynamics.contact_columns): a source's output is what it secretes into the field
     and what it hands over, and what a cell receives is its uptake of that source's IL-2.
     exact_autocrine_unknowns: the autocrine part by one global solve per secreting cell up to this
-    size (EXACT_AUTOCRINE_UNKNOWNS), else by the local window."""
+    size (EXACT_AUTOCRINE_UNKNOWNS) where the secreting cells are few (EXACT_AUTOCRINE_CELLS) or the
+    local window has not converged (WINDOW_CHANGE_EXACT), else by the local window (autocrine.py)."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
     options = options or settings.options
     secreting = [k for k, name in enumerate(pop.type_names)
@@ -259,7 +266,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     secretes = np.isin(pop.type_index, secreting)
     mine = np.flatnonzero(secretes)
     padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
-    exact = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
+    affordable = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
+    exact = affordable and padded <= EXACT_AUTOCRINE_CELLS
     # the sources' fields, and with `exact` each secreting cell's own one (A^-1 s_i), in one batched call
     rhs = jnp.asarray(secretions, coef.dtype)
     if exact:
@@ -302,14 +310,20 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     if with_blood:  # what the vessels feed in
         output.append(to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64)
                                                 * np.asarray(coef.exchange_target_pM, np.float64)))))
-    if exact:  # each secreting cell's uptake of its own field
-        own = solved[len(secreting):len(rhs)]
-        own_uptake, change = np.zeros(n_cells), 0.0
-        own_uptake[mine] = [to_molecules(taken(own[k]))[i] for k, i in enumerate(mine)]
-    elif share is None:
-        own_uptake, change = autocrine.point_sinks(c, grid, coef, pop, secretes, options, volume, autocrine_half_width)
+    def own_uptake_of(own_fields):  # each secreting cell's uptake of its own field
+        taken_own = np.zeros(n_cells)
+        taken_own[mine] = [to_molecules(taken(own_fields[k]))[i] for k, i in enumerate(mine)]
+        return taken_own
+
+    if exact:
+        own_uptake, change = own_uptake_of(solved[len(secreting):len(rhs)]), 0.0
     else:
-        own_uptake, change = autocrine.stencils(c, scenario, law, share, sigma, secretes, options, autocrine_half_width)
+        own_uptake, change = (autocrine.point_sinks(c, grid, coef, pop, secretes, options, volume, autocrine_half_width)
+                              if share is None else
+                              autocrine.stencils(c, scenario, law, share, sigma, secretes, options, autocrine_half_width))
+        if affordable and change > WINDOW_CHANGE_EXACT:  # IL-2 travels beyond the window: the global solves after all
+            own = _own_secretions(scenario, mine, padded, law).astype(coef.dtype)
+            own_uptake, change, exact = own_uptake_of(source_fields(c, own, grid, coef, False, options, False)[0]), 0.0, True
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, own_uptake, change,
                        pop.type_index, autocrine_exact=bool(exact))
 

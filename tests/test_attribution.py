@@ -17,7 +17,7 @@ from compose import compose_config
 
 from helpers import closure_fields
 
-from il2rd import cells, config, readouts, subgrid, units
+from il2rd import attribution, cells, config, readouts, subgrid, units
 from il2rd.attribution import BOUNDARY, attribute, source_fields, type_secretions
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
@@ -296,3 +296,24 @@ def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
             assert fraction == pytest.approx(kappa * r / (1 + kappa * r), rel=1e-6)
             limit = 4 * math.pi * subgrid.LATTICE_GREEN_ORIGIN * RADIUS / h  # 0.79 at 20 um
             assert fraction / sphere == pytest.approx(limit, abs=0.02)
+
+
+def test_many_sources_in_sparse_tissue_get_the_exact_autocrine_part(monkeypatch):
+    """More secreting cells than EXACT_AUTOCRINE_CELLS among few consumers: IL-2 travels beyond the
+    local window (it is tens of % low and still rose by more than WINDOW_CHANGE_EXACT), so the
+    autocrine part comes from the global solves after all, as the few-sources route computes it."""
+    sc = scenario_of("grid.shape=[16,16,16]", *TIGHT, "cell_types.treg.density=null", "cell_types.naive_t.density=null",
+                     "cell_types.il2_producer.density=null", "+cell_types.il2_producer.count=40", "+cell_types.treg.count=4")
+    c = steady(sc)
+    assert np.count_nonzero(sc.population.type_index == sc.population.type_names.index("il2_producer")) > attribution.EXACT_AUTOCRINE_CELLS
+    a = attribute(c, sc)
+    window = attribute(c, sc, exact_autocrine_unknowns=0)  # no global solves allowed
+    assert a.autocrine_exact and not window.autocrine_exact
+    assert window.autocrine_window_change > attribution.WINDOW_CHANGE_EXACT
+    mine = a.autocrine_molecules_per_s > 0
+    assert np.all(window.autocrine_molecules_per_s[mine] <= a.autocrine_molecules_per_s[mine] * (1 + 1e-9))
+    assert np.max(1 - window.autocrine_molecules_per_s[mine] / a.autocrine_molecules_per_s[mine]) > 0.1
+    monkeypatch.setattr(attribution, "EXACT_AUTOCRINE_CELLS", 1 << 20)  # the few-sources route, batched with the shares
+    direct = attribute(c, sc)
+    assert direct.autocrine_exact
+    np.testing.assert_allclose(a.autocrine_molecules_per_s, direct.autocrine_molecules_per_s, rtol=1e-8, atol=1e-15)
