@@ -64,6 +64,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--repeats", type=int, default=1, help="warm runs (the best is reported)")
+    parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,8 @@ def main(argv=None):
         rows["cache off"] = run_once(tmp / "off", tmp / "cache-unused", "devices.compilation_cache=false")
     result = {"machine": _machine(), "import_s": import_seconds(), "runs": rows, "targets_s": TARGETS_S}
     (out / "default_run.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
     lines = [f"# The default run (`il2rd`), whole process: {result['machine']}", "",
              f"Importing il2rd's command alone: {result['import_s']:.2f} s.", "",
              "| run | process (s) | target (s) | met | run in file (s) | " + " | ".join(STAGES) + " |",

@@ -10,8 +10,8 @@
 #   here:  echo /.whl/ >> .git/info/exclude; pip download --no-deps py-pde==0.59.0 -d .whl
 #   run:   carry [".whl"]   (anything in .whl/*.whl is installed with --no-index --no-deps)
 # Without it the py-pde rows are skipped and the report says so.
-# Issue 15's three days of the default node (benchmarks/tissue_days.py) composes a Hydra config: it runs
-# after the suite when hydra-core, omegaconf and antlr4-python3-runtime wheels are carried in .whl too
+# The sections that run il2rd as a user does (attribution, sweep, days: issue 17's targets) compose a
+# Hydra config: they run when hydra-core, omegaconf and antlr4-python3-runtime wheels are carried in .whl too
 #   here:  pip download --no-deps hydra-core==1.3.2 omegaconf==2.3.0 -d .whl; pip wheel --no-deps antlr4-python3-runtime==4.9.3 -w .whl
 #
 # Writes $OUT/gpu.json, $OUT/gpu.md, $OUT/gpu_scaling.png and $OUT/gpu.log
@@ -45,12 +45,13 @@ import jax
 print("import check ok: jax", jax.__version__, jax.devices(), "| peers:", peers.available())
 PYEOF
 
-timeout 285 $PY benchmarks/run.py --gpu --out "$OUT" --budget-s "$BUDGET_S" 2>&1 | tee "$OUT/gpu.log"
-status=${PIPESTATUS[0]}
-if $PY -c "import hydra, omegaconf" 2>/dev/null; then   # with the carried Hydra wheels: days of the node
-    timeout 150 $PY benchmarks/tissue_days.py --out "$OUT" 2>&1 | tee "$OUT/tissue_days.log"
+SECTIONS="stencil steady transient scaling"
+if $PY -c "import hydra, omegaconf" 2>/dev/null; then   # with the carried Hydra wheels: what a user waits for
+    SECTIONS="$SECTIONS attribution sweep days"
 else
-    echo "gpu.sh: hydra-core/omegaconf not importable: tissue_days.py skipped (carry their wheels in .whl)"
+    echo "gpu.sh: hydra-core/omegaconf not importable: sections attribution, sweep, days skipped (carry their wheels in .whl)"
 fi
+timeout 285 $PY benchmarks/run.py --gpu --out "$OUT" --budget-s "$BUDGET_S" --sections $SECTIONS 2>&1 | tee "$OUT/gpu.log"
+status=${PIPESTATUS[0]}
 ls -la "$OUT"
 exit $status

@@ -13,7 +13,6 @@ import time
 import numpy as np
 
 from common import log
-from il2rd.solvers.precond import _second_difference_matrix
 
 try:
     import scipy
@@ -29,17 +28,13 @@ except ImportError:
 
 
 # --------------------------------------------------------------------------------------- SciPy
-def _second_difference(n: int, kinds: tuple[str, str]):
-    """-d^2/dx^2 on n voxels (h = 1) with il2rd's ghost rules, sparse (check_operator compares the
-    assembled matrix with il2rd's matrix-free operator)."""
-    return sp.csr_matrix(_second_difference_matrix(n, kinds))
-
-
 def minus_laplacian(grid):
     """-lap (1/um^2) of il2rd's homogeneous operator as a CSR matrix (float64)."""
     nx, ny, nz = grid.shape
     ix, iy, iz = (sp.identity(k, format="csr") for k in grid.shape)
-    lx, ly, lz = (_second_difference(n, grid.axis_boundary(a)) for a, n in enumerate(grid.shape))
+    # each axis's -d^2/dx^2 with il2rd's ghost rules (check_operator compares the assembled matrix with
+    # il2rd's matrix-free operator)
+    lx, ly, lz = (sp.csr_matrix(grid.axis_second_difference(a)) for a in range(3))
     lap = sp.kron(sp.kron(lx, iy), iz) + sp.kron(sp.kron(ix, ly), iz) + sp.kron(sp.kron(ix, iy), lz)
     return (lap / grid.spacing_um**2).tocsr()
 

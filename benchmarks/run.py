@@ -6,21 +6,29 @@
     python benchmarks/run.py --sections stencil steady --out DIR
 
 Sections (each module's docstring states exactly what it measures):
-  stencil    memory bandwidth (copy, triad) and the explicit step's voxel updates/s vs roofline
-  steady     time to a steady field vs SciPy CG / direct / Newton-CG, py-pde, il2rd's own
-             transient solvers run to steady state
-  transient  simulated seconds per wall second, il2rd implicit/explicit vs py-pde
-  scaling    steady solve time and peak memory vs lattice size and cell count (subprocesses)
-Writes OUT/<tag>.json, OUT/<tag>.md and OUT/<tag>_scaling.png, tag = quick | cpu | gpu.
-Imports no hydra/omegaconf (runs on an image with only JAX, numpy, matplotlib; SciPy and py-pde
-rows are skipped, and say so, where those are missing).
+  stencil      memory bandwidth (copy, triad) and the explicit step's voxel updates/s vs roofline
+  steady       time to a steady field vs SciPy CG / direct / Newton-CG, py-pde, il2rd's own
+               transient solvers run to steady state
+  transient    simulated seconds per wall second, il2rd implicit/explicit vs py-pde
+  scaling      steady solve time and peak memory vs lattice size and cell count (subprocesses)
+and what a user waits for, each its own script in a subprocess (they compose il2rd's config, so
+they need hydra-core, which the sections above do not):
+  run          the default `il2rd` run, whole process: empty, warm and no compilation cache (default_run.py)
+  attribution  the source attribution against the steady solve, warm (attribution_time.py)
+  sweep        batched vs one at a time vs one process per point (sweep_throughput.py)
+  days         three days of the default node with cells that move, divide and die (tissue_days.py)
+Writes OUT/<tag>.json, OUT/<tag>.md and OUT/<tag>_scaling.png, tag = quick | cpu | gpu; the
+markdown opens with issue 17's targets, measured, met or missed and by how much.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 # SciPy's CG spends its time in BLAS-1 dots and axpys; multithreaded OpenBLAS made it 2.6x slower
@@ -36,7 +44,7 @@ import jax  # noqa: E402
 import common  # noqa: E402  (enables float64 in JAX)
 import report  # noqa: E402
 
-SECTIONS = ("stencil", "steady", "transient", "scaling")
+SECTIONS = ("stencil", "steady", "transient", "scaling", "run", "attribution", "sweep", "days")
 
 
 def main(argv=None):
@@ -139,6 +147,39 @@ def main(argv=None):
         scaling.plot(res["scaling"], png, f"il2rd steady solve, {res['machine']['cpu']}, {res['machine']['jax_backend']}")
         res["plot"] = os.path.basename(png)
         done("scaling", t0)
+
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def script(name: str, *script_args: str) -> dict | None:
+        """benchmarks/<name> in its own process, its JSON result (None, with a note, if it failed)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            found = os.path.join(tmp, "result.json")
+            command = [sys.executable, os.path.join(here, name), *(a.replace("{json}", found).replace("{dir}", tmp) for a in script_args)]
+            done_ = subprocess.run(command, capture_output=True, text=True)
+            if done_.returncode != 0 or not os.path.exists(found):
+                res["notes"].append(f"{name} failed (exit {done_.returncode}): {done_.stderr.strip().splitlines()[-1:]}")
+                common.log(res["notes"][-1])
+                return None
+            with open(found) as f:
+                return json.load(f)
+
+    if want("run"):
+        t0 = time.perf_counter()
+        res["default_run"] = script("default_run.py", "--out", "{dir}", "--json", "{json}")
+        done("run", t0)
+    if want("attribution"):
+        t0 = time.perf_counter()
+        res["attribution"] = script("attribution_time.py", "--json", "{json}", *(["--quick"] if quick else []))
+        done("attribution", t0)
+    if want("sweep"):
+        t0 = time.perf_counter()
+        size = ["--points", "8", "--size", "32", "--batch-size", "4", "--process-points", "2"] if quick else []
+        res["sweep"] = script("sweep_throughput.py", "--json", "{json}", *size)
+        done("sweep", t0)
+    if want("days"):
+        t0 = time.perf_counter()
+        res["days"] = script("tissue_days.py", "--out", "{dir}", "--json", "{json}", *(["--quick"] if quick else []))
+        done("days", t0)
 
     res["hydra_or_omegaconf_imported"] = any(m in sys.modules for m in ("hydra", "omegaconf"))
     save()

@@ -13,7 +13,7 @@ Problems (the scenario of common.scenario: n^3 voxels of 10 um, zero-flux faces,
 il2rd rows: steady_field (Newton-Krylov, multigrid V-cycle preconditioner) on both problems; its
 PCG alone (krylov.pcg + one V-cycle per iteration, and + the mean-operator inverse, one solve to
 1e-6 each) on the linear one; explicit Euler
-(transient.advance) and backward Euler (transient.implicit_step) run from c = 0 until the
+(steppers.advance of ForwardEuler) and backward Euler (transient.implicit_step) run from c = 0 until the
 steady residual is <= 1e-6, inside one jitted while_loop each.
 Peers: SciPy CG (plain and Jacobi) and SuperLU on the linear problem, a SciPy Newton-CG (same
 inexact Newton as il2rd, Jacobi CG, float64) on the nonlinear one, py-pde's forward Euler on the
@@ -32,12 +32,12 @@ import numpy as np
 
 import peers
 from common import log, scenario, timed, wait_quiet
-from il2rd import kinetics
+from il2rd import kinetics, steppers
 from il2rd.solvers.krylov import pcg
 from il2rd.solvers.multigrid import Multigrid
 from il2rd.solvers.precond import MeanOperatorInverse
 from il2rd.solvers.steady import SolverOptions, preconditioner, steady_field
-from il2rd.solvers.transient import advance, explicit_stable_dt, implicit_step
+from il2rd.solvers.transient import explicit_stable_dt, implicit_step
 
 RTOL = 1e-6
 IMPLICIT_DT = (10.0, 100.0)  # s: il2rd's default transient dt, and a longer one
@@ -68,7 +68,7 @@ def explicit_to_steady(grid, coef, dt, chunk, max_chunks, rtol):
 
     def body(s):
         c, k, _ = s
-        c, _ = advance(c, grid, coef, dt, chunk, "explicit", SolverOptions())
+        c, _ = steppers.advance(steppers.build("explicit", coef, grid, SolverOptions()), c, 0.0, dt, chunk)
         return c, k + 1, _norm(kinetics.residual(c, grid, coef)) / f0
 
     c, k, r = jax.lax.while_loop(cond, body, (jnp.zeros(grid.shape, coef.dtype), 0, jnp.asarray(jnp.inf, coef.dtype)))

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import json
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,6 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 
 def overrides(n_points: int, size: int) -> list[list[str]]:
@@ -92,11 +90,10 @@ def main():
     p.add_argument("--json")
     args = p.parse_args()
 
+    from il2rd import config, steppers
     from il2rd.scenario import Scenario
     from il2rd.simulate import run
-    from il2rd.solvers.steady import steady_field, steady_field_batch
-    from il2rd.sweep import _stack, run_batched
-    from il2rd import config
+    from il2rd.sweep import run_batched
 
     sets = overrides(args.points, args.size)
     cfgs = compose_all(sets)
@@ -118,12 +115,11 @@ def main():
 
     # the solve alone: one vmapped batch against a loop of single solves
     scenarios = [Scenario.build(config.parse(c)) for c in cfgs[: args.batch_size]]
-    grid, options = scenarios[0].grid, scenarios[0].settings.options
-    coef = _stack([s.coefficients for s in scenarios])
-    steady_field_batch(grid, coef, options=options)[0].block_until_ready()
-    t_solve_batch, _ = timed(lambda: steady_field_batch(grid, coef, options=options)[0].block_until_ready())
-    t_solve_loop, _ = timed(lambda: [steady_field(grid, s.coefficients, options=options)[0].block_until_ready()
-                                     for s in scenarios])
+    singles = [steppers.for_scenario(s) for s in scenarios]
+    stacked = steppers.stack(singles)
+    jax.block_until_ready(steppers.initialize_batch(stacked, 0.0))
+    t_solve_batch, _ = timed(lambda: jax.block_until_ready(steppers.initialize_batch(stacked, 0.0)))
+    t_solve_loop, _ = timed(lambda: [jax.block_until_ready(steppers.initialize(s, 0.0)) for s in singles])
 
     rss_1 = peak_rss_mib(args.batch_size, args.size, 1)
     rss_b = peak_rss_mib(args.batch_size, args.size, args.batch_size)

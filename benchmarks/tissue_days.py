@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--dt", type=float, default=None, help="solver.dt (s); default: il2rd-compare-sources --days's")
     p.add_argument("--steps", type=int, default=10, help="steps timed as one advance")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results", help="results folder")
+    p.add_argument("--json", type=Path, help="also write the result here")
     args = p.parse_args(argv)
     overrides = [f"scenario={args.scenario}", *days_overrides(DAYS, SNAPSHOT_EVERY_H), "output.progress=false",
                  *(QUICK_NODE if args.quick else [])]
@@ -124,6 +125,8 @@ def main(argv=None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     stem = "tissue_days_quick" if args.quick else "tissue_days"
     dump(out, results / f"{stem}.json")
+    if args.json:
+        dump(out, args.json)
     m = out["machine"]
     lines = [f"# Three days in the node ({args.scenario}, {'32^3 quick node' if args.quick else 'default 100^3 node'})", "",
              f"{m['date']}; {m['cpu']}, {m['cores_usable']} cores usable, jax {m['versions']['jax']} "
