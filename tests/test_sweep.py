@@ -17,7 +17,7 @@ import pytest
 from compose import compose_config
 from hydra import compose, initialize_config_dir
 
-from il2rd import collect
+from il2rd import collect, steppers
 from il2rd.cli import config_dir
 from il2rd.schema import register_configs
 from il2rd.io import load
@@ -75,6 +75,23 @@ def test_batched_equals_each_point_alone(tmp_path, kind, caplog):
             np.testing.assert_array_equal(ra.cells["x"], rb.cells["x"])  # same seeded placement
             np.testing.assert_allclose(np.asarray(rb.cells["uptake"]), np.asarray(ra.cells["uptake"]), rtol=1e-5, atol=1e-9)
             assert rb.attrs["complete"] and rb.attrs["config_sha256"] == ra.attrs["config_sha256"]
+
+
+@pytest.mark.parametrize("kind", ["steady", "implicit"])
+def test_the_vmapped_batch_of_an_accelerator_equals_each_point_alone(tmp_path, kind, monkeypatch):
+    """On a CPU a batch runs its members one after another (steppers._each: lax.map); on a GPU it is
+    vmapped. The vmapped program, traced here as a GPU would trace it (a lattice of its own, so no
+    program traced before is reused), gives each point's own answer."""
+    points = [["grid.shape=[9,7,5]", "output.progress=false", f"solver.kind={kind}", "time.end=20", "time.snapshot_every=10",
+               "precision=float64", f"physics.diffusion={d}", f"cell_types.treg.receptors={r}"] for d, r in [(5.0, 1e4), (20.0, 3e3)]]
+    cfgs = compose_many(*points)
+    alone = [run(c, tmp_path / "alone" / str(i)).path for i, c in enumerate(cfgs)]
+    monkeypatch.setattr(steppers.jax, "default_backend", lambda: "gpu")  # read where the batch is traced
+    batched = run_batched(cfgs, [tmp_path / "batch" / str(i) for i in range(len(cfgs))], batch_size=2, progress=False)
+    for a, b in zip(alone, batched):
+        fa, fb = fields(a), fields(b)
+        assert np.abs(fa).max() > 0
+        np.testing.assert_allclose(fb, fa, rtol=1e-6, atol=1e-9 * np.abs(fa).max())
 
 
 def test_points_of_different_shapes_are_batched_separately(tmp_path):
