@@ -3,7 +3,9 @@
 Hydra refuses an unknown key with "Key 'spacng' not in 'GridConfig'" and a hint to append it with
 `+`, which for a typo is the wrong advice. :func:`check` walks each `key=value` override down the
 schema (schema.Il2rdConfig; cell_types.<name>.<field> against CellTypeConfig) and names the key,
-the nearest allowed names and all of them, before any work starts. Appends (`+key=`), deletions
+the nearest allowed names and all of them, before any work starts; a value that is not the number
+(or list of numbers) its key holds is refused naming the key, the value, the unit and the default
+(OmegaConf's own message names neither the unit nor what to write). Appends (`+key=`), deletions
 (`~key`), Hydra's own keys (`hydra.*`), config groups (`scenario=t_zone`) and options (`-m`) are
 left to Hydra.
 """
@@ -53,6 +55,84 @@ def _field_type(cls, name):
     return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
 
 
+def _leaf(key: str):
+    """(the schema field, its type hint) of a dotted key that names a value, or None."""
+    node, walked = Il2rdConfig, []
+    for part in key.split("."):
+        if tuple(walked) in _OPEN_MAPPINGS:
+            walked.append(part)
+            node = _OPEN_MAPPINGS[tuple(walked[:-1])]
+            continue
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return None
+        walked.append(part)
+        leaf, hint = fields[part], typing.get_type_hints(node)[part]
+        node = _field_type(node, part)
+    return (leaf, hint) if node is None and walked else None
+
+
+_NUMBERS = {float: "a number", int: "a whole number"}
+_NULLS = ("null", "~", "none")
+
+
+def _number_kind(hint):
+    """(float or int, whether a list of them, whether null is allowed) of a numeric field, else None."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    inner = [a for a in args if a is not type(None)]
+    if optional and len(inner) == 1:
+        hint = inner[0]
+    if hint in _NUMBERS:
+        return hint, False, optional
+    if typing.get_origin(hint) in (list, typing.List) and typing.get_args(hint) and typing.get_args(hint)[0] in _NUMBERS:
+        return typing.get_args(hint)[0], True, optional
+    return None
+
+
+def _parses(text: str, kind) -> bool:
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    return kind is float or number.is_integer()
+
+
+def bad_value(key: str, value: str) -> str | None:
+    """Why `value` cannot be the number (or list of numbers) the schema's `key` holds, naming the
+    key, the value, the unit and the default; None if it can, or if it is anything but a plain
+    literal (interpolations, sweeps such as range(...), which Hydra resolves)."""
+    if key.split(".")[0] in {path[0] for path in _OPEN_MAPPINGS}:
+        return None  # a cell type's values: config_cells.py names the type's own default and bounds
+    found = _leaf(key)
+    numeric = _number_kind(found[1]) if found else None
+    if numeric is None or any(ch in value for ch in "$(){}"):
+        return None
+    kind, is_list, optional = numeric
+    text = value.strip()
+    if optional and text.lower() in _NULLS:
+        return None
+    if is_list:
+        if not (text.startswith("[") and text.endswith("]")):
+            return None  # a sweep of lists or another form: Hydra's to parse
+        items = [t.strip() for t in text[1:-1].split(",") if t.strip()]
+    else:
+        items = [t.strip() for t in text.split(",")]  # a multirun sweep: each value
+    wrong = [t for t in items if not _parses(t, kind)]
+    if not wrong:
+        return None
+    field = found[0]
+    unit = field.metadata.get("unit", "")
+    default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+    what = f"a list of {_NUMBERS[kind].split(' ', 1)[1]}s" if is_list else _NUMBERS[kind]
+    allowed = f"{what}{f' ({unit})' if unit else ''}{' or null' if optional else ''}"
+    example = str(default).replace(" ", "") if default is not None else "null"
+    which = "" if wrong[0] == text else f": {wrong[0]!r}"
+    return f"{key} = {value!r}{which} is not {_NUMBERS[kind]}; {key} takes {allowed}, e.g. {key}={example}"
+
+
 def unknown_option(group: str, value: str, options: list[str]) -> str | None:
     """Why `group=value` names no config of the group (each of a multirun's comma-separated values),
     with the nearest names and the group's own ones (not those starting with _, which are shared
@@ -75,7 +155,7 @@ def check(arguments: list[str], groups: tuple[str, ...] = (), options: dict[str,
             continue
         key, value = argument.split("=", 1)
         problem = (unknown_option(key, value, options[key]) if key in (options or {}) and "(" not in value
-                   else unknown_key(key, groups))
+                   else unknown_key(key, groups) or bad_value(key, value))
         if problem:
             return problem
     return None
