@@ -3,7 +3,9 @@
 One row per run and cell type: the run's folder, its status, the swept parameters (from
 Hydra's .hydra/overrides.yaml), the seed, and the readouts of its last snapshot for that type
 (cells, mean IL-2 seen, mean uptake, total uptake, mean pSTAT5, pSTAT5+ fraction, mean high- and
-intermediate-affinity receptors). A run that
+intermediate-affinity receptors) and, for runs with a source attribution, the share of each source's
+output that type took up (`share_of_<source>`) and, on a secreting type's row, its autocrine share and
+the share that decayed or left. A run that
 failed (its il2rd.failed says why), was killed part-way (its file is not marked complete), or
 never wrote anything keeps one row with that status, so nothing is silently dropped.
 
@@ -108,8 +110,24 @@ def _rows_of_file(h5: Path, base: dict) -> list[dict]:
                 "total_uptake_molecules_per_s": float(uptake[sel].sum()), "mean_pstat5": mean(pstat5),
                 "pstat5_positive_fraction": float(np.mean(pstat5[sel] >= threshold)) if n else math.nan,
                 **{f"mean_{k}": mean(v) if v is not None else math.nan for k, v in receptors.items()},
+                **_attribution_columns(run.attribution, name),
             })
         return rows
+
+
+def _attribution_columns(attribution, cell_type: str) -> dict:
+    """The row's attribution columns (runs with /attribution): for each source s (a secreting type,
+    `boundary`, `circulation`), `share_of_<s>`, the fraction of s's output this cell type took up;
+    on a secreting type's own row `autocrine_share`, the fraction of its output its cells took up
+    again, and `decayed_or_left_share`. Runs without an attribution have none of these columns."""
+    if attribution is None:
+        return {}
+    shares = attribution.shares()
+    columns = {f"share_of_{source}": shares[source].get(cell_type, math.nan) for source in attribution.sources}
+    own = shares.get(cell_type, {})
+    columns["autocrine_share"] = own.get("autocrine", math.nan)
+    columns["decayed_or_left_share"] = own.get("decay/left", math.nan)
+    return columns
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -137,7 +155,9 @@ def fixed_overrides(rows: list[dict]) -> dict:
 def _columns(rows: list[dict]) -> list[str]:
     first = ["run", "status", "message"]
     rest = ["seed", "cell_type", *READOUTS]
-    return first + swept_keys(rows) + rest
+    shares = dict.fromkeys(k for r in rows for k in r if k.startswith("share_of_"))  # sources differ between presets
+    attribution = [*shares, "autocrine_share", "decayed_or_left_share"] if shares else []
+    return first + swept_keys(rows) + rest + attribution
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:

@@ -137,6 +137,15 @@ def check_table_against_files(sweep: Path, rows: list[dict], expected_params: li
                 assert float(r["mean_il2_pM"]) == pytest.approx(il2[sel].mean(), rel=1e-6)
                 for column in ("pstat5_positive_fraction", "mean_pstat5", "mean_receptors", "mean_receptors_intermediate"):
                     assert float(r[column]) == pytest.approx(f.readouts[column][i], rel=1e-5, abs=1e-3), column  # as printed
+            a = f.attribution  # each source's output: the types' shares and what decayed or left add up to all of it
+            assert (a is None) == ("autocrine_share" not in rows[0])
+            for k, source in enumerate(a.sources if a is not None else ()):
+                shares = {r["cell_type"]: float(r[f"share_of_{source}"]) for r in mine}
+                assert shares == pytest.approx({t: a.uptake_molecules_per_s[k, f.type_names.index(t)] / a.output_molecules_per_s[k]
+                                                for t in shares}, rel=1e-6)
+                own = next(r for r in mine if r["cell_type"] == source)
+                assert sum(shares.values()) + float(own["decayed_or_left_share"]) == pytest.approx(1.0, abs=1e-9)
+                assert 0 < float(own["autocrine_share"]) <= shares[source]
 
 
 def test_multirun_collect_with_a_failed_run_and_rerun_skipping(tmp_path):
@@ -162,6 +171,20 @@ def test_multirun_collect_with_a_failed_run_and_rerun_skipping(tmp_path):
     proc = il2rd(*args, cwd=tmp_path)
     assert proc.stderr.count("not recomputed") + proc.stdout.count("not recomputed") == 4
     assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/il2rd.h5")} == stamps
+
+
+def test_collect_gives_each_type_its_share_of_each_source(tmp_path):
+    """Runs with a source attribution: per row, the share of each source's output the type took up,
+    and on the source's own row its autocrine share and what decayed or left (checked against each
+    file in check_table_against_files: the shares of a source add up to all of its output)."""
+    sweep = tmp_path / "sweep"
+    proc = il2rd("-m", "physics.diffusion=5,20", *SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = read_table(sweep)
+    assert {"share_of_il2_producer", "autocrine_share", "decayed_or_left_share"} <= set(rows[0])
+    check_table_against_files(sweep, rows, [{"physics.diffusion": 5}, {"physics.diffusion": 20}])
+    with h5py.File(sweep / "sweep.h5") as f:
+        assert f["table/share_of_il2_producer"].dtype == np.float64
 
 
 def test_a_killed_run_is_reported_and_a_rerun_redoes_it(tmp_path):
