@@ -26,52 +26,45 @@ def nearest(name: str, names: list[str], n: int = 3) -> list[str]:
     return difflib.get_close_matches(name, names, n=n, cutoff=0.6)
 
 
+def _resolve(parts: list[str]):
+    """Walk a dotted key's parts down the schema. Returns ("unknown", i, names): part i is not among
+    its node's field names; ("free", None, None): it leads into a free-form value (a boundary mapping,
+    a region), checked when the run is parsed; or ("field", field, type hint) of the last part (a
+    dataclasses.Field; None for a cell type's name under cell_types)."""
+    node, walked, found = Il2rdConfig, [], (None, None)
+    for i, part in enumerate(parts):
+        if tuple(walked) in _OPEN_MAPPINGS:  # any name (a cell type), then its schema
+            walked.append(part)
+            node, found = _OPEN_MAPPINGS[tuple(walked[:-1])], (None, None)
+            continue
+        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
+            return "free", None, None
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return "unknown", i, list(fields)
+        walked.append(part)
+        found = fields[part], typing.get_type_hints(node)[part]
+        node = _field_type(node, part)
+    return "field", *found
+
+
 def unknown_key(key: str, groups: tuple[str, ...] = ()) -> str | None:
     """Why `key` (dotted, e.g. grid.spacng) is not in the schema, with the nearest names; None if it is."""
     parts = key.split(".")
     if parts[0] in groups or parts[0] == "hydra" or "@" in key or "/" in key:  # groups (also hydra/launcher,
         return None  # cell_type@cell_types.x) and Hydra's own keys are Hydra's to check
-    node, walked = Il2rdConfig, []
-    for i, part in enumerate(parts):
-        if tuple(walked) in _OPEN_MAPPINGS:  # any name (a cell type), then its schema
-            walked.append(part)
-            node = _OPEN_MAPPINGS[tuple(walked[:-1])]
-            continue
-        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
-            return None  # a free-form value (a boundary mapping, a region): checked when the run is parsed
-        names = [f.name for f in dataclasses.fields(node)]
-        if part not in names:
-            where = ".".join(walked) or "the config"
-            close = nearest(part, names)
-            guess = f"; did you mean {' or '.join('.'.join([*walked, c, *parts[i + 1:]]) for c in close)}?" if close else ""
-            return f"{key} is not a config key{guess} ({where} has: {', '.join(names)})"
-        walked.append(part)
-        node = _field_type(node, part)
-    return None
+    outcome, i, names = _resolve(parts)
+    if outcome != "unknown":
+        return None
+    where = ".".join(parts[:i]) or "the config"
+    close = nearest(parts[i], names)
+    guess = f"; did you mean {' or '.join('.'.join([*parts[:i], c, *parts[i + 1:]]) for c in close)}?" if close else ""
+    return f"{key} is not a config key{guess} ({where} has: {', '.join(names)})"
 
 
 def _field_type(cls, name):
     hint = typing.get_type_hints(cls)[name]
     return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
-
-
-def _leaf(key: str):
-    """(the schema field, its type hint) of a dotted key that names a value, or None."""
-    node, walked = Il2rdConfig, []
-    for part in key.split("."):
-        if tuple(walked) in _OPEN_MAPPINGS:
-            walked.append(part)
-            node = _OPEN_MAPPINGS[tuple(walked[:-1])]
-            continue
-        if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
-            return None
-        fields = {f.name: f for f in dataclasses.fields(node)}
-        if part not in fields:
-            return None
-        walked.append(part)
-        leaf, hint = fields[part], typing.get_type_hints(node)[part]
-        node = _field_type(node, part)
-    return (leaf, hint) if node is None and walked else None
 
 
 _NUMBERS = {float: "a number", int: "a whole number"}
@@ -106,8 +99,8 @@ def bad_value(key: str, value: str) -> str | None:
     literal (interpolations, sweeps such as range(...), which Hydra resolves)."""
     if key.split(".")[0] in {path[0] for path in _OPEN_MAPPINGS}:
         return None  # a cell type's values: config_cells.py names the type's own default and bounds
-    found = _leaf(key)
-    numeric = _number_kind(found[1]) if found else None
+    outcome, field, hint = _resolve(key.split("."))
+    numeric = _number_kind(hint) if outcome == "field" and field is not None else None
     if numeric is None or any(ch in value for ch in "$(){}"):
         return None
     kind, is_list, optional = numeric
@@ -123,7 +116,6 @@ def bad_value(key: str, value: str) -> str | None:
     wrong = [t for t in items if not _parses(t, kind)]
     if not wrong:
         return None
-    field = found[0]
     unit = field.metadata.get("unit", "")
     default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
     what = f"a list of {_NUMBERS[kind].split(' ', 1)[1]}s" if is_list else _NUMBERS[kind]
