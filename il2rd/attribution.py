@@ -37,6 +37,11 @@ coupling.cell_uptake shares it), so
 
 which sums over k to the cell's uptake as readouts.cell_columns reports it. Its autocrine part is
 sum_j p_ij sigma_j [A^-1 s_i]_j with s_i = q_i w_i its own stencil-spread secretion.
+
+A secreting cell on one voxel (h >= 4 pi g a) takes up d_i of its own IL-2 before it reaches the
+lattice (kinetics.own_capture_rate, coupling.own_capture): the field equation is A c = s - d + b + e,
+so source k's lattice field is A^-1 (s_k - d_k), and d_i counts as cell i's uptake of its own
+secretion (its type's share and its autocrine part).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from . import autocrine, cells, coupling, units
 from . import grid as grid_mod
 from .compilation import jit
 from .grid import Grid
-from .kinetics import FieldCoefficients, absorption_per_s, uptake_per_il2
+from .kinetics import FieldCoefficients, absorption_per_s, own_capture_rate, uptake_per_il2
 from .solvers.krylov import pcg
 from .solvers.steady import SolverOptions, preconditioner
 from .tables import percent, table, value, wrap
@@ -223,11 +228,7 @@ def _stencil_law(scenario, il2ra=None, secretion_course=None, contact_handed=Non
     secreted into the field (contact.py)."""
     pop, settings = scenario.population, scenario.settings
     vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)
-    secretion = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
-    if secretion_course is not None:
-        secretion = secretion * np.asarray(secretion_course, np.float64)
-    if contact_handed is not None:
-        secretion = secretion - np.asarray(contact_handed, np.float64)
+    secretion = cells.secretion_per_cell(pop, settings.types, secretion_course, contact_handed)
     dtype = scenario.coupling.radius_um.dtype
     return tuple(jnp.asarray(a, dtype) for a in (vmax, km, secretion))
 
@@ -263,6 +264,15 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     c = jnp.asarray(field_pM, coef.dtype)
     law = _stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.subgrid_uptake else None
     secretions = type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed, law)
+    volume = scenario.interstitial_voxel_volume_um3
+    # what secreting cells on one voxel take up of their own IL-2 before it reaches the lattice
+    # (kinetics.own_capture_rate): their own, and not a source of the lattice's field
+    own_direct = np.zeros(n_cells)
+    if law is not None and scenario.coupling.own_capture:
+        own_direct = np.asarray(coupling.own_capture_jit(scenario.coupling, c, *law, own_capture_rate(c, coef)), np.float64)
+        law = (*law[:2], law[2] - jnp.asarray(own_direct, law[2].dtype))  # what each puts into the lattice
+        for j, k in enumerate(secreting):
+            secretions[j] -= _at_voxels(grid, pop.voxel, np.where(pop.type_index == k, own_direct, 0.0), volume)
     secretes = np.isin(pop.type_index, secreting)
     mine = np.flatnonzero(secretes)
     padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
@@ -274,7 +284,6 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         rhs = jnp.concatenate([rhs, _own_secretions(scenario, mine, padded, law).astype(coef.dtype)])
     solved, _ = source_fields(c, rhs, grid, coef, with_boundary, options, with_blood)
     fields = jnp.concatenate([solved[: len(secreting)], solved[len(rhs):]])  # the types', then boundary and blood
-    volume = scenario.interstitial_voxel_volume_um3
     sigma = uptake_per_il2(c, coef)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
     if law is None:  # point sinks: each cell takes up sigma_i x_i of a field part x
@@ -286,7 +295,9 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         share = coupling.sharing_jit(scenario.coupling, c, *law[:2])
         taken = lambda x: np.asarray(coupling.taken_jit(scenario.coupling, share, sigma * jnp.asarray(x, c.dtype)), np.float64)  # noqa: E731
     by_cell = np.stack([to_molecules(taken(f)) for f in fields], axis=-1)
-    uptake = to_molecules(taken(jnp.maximum(c, 0.0)))
+    for j, k in enumerate(secreting):
+        by_cell[:, j] += np.where(pop.type_index == k, own_direct, 0.0)
+    uptake = to_molecules(taken(jnp.maximum(c, 0.0))) + own_direct
     handed = np.zeros(len(sources))
     if contact_received is not None:  # the contact route: each contact source type's IL-2 handed to each cell
         givers = [k for k, name in enumerate(pop.type_names) if settings.types[name].contact_fraction > 0]
@@ -303,7 +314,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     for t in range(n_types):
         matrix[:, t] = by_cell[pop.type_index == t].sum(axis=0)
     decay = [to_molecules(float(coef.decay_per_s) * float(np.sum(np.asarray(f, np.float64)))) for f in fields]
-    output = [to_molecules(float(np.sum(secretions[k], dtype=np.float64))) + handed[k] for k in range(len(secreting))]
+    output = [to_molecules(float(np.sum(secretions[j], dtype=np.float64))) + float(np.sum(own_direct[pop.type_index == k])) + handed[j]
+              for j, k in enumerate(secreting)]
     if with_boundary:  # the net inflow through the faces
         k = len(secreting)
         output.append(float(matrix[k].sum()) + decay[k])
@@ -324,8 +336,16 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         if affordable and change > WINDOW_CHANGE_EXACT:  # IL-2 travels beyond the window: the global solves after all
             own = _own_secretions(scenario, mine, padded, law).astype(coef.dtype)
             own_uptake, change, exact = own_uptake_of(source_fields(c, own, grid, coef, False, options, False)[0]), 0.0, True
+    own_uptake = own_uptake + own_direct
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, own_uptake, change,
                        pop.type_index, autocrine_exact=bool(exact))
+
+
+def _at_voxels(grid: Grid, voxel, molecules_per_s, volume_um3: float) -> np.ndarray:
+    """A field (pM/s per interstitial volume) of per-cell rates (molecules/s) in the cells' voxels."""
+    out = np.zeros(grid.shape)
+    np.add.at(out, tuple(np.asarray(voxel).T), units.cell_rate_to_voxel_rate_pM_per_s(molecules_per_s, volume_um3))
+    return out
 
 
 def _own_secretions(scenario, mine: np.ndarray, padded: int, law=None):

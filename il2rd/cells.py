@@ -182,6 +182,18 @@ def collapsed_uptake(population: Population, types: dict[str, CellType], il2ra=N
     return uptake_laws(population, types, il2ra).collapsed()
 
 
+def secretion_per_cell(population: Population, types: dict[str, CellType], secretion_course=None, contact_handed=None) -> np.ndarray:
+    """(n,) molecules/s: each cell's secretion into the field, q_i f_i(t) less what it hands over in
+    contacts; secretion_course f_i(t), contact_handed: a coupled or tissue run's state at the
+    moment (dynamics.secretion_course, contact.py), else None (constant q_i)."""
+    q = type_table(types, population.type_names)["secretion_molecules_per_s"][population.type_index]
+    if secretion_course is not None:
+        q = q * np.asarray(secretion_course, np.float64)
+    if contact_handed is not None:
+        q = q - np.asarray(contact_handed, np.float64)
+    return q
+
+
 def interstitial_volume_um3(grid: Grid, volume_fraction: float = 1.0) -> float:
     """alpha V: the interstitial volume of one voxel (um^3), where IL-2 lives."""
     return grid.voxel_volume_um3 * volume_fraction
@@ -215,7 +227,8 @@ def field_coefficients(
     (else scalars 0 and 1, which cost nothing).
     coupling: the cells' coupling.CellCoupling (:func:`coupling_of`): spread each cell over its
     sub-grid stencil (subgrid.py) instead, with its two classes collapsed into one law
-    (UptakeLaws.collapsed), coupling.voxel_fields.
+    (UptakeLaws.collapsed), coupling.voxel_fields, and where cells sit on one voxel each, the
+    secreting ones' own capture (coupling.own_fields, kinetics.own_capture_rate).
     """
     table = type_table(types, population.type_names)
     t = population.type_index
@@ -223,11 +236,14 @@ def field_coefficients(
     laws = uptake_laws(population, types)
     secretion = np.zeros(grid.shape)
     vmax, km, vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape), 0.0, 1.0
+    own = (0.0, 1.0, 0.0)
     index = tuple(population.voxel.T)
     if coupling is not None:
         as_law = lambda a: jnp.asarray(a, coupling.radius_um.dtype)  # noqa: E731
-        secretion, vmax, km = coupling_mod.voxel_fields_jit(
-            coupling, *(as_law(a) for a in laws.collapsed()), as_law(table["secretion_molecules_per_s"][t]))
+        cell_laws = (*(as_law(a) for a in laws.collapsed()), as_law(table["secretion_molecules_per_s"][t]))
+        secretion, vmax, km = coupling_mod.voxel_fields_jit(coupling, *cell_laws)
+        if coupling.own_capture:
+            own = coupling_mod.own_fields_jit(coupling, *cell_laws)
     else:
         to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, volume)  # noqa: E731
         secretion[index] = to_pM(table["secretion_molecules_per_s"][t])
@@ -246,6 +262,9 @@ def field_coefficients(
         km_pM=as_array(km),
         vmax_intermediate_pM_per_s=as_array(vmax_int),
         km_intermediate_pM=as_array(km_int),
+        vmax_own_pM_per_s=as_array(own[0]),
+        km_own_pM=as_array(own[1]),
+        own_offset_pM=as_array(own[2]),
         face_values_pM=as_array(face_values_pM),
         exchange_per_s=as_array(0.0),  # vessels.py sets them; in the run's dtype so batches stack alike
         exchange_target_pM=as_array(0.0),

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import pytree, subgrid, units
+from . import kinetics, pytree, subgrid, units
 from .compilation import jit
 from .pytree import STATIC
 
@@ -41,7 +41,9 @@ class CellCoupling:
     lattice; radius_um (n,): each cell's sphere radius a; diffusion_um2_per_s, volume_fraction
     (scalars, traced: a batch may sweep them): the closure's D = alpha D_eff and alpha. Static: the
     lattice shape, the voxel edge h (um), the uptake law ('saturating' or 'linear') and which axes
-    are periodic."""
+    are periodic; own_capture: whether some cell sits on one voxel (h >= 4 pi g a), where a
+    secreting cell's own IL-2 reaches its receptors through the sub-voxel resistance
+    (:func:`offsets_pM`, :func:`own_fields`)."""
 
     flat: jax.Array
     inside: jax.Array
@@ -52,6 +54,7 @@ class CellCoupling:
     spacing_um: float = field(metadata=STATIC)
     uptake: str = field(metadata=STATIC)
     periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=STATIC)
+    own_capture: bool = field(default=False, metadata=STATIC)
 
     @property
     def n_cells(self) -> int:
@@ -90,8 +93,9 @@ def build(voxel, shape: tuple[int, int, int], spacing_um: float, radius_um, diff
     shape = tuple(int(n) for n in shape)
     periodic = tuple(bool(p) for p in periodic)
     flat, inside = stencils(jnp.asarray(voxel, jnp.int32), shape, periodic)
+    own_capture = bool(np.any(spacing_um >= subgrid.single_voxel_limit_um(radius)))
     return CellCoupling(flat, inside, jnp.asarray(radius, dtype), jnp.asarray(diffusion_um2_per_s, dtype),
-                        jnp.asarray(volume_fraction, dtype), shape, float(spacing_um), uptake, periodic)
+                        jnp.asarray(volume_fraction, dtype), shape, float(spacing_um), uptake, periodic, own_capture)
 
 
 _CENTRE_ARM = np.arange(7) == 0
@@ -163,6 +167,64 @@ def voxel_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_
     return secretion, vmax, km
 
 
+def offsets_pM(coupling: CellCoupling, secretion_molecules_per_s):
+    """delta_i = q_i R_i (pM, (n,)): how much IL-2 a secreting cell on one voxel has at its surface
+    beyond its voxel's value from its own secretion, R_i = 1/S_i - g/(D h) the sub-voxel resistance
+    (subgrid.sub_voxel_resistance_s_per_um3); 0 on the 7-point cross (small voxels), where the
+    stencil carries the self-capture itself, and for cells that do not secrete."""
+    q = jnp.broadcast_to(secretion_molecules_per_s, (coupling.n_cells,))
+    if not coupling.own_capture:
+        return jnp.zeros_like(q)
+    resistance = subgrid.sub_voxel_resistance_s_per_um3(coupling.spacing_um, coupling.diffusion_um2_per_s, coupling.radius_um)
+    return units.molecules_per_um3_to_pM(jnp.maximum(q, 0.0) * resistance)
+
+
+def own_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_molecules_per_s):
+    """(v_own pM/s, K_own pM, delta pM): the own-capture law (kinetics.own_capture_rate) of the
+    secreting cells on one voxel, in their voxels,
+
+        v_own = sum_i V_i / (6.022e-4 alpha h^3),   K_own = alpha h^3 v_own / sum_i kappa_i,
+        delta = sum_i V_i delta_i / sum_i V_i
+
+    (V_i the cell's maximum, kappa_i its corrected linear rate, delta_i :func:`offsets_pM`; one law
+    per voxel, exact for one such cell in it); the scalars 0, 1, 0 where no cell is on one voxel."""
+    dtype = coupling.radius_um.dtype
+    if not coupling.own_capture:
+        return jnp.zeros((), dtype), jnp.ones((), dtype), jnp.zeros((), dtype)
+    n = coupling.n_cells
+    v = jnp.broadcast_to(vmax_molecules_per_s, (n,))
+    delta = offsets_pM(coupling, secretion_molecules_per_s)
+    own = (delta > 0) & (v > 0)
+    rate = laws(coupling, v, km_pM).rate_um3_per_s
+    per_cell = jnp.where(own[:, None], jnp.stack([v, rate, v * delta], axis=1), 0.0)
+    fields = jnp.zeros((coupling.n_voxels, 3), per_cell.dtype).at[coupling.flat[:, 0]].add(per_cell)
+    volume = coupling.volume_fraction * coupling.spacing_um**3
+    v_sum, rate_sum, v_delta = (fields[:, k].reshape(coupling.shape) for k in range(3))
+    has = v_sum > 0
+    vmax = units.cell_rate_to_voxel_rate_pM_per_s(v_sum, volume)
+    km = jnp.where(has, vmax * volume / jnp.where(has, rate_sum, 1.0), 1.0)
+    return vmax, km, jnp.where(has, v_delta / jnp.where(has, v_sum, 1.0), 0.0)
+
+
+def own_capture(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, secretion_molecules_per_s, field_own_pM_per_s):
+    """(n,) molecules/s: each cell's part of its voxel's own capture d (kinetics.own_capture_rate,
+    field_own_pM_per_s), in proportion to its own term V_i [(c + delta_i)/(K_i + c + delta_i) -
+    c/(K_i + c)] (K_i its one-voxel K_M, V_i delta_i / K_i if 'linear'); 0 for cells without one."""
+    n = coupling.n_cells
+    if not coupling.own_capture:
+        return jnp.zeros((n,), coupling.radius_um.dtype)
+    v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    k = laws(coupling, v, km).km_factors[:, 0] * km
+    delta = offsets_pM(coupling, secretion_molecules_per_s)
+    c = jnp.maximum(c_pM, 0.0).reshape(-1)[coupling.flat[:, 0]]
+    term = jnp.where((delta > 0) & (v > 0), kinetics.own_capture_law(c, v, k, delta, coupling.uptake), 0.0)
+    total = jnp.zeros(coupling.n_voxels, term.dtype).at[coupling.flat[:, 0]].add(term)[coupling.flat[:, 0]]
+    per_voxel = units.voxel_rate_to_cell_rate_molecules_per_s(
+        jnp.broadcast_to(field_own_pM_per_s, coupling.shape).reshape(-1)[coupling.flat[:, 0]],
+        coupling.volume_fraction * coupling.spacing_um**3)
+    return jnp.where(total > 0, term / jnp.where(total > 0, total, 1.0), 0.0) * per_voxel
+
+
 def sharing(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
     """p_ij (n, 7): cell i's part of the uptake of its stencil voxel j, in proportion to its own
     Michaelis-Menten term there,
@@ -191,24 +253,28 @@ def taken(coupling: CellCoupling, share, per_voxel):
     return jnp.sum(share * per_voxel.reshape(-1)[coupling.flat], axis=1)
 
 
-def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, field_uptake_pM_per_s=None):
+def cell_uptake(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, secretion_molecules_per_s=0.0, coef=None):
     """(uptake molecules/s, seen pM), each (n,): each cell's share (:func:`sharing`) of the uptake
-    of the voxels its stencil reaches, so that the cells' uptakes add up to the field's, and the
-    IL-2 its receptors see (:func:`surface_pM`). field_uptake_pM_per_s: the field's uptake u(c)
-    per voxel (kinetics.uptake_rate with the coefficients of these laws), else built from the laws
-    (:func:`voxel_fields`)."""
+    sigma c of the voxels its stencil reaches, plus its part of its voxel's own capture d
+    (:func:`own_capture`), so that the cells' uptakes add up to the field's u = sigma c + d, and
+    the IL-2 its receptors see (:func:`surface_pM`). secretion_molecules_per_s: each cell's q;
+    coef: the field's kinetics.FieldCoefficients for these laws (its sigma and d), else built
+    from the laws (:func:`voxel_fields`, :func:`own_fields`)."""
     n = coupling.n_cells
-    v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    v, km, q = (jnp.broadcast_to(a, (n,)) for a in (vmax_molecules_per_s, km_pM, secretion_molecules_per_s))
     c = jnp.maximum(c_pM, 0.0)
-    if field_uptake_pM_per_s is None:
+    if coef is None:
         _, vmax_field, km_field = voxel_fields(coupling, v, km, 0.0)
-        field_uptake_pM_per_s = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)
-    per_voxel = units.voxel_rate_to_cell_rate_molecules_per_s(field_uptake_pM_per_s, coupling.volume_fraction * coupling.spacing_um**3)
-    uptake = taken(coupling, sharing(coupling, c, v, km), per_voxel)
-    return uptake, surface_pM(coupling, c, v, km)
+        lattice = vmax_field * c / (km_field if coupling.uptake == "linear" else km_field + c)
+        own = kinetics.own_capture_law(c, *own_fields(coupling, v, km, q), coupling.uptake)
+    else:
+        lattice, own = kinetics.uptake_per_il2(c, coef) * c, kinetics.own_capture_rate(c, coef)
+    per_voxel = units.voxel_rate_to_cell_rate_molecules_per_s(lattice, coupling.volume_fraction * coupling.spacing_um**3)
+    uptake = taken(coupling, sharing(coupling, c, v, km), per_voxel) + own_capture(coupling, c, v, km, q, own)
+    return uptake, surface_pM(coupling, c, v, km, q)
 
 
-def surface_pM(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
+def surface_pM(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, secretion_molecules_per_s=0.0):
     """The IL-2 each cell's receptors see (pM, (n,)): the concentration at which the cell's own law
     gives the occupancy its stencil arms have in the field,
 
@@ -221,12 +287,16 @@ def surface_pM(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
     ratio of the two sums it stays finite and exact to round-off where U -> V (high-dose therapy:
     the difference V - U is 0 in float32), and it is monotone in every c_j. In voxels that cells
     share it is the cell's own law at the voxel's IL-2, where the uptake share differs by the
-    combined voxel law's error (which vanishes in both limits). 0 for a cell without receptors."""
+    combined voxel law's error (which vanishes in both limits). A secreting cell on one voxel reads
+    its voxel at c_0 + delta_i (:func:`offsets_pM`): its own IL-2 behind the sub-voxel resistance.
+    0 for a cell without receptors."""
     n = coupling.n_cells
     v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
     p = laws(coupling, v, km)
     k_arm = p.km_factors * km[:, None]
     c = jnp.maximum(c_pM, 0.0).reshape(-1)[coupling.flat]
+    if coupling.own_capture:
+        c = c.at[:, 0].add(offsets_pM(coupling, secretion_molecules_per_s))
     if coupling.uptake == "linear":
         seen = km * jnp.sum(p.vmax_weights * c / k_arm, axis=1)
     else:
@@ -240,3 +310,5 @@ cell_uptake_jit = jit(cell_uptake)
 sharing_jit = jit(sharing)
 taken_jit = jit(taken)
 voxel_fields_jit = jit(voxel_fields)
+own_fields_jit = jit(own_fields)
+own_capture_jit = jit(own_capture)

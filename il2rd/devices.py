@@ -34,4 +34,7 @@ def shard_coefficients(coef: FieldCoefficients, sharding: NamedSharding) -> Fiel
         exchange_target_pM=put(coef.exchange_target_pM),
         vmax_intermediate_pM_per_s=put(coef.vmax_intermediate_pM_per_s),
         km_intermediate_pM=put(coef.km_intermediate_pM),
+        vmax_own_pM_per_s=put(coef.vmax_own_pM_per_s),
+        km_own_pM=put(coef.km_own_pM),
+        own_offset_pM=put(coef.own_offset_pM),
     )

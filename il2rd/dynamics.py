@@ -217,12 +217,17 @@ def stencil_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors
         s = sum_i w_ij q_i f_i(t) / (6.022e-4 alpha h^3),   v_max = sum_i v_ij V_i / (6.022e-4 alpha h^3)   (pM/s)
         K_M = sum_i v_ij V_i / sum_i w_ij kappa_i                                              (pM)
 
-    (w, v, kappa from each cell's k = V/K_M with the closure's D = alpha D_eff). The intermediate
-    class stays folded into the one law (its fields stay the scalars 0 and 1)."""
+    (w, v, kappa from each cell's k = V/K_M with the closure's D = alpha D_eff), and the own
+    capture of secreting cells on one voxel (coupling.own_fields). The intermediate class stays
+    folded into the one law (its fields stay the scalars 0 and 1)."""
     vmax, km = collapsed_law(cells, receptors)
-    secretion, vmax, km = coupling.voxel_fields(cells.coupling, vmax, km, field_secretion(cells, receptors, t_s))
+    q = field_secretion(cells, receptors, t_s)
+    secretion, vmax_field, km_field = coupling.voxel_fields(cells.coupling, vmax, km, q)
+    own = coupling.own_fields(cells.coupling, vmax, km, q)
     dtype = coef.dtype
-    return coef.replace(secretion_pM_per_s=secretion.astype(dtype), vmax_pM_per_s=vmax.astype(dtype), km_pM=km.astype(dtype))
+    return coef.replace(secretion_pM_per_s=secretion.astype(dtype), vmax_pM_per_s=vmax_field.astype(dtype),
+                        km_pM=km_field.astype(dtype), vmax_own_pM_per_s=own[0].astype(dtype),
+                        km_own_pM=own[1].astype(dtype), own_offset_pM=own[2].astype(dtype))
 
 
 _stencil_coefficients_jit = jit(stencil_coefficients)
@@ -234,7 +239,7 @@ def pstat5_of(c, receptors, cells: CellKinetics, t_s=0.0):
     """pSTAT5 (0..1) of each cell at the field c with IL-2Ra `receptors`, with what it receives in
     contacts at time t (contact.seen_with_contact)."""
     high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
-    c_seen = seen(c, cells, receptors)
+    c_seen = seen(c, cells, receptors, t_s)
     handed = handover(cells, receptors, t_s)
     if handed is not None:
         vmax, km = collapsed_law(cells, receptors)
@@ -242,15 +247,16 @@ def pstat5_of(c, receptors, cells: CellKinetics, t_s=0.0):
     return cells.signalling.pstat5(c_seen, high, cells.km_pM, intermediate, cells.km_intermediate_pM)
 
 
-def seen(c, cells: CellKinetics, receptors=None):
-    """IL-2 (pM) each cell sees: its voxel's value; with the sub-grid closure the IL-2 at its
-    surface, from its share of its stencil's uptake and its own law for IL-2Ra `receptors`
-    (coupling.cell_uptake, what readouts.cell_columns reports)."""
+def seen(c, cells: CellKinetics, receptors=None, t_s=0.0):
+    """IL-2 (pM) each cell sees at time t: its voxel's value; with the sub-grid closure the IL-2
+    at its surface from its own law for IL-2Ra `receptors` and its secretion into the field
+    (coupling.surface_pM, what readouts.cell_columns reports)."""
     if cells.coupling is None:
         return jnp.maximum(c[tuple(cells.voxel.T)], 0.0)
-    vmax, km = collapsed_law(cells, cells.basal_receptors if receptors is None else receptors)
-    _, surface = coupling.cell_uptake(cells.coupling, c, vmax, km)
-    return surface.astype(c.dtype)
+    receptors = cells.basal_receptors if receptors is None else receptors
+    vmax, km = collapsed_law(cells, receptors)
+    q = field_secretion(cells, receptors, t_s) if cells.coupling.own_capture else 0.0
+    return coupling.surface_pM(cells.coupling, c, vmax, km, q).astype(c.dtype)
 
 
 def initial_state(grid: Grid, coef: FieldCoefficients, cells: CellKinetics, options: SolverOptions, t_s=0.0,

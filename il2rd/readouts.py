@@ -73,12 +73,13 @@ class Summary:
         ])
 
 
-def cell_columns(field_pM, scenario, il2ra=None, contact_received=None) -> dict[str, np.ndarray]:
+def cell_columns(field_pM, scenario, il2ra=None, contact_received=None, secretion_molecules_per_s=None) -> dict[str, np.ndarray]:
     """Per-cell readouts of a field: IL-2 seen (pM), uptake (molecules/s), high- and
     intermediate-affinity receptors, pSTAT5. il2ra: each cell's current IL-2Ra where it changes
     (solver.kind=coupled; the scenario's coefficients must then be the ones for it);
     contact_received (n, sources): what each cell takes up in contacts (contact.py), added to its
-    uptake and to the occupancy it signals at."""
+    uptake and to the occupancy it signals at; secretion_molecules_per_s (n,): each cell's
+    secretion into the field where it changes (cells.secretion_per_cell), else its type's."""
     pop = scenario.population
     settings = scenario.settings
     laws = cells.uptake_laws(pop, settings.types, il2ra)  # each cell's own chains (receptor_cv spread)
@@ -87,9 +88,11 @@ def cell_columns(field_pM, scenario, il2ra=None, contact_received=None) -> dict[
     else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
         # IL-2 at its surface (coupling.cell_uptake), in the run's precision
         coef = scenario.coefficients
-        c = jnp.asarray(field_pM, coef.dtype)
+        if secretion_molecules_per_s is None:
+            secretion_molecules_per_s = cells.secretion_per_cell(pop, settings.types)
+        law = (*laws.collapsed(), secretion_molecules_per_s)
         uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
-            scenario.coupling, c, *(jnp.asarray(a, coef.dtype) for a in laws.collapsed()), kinetics.uptake_rate(c, coef)))
+            scenario.coupling, jnp.asarray(field_pM, coef.dtype), *(jnp.asarray(a, coef.dtype) for a in law), coef))
     if contact_received is not None:
         received = np.sum(contact_received, axis=1)
         dtype = scenario.coefficients.dtype

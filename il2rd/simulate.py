@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from . import cells as cells_mod
 from . import compilation, config, host, readouts, runfolder, steppers
 from .attribution import Attribution, attribute
 from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
@@ -93,7 +94,11 @@ def _living(population, types, cells: dict):
 
 def _columns(field, scenario, cells: dict) -> dict:
     """readouts.cell_columns of a state (_at_state), with fate.enabled its `alive` mask."""
-    columns = readouts.cell_columns(field, scenario, cells.get("il2ra"), cells.get("contact_received"))
+    secretion = None
+    if "secretion_course" in cells or "contact_handed" in cells:
+        secretion = cells_mod.secretion_per_cell(scenario.population, scenario.settings.types,
+                                                 cells.get("secretion_course"), cells.get("contact_handed"))
+    columns = readouts.cell_columns(field, scenario, cells.get("il2ra"), cells.get("contact_received"), secretion)
     if "contact_handed" in cells:  # contact.py: what each cell hands over and takes up in contacts
         columns.update(handed=cells["contact_handed"], received=np.sum(cells["contact_received"], axis=1))
     if "alive" in cells:

@@ -58,10 +58,19 @@ Its weak-sink resistance is w^T G w / (D h) = (g1 + w0^2/6) / (D h).
 
        1 / kappa = 1 / k + 1 / S - g / (D h)      (kappa <= k),
 
-   i.e. the lattice's own resistance g/(D h) is replaced by the sphere's 1/S. The autocrine
-   fraction then comes out as (4 pi g a / h) k/(S + k) (the exact lattice value is
-   kappa g/(D h) / (1 + kappa g/(D h)), 21 % low at h = 20 um, a = 5 um, for every k): a local sink
-   cannot have more resistance than one voxel, so bath uptake and self-capture cannot both match.
+   i.e. the lattice's own resistance g/(D h) is replaced by the sphere's 1/S. A local sink cannot
+   have more resistance than one voxel, so the cell's own secretion, put into the voxel, would be
+   captured as (4 pi g a / h) k/(S + k) only (21 % low at h = 20 um, a = 5 um, for every k). The
+   missing sub-voxel resistance R = 1/S - g/(D h) (:func:`sub_voxel_resistance_s_per_um3`) sits
+   between the voxel value c_0 and the surface: c_s = c_0 + (q - U) R, so a linear cell takes up
+
+       U = k c_s = kappa (c_0 + q R),
+
+   its voxel law at c_0 plus the own capture kappa R q, which is exact (it captures k/(S + k) of
+   its secretion, and sees the sphere's surface value). il2rd carries that term in the field
+   equation (kinetics.own_capture_rate: the voxel law at c_0 + q R less the law at c_0, the same
+   for saturating cells) and in what the cell takes up and sees (coupling.own_capture,
+   coupling.surface_pM).
 3. h < 4 pi g1 a (1.08 a): even the cross cannot absorb like the sphere; rejected (ValueError).
    A cell that fits in its voxel (h >= 2a) never gets here.
 
@@ -115,10 +124,13 @@ total rate, maximum and secretion but is not calibrated.
 In a run: the closure is the default (physics.cell_radius = per_type), each cell with its own
 type's radius a (the arguments radius_um broadcast per cell). Several cells may sit in one voxel
 (cells.cells_per_voxel); each keeps its own stencil centred there and their slopes, maxima and
-secretions add, as for overlapping stencils. On voxels h >= 4 pi g a a producer's self-capture is
-the (4 pi g a / h) k/(S + k) of case 2 (about 20 % low at 20 um, 5 um cells); the sphere's would
-need the sub-voxel resistance R = 1/S - g/(D h) in series with its secretion as well, i.e. a
-fraction kappa R of q taken up before it reaches the lattice, which is not built.
+secretions add, as for overlapping stencils. On voxels h >= 4 pi g a a secreting cell's own
+capture (case 2) is its own term: cells sharing its voxel see the voxel's value, which holds its
+secretion as if spread over the voxel (q g/(D h) of it, where a neighbour at distance r in the
+same voxel would see q/(4 pi D r): on the default T zone at 20 um this leaves Tregs' pSTAT5+
+fraction about 8 % below 10 um's, benchmarks/coarsening.py). Saturating secreting cells carry
+the closure's transition error on their own IL-2 as well (tests/test_subgrid.py: at 20 um at
+most 0.5 / 3.9 / 11.8 % low for k/S = 0.1 / 1 / 10).
 
 This module holds the closure's formulas for one cell: the exact sphere and lattice results
 (numpy, the references the tests compare with) and the weights of :func:`effective_uptake` (JAX,
@@ -264,9 +276,7 @@ def effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)
     h, d, a, k = jnp.broadcast_arrays(*(jnp.asarray(v) for v in (spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)))
     w0 = centre_weight(h, d, a, k)
     w1 = (1.0 - w0) / 6.0
-    large = h >= single_voxel_limit_um(a)
-    extra_resistance = 1.0 / sphere_capacity_um3_per_s(d, a) - LATTICE_GREEN_ORIGIN / (d * h)  # s/um^3, >= 0 when large
-    k_over_kappa = jnp.where(large, 1.0 + k * jnp.where(large, extra_resistance, 0.0), 1.0)
+    k_over_kappa = 1.0 + k * sub_voxel_resistance_s_per_um3(h, d, a)
     kappa = k / k_over_kappa
     # V split like the linear-regime flux (centre c_0 : faces c_1 = 1 : 1 + beta w0 / 6), so that all
     # stencil voxels approach saturation together, as the sphere's surface does
@@ -281,6 +291,16 @@ def effective_uptake(spacing_um, diffusion_um2_per_s, radius_um, rate_um3_per_s)
         vmax_weights=stack(v0, v1),
         km_factors=stack(v0 / w0, face_factor) * k_over_kappa[..., None],
     )
+
+
+def sub_voxel_resistance_s_per_um3(spacing_um, diffusion_um2_per_s, radius_um):
+    """R = 1/S - g/(D h) (s/um^3) of a cell on one voxel (h >= 4 pi g a), 0 on the 7-point cross:
+    the resistance between the voxel's value and the sphere's surface that one voxel leaves out,
+    c_s = c_0 + (q - U) R for a cell that secretes q and takes up U. JAX."""
+    h, d, a = jnp.broadcast_arrays(*(jnp.asarray(v) for v in (spacing_um, diffusion_um2_per_s, radius_um)))
+    large = h >= single_voxel_limit_um(a)
+    resistance = 1.0 / sphere_capacity_um3_per_s(d, a) - LATTICE_GREEN_ORIGIN / (d * h)
+    return jnp.where(large, jnp.maximum(resistance, 0.0), 0.0)
 
 
 def surface_concentration_pM(uptake_molecules_per_s, vmax_molecules_per_s, km_pM, law="saturating"):

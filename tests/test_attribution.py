@@ -7,7 +7,6 @@ whose cells secrete and take up over overlapping 7-voxel stencils; there the aut
 also checked against the sphere."""
 
 import dataclasses
-import math
 
 import h5py
 import jax.numpy as jnp
@@ -45,11 +44,13 @@ def uptake_of(c, sc):
     return readouts.cell_columns(c, sc)["uptake"]
 
 
-@pytest.mark.parametrize("mode", [*MODES, "closure_in_tissue"])
+@pytest.mark.parametrize("mode", [*MODES, "closure_in_tissue", "closure_at_20_um"])
 def test_shares_add_up_to_each_cells_uptake(mode):
     # two secreting types and a fed boundary: three sources; with the closure, stencils of all
-    # three types overlap in most voxels (70 % of the voxels hold a cell)
-    extra = MODES.get(mode, [*CLOSURE, "physics.volume_fraction=0.3"])
+    # three types overlap in most voxels (70 % of the voxels hold a cell); at 20 um about 8 cells
+    # share each voxel, secreting cells of both types among them, each with its own capture
+    extra = {"closure_in_tissue": [*CLOSURE, "physics.volume_fraction=0.3"],
+             "closure_at_20_um": [*CLOSURE, "grid.spacing=20"]}.get(mode) or MODES[mode]
     sc = scenario_of("grid.shape=[20,20,12]", "+cell_types.treg.secretion=2.0", "grid.boundary=fixed",
                      "grid.boundary_value=3.0", *extra, *TIGHT)
     c = steady(sc)
@@ -60,6 +61,7 @@ def test_shares_add_up_to_each_cells_uptake(mode):
     assert np.all(a.by_cell_molecules_per_s >= -1e-12 * uptake.max())
     assert np.max(np.abs(total - uptake) / uptake) < 1e-6
     assert a.closure < 1e-6
+    assert (sc.coupling is not None and sc.coupling.own_capture) == (mode == "closure_at_20_um")
     # and by responder type
     for t, name in enumerate(sc.population.type_names):
         assert a.matrix_molecules_per_s[:, t].sum() == pytest.approx(uptake[sc.population.type_index == t].sum(), rel=1e-6)
@@ -263,12 +265,12 @@ def test_a_lone_source_in_a_small_box_is_all_autocrine_in_float32(tmp_path, extr
 @pytest.mark.parametrize("h", [8.0, 20.0])  # a/h from 0.63 to 0.25
 def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
     """One secreting, consuming linear cell (a = 5 um) in a decay-free 32^3 box with absorbing
-    faces: the attributed autocrine fraction against the sphere's k/(4 pi D a + k). Below
-    h = 4 pi g a (15.9 um) the closure makes it exact: against the sphere with the box's far field
-    (test_subgrid.box_capacity; measured 1e-10), within 5 % of the infinite bath's (the box:
-    0.3 - 3 %). At h = 20 um one voxel captures what the lattice predicts, kappa r/(1 + kappa r),
-    the documented (4 pi g a / h) k/(S + k), 21 % low."""
-    from test_subgrid import CELL, N, RADIUS, S, box_capacity, box_resistance
+    faces: the attributed autocrine fraction against the sphere's k/(4 pi D a + k). The closure
+    makes it exact: against the sphere with the box's far field (test_subgrid.box_capacity;
+    measured 1e-10), within 5 % of the infinite bath's (the box: 0.3 - 3 %): below h = 4 pi g a
+    (15.9 um) through the stencil, above it through the own capture (kinetics.own_capture_rate;
+    without it one voxel captured (4 pi g a / h) k/(S + k), 21 % low at 20 um)."""
+    from test_subgrid import CELL, N, RADIUS, S, box_capacity
 
     q, km_pM, k_int = 10.0, 43.0, 1.1e-3
     centre = (CELL[0] + 0.5) * h
@@ -286,16 +288,9 @@ def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
         # alone in the box, all it takes up is its own: the window solve and the batched one agree
         assert a.autocrine_molecules_per_s[0] == pytest.approx(uptake_of(c, sc)[0], rel=1e-8)
         assert a.by_cell_molecules_per_s[0, 0] == pytest.approx(uptake_of(c, sc)[0], rel=1e-8)
-        sphere = subgrid.sphere_autocrine_fraction(10.0, RADIUS, k)
-        if h < subgrid.single_voxel_limit_um(RADIUS):
-            assert fraction == pytest.approx(k / (k + box_capacity(h)), rel=1e-6)
-            assert fraction == pytest.approx(sphere, rel=0.05)
-        else:
-            kappa = float(subgrid.effective_uptake(h, 10.0, RADIUS, k).rate_um3_per_s)
-            r = subgrid.LATTICE_GREEN_ORIGIN / (10.0 * h) - box_resistance(h)
-            assert fraction == pytest.approx(kappa * r / (1 + kappa * r), rel=1e-6)
-            limit = 4 * math.pi * subgrid.LATTICE_GREEN_ORIGIN * RADIUS / h  # 0.79 at 20 um
-            assert fraction / sphere == pytest.approx(limit, abs=0.02)
+        assert sc.coupling.own_capture == (h >= subgrid.single_voxel_limit_um(RADIUS))
+        assert fraction == pytest.approx(k / (k + box_capacity(h)), rel=1e-6)
+        assert fraction == pytest.approx(subgrid.sphere_autocrine_fraction(10.0, RADIUS, k), rel=0.05)
 
 
 def test_many_sources_in_sparse_tissue_get_the_exact_autocrine_part(monkeypatch):

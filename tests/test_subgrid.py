@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import closure_cell_uptake, closure_fields, scatter_stencil
+from helpers import closure, closure_cell_uptake, closure_fields, scatter_stencil
 
-from il2rd import subgrid, units
+from il2rd import coupling, subgrid, units
 from il2rd.grid import Grid
 from il2rd.kinetics import FieldCoefficients, uptake_rate
 from il2rd.solvers.steady import SolverOptions, steady_field
@@ -217,18 +217,63 @@ def test_autocrine_capture_of_a_secreting_consumer(h):
     assert worst_plain > 0.5  # one voxel alone: up to 97 % (h = 8) / 58 % (h = 10) too much
 
 
-def test_autocrine_capture_on_large_voxels_is_the_documented_compromise():
-    """h >= 4 pi g a: one voxel matches the bath uptake but captures (4 pi g a / h) k/(S + k)
-    of its own secretion (21 % low at h = 20 um); the lattice agrees with that prediction."""
-    h, q = 20.0, 10.0
-    for strength in (0.1, 10.0):
+def _own_capture_run(h, k, q, law):
+    """One secreting consumer (linear rate k um^3/s, K_M = KM_PM, secretion q molecules/s) through
+    the run's own path (coupling.voxel_fields, coupling.own_fields), in the box with c = 0 faces:
+    (the field's total uptake, the cell's uptake and seen IL-2 by coupling.cell_uptake)."""
+    cp = closure((N,) * 3, [CELL], h, D, RADIUS, law)
+    v, km, sec = (jnp.asarray([x], jnp.float64) for x in (k * units.pM_to_molecules_per_um3(KM_PM), KM_PM, q))
+    secretion, vmax, km_field = coupling.voxel_fields(cp, v, km, sec)
+    own = coupling.own_fields(cp, v, km, sec)
+    coef = _coef(vmax, km_field, secretion, 0.0, law).replace(vmax_own_pM_per_s=own[0], km_own_pM=own[1], own_offset_pM=own[2])
+    c, info = steady_field(_grid(h), coef, options=OPTIONS)
+    assert bool(info.converged)
+    uptake, seen = coupling.cell_uptake(cp, c, v, km, sec, coef)
+    return float(jnp.sum(uptake_rate(c, coef))) * h**3 * PM, float(uptake[0]), float(seen[0])
+
+
+@pytest.mark.parametrize("h", [16.0, 20.0, 30.0])
+def test_autocrine_capture_on_large_voxels_through_the_sub_voxel_resistance(h):
+    """h >= 4 pi g a: one voxel carries the bath uptake, and the own capture d = kappa R q
+    (kinetics.own_capture_rate, R = 1/S - g/(D h)) the rest of the self-capture: a linear secreting
+    consumer captures k/(k + S_box) of its secretion (S_box the sphere's capacity with the box's
+    far field), and sees its surface value (q - U)/S_box, as the exact sphere; without the own
+    capture one voxel captured (4 pi g a / h) k/(S + k), 21 % low at h = 20 um."""
+    q = 10.0
+    assert h >= subgrid.single_voxel_limit_um(RADIUS)
+    for strength in (0.01, 0.1, 1.0, 10.0):
         k = strength * S
-        uptake, _ = _solve_uptake(h, *linear_fields(h, k, True, q), 0.0, "linear")
+        total, uptake, seen = _own_capture_run(h, k, q, "linear")
+        assert total / q == pytest.approx(k / (k + box_capacity(h)), rel=1e-6)
+        assert uptake == pytest.approx(total, rel=1e-12)
+        assert seen == pytest.approx(units.molecules_per_um3_to_pM((q - total) / box_capacity(h)), rel=1e-6)
         kappa = float(subgrid.effective_uptake(h, D, RADIUS, k).rate_um3_per_s)
-        r = subgrid.LATTICE_GREEN_ORIGIN / (D * h) - box_resistance(h)
-        assert uptake / q == pytest.approx(kappa * r / (1 + kappa * r), rel=1e-4)
-        ratio = (uptake / q) / subgrid.sphere_autocrine_fraction(D, RADIUS, k)
-        assert ratio == pytest.approx(4 * math.pi * subgrid.LATTICE_GREEN_ORIGIN * RADIUS / h, abs=0.02)
+        lattice_only = kappa * (subgrid.LATTICE_GREEN_ORIGIN / (D * h) - box_resistance(h))
+        if h >= 20.0:  # one voxel alone captured 4 pi g a / h of it (0.99 at 16 um)
+            assert total / q > (1 + 0.2) * lattice_only / (1 + lattice_only)
+
+
+@pytest.mark.parametrize("h", [16.0, 20.0])
+def test_saturating_own_capture_is_within_the_closures_transition_error(h):
+    """The same cell with Michaelis-Menten receptors, weak to strong (k/S 0.1 - 10), unsaturated to
+    saturated by its own IL-2: its uptake (and so its occupancy U/V, what it signals at) within
+    the closure's transition bound of the exact sphere with the box's far field (U = V c_s/(K_M +
+    c_s), c_s = (q - U)/S_box), and its seen IL-2 within 1 % while unsaturated. Measured at 20 um,
+    k/S = 0.1 / 1 / 10: at most 0.5 / 3.9 / 11.8 % low; seen near saturation, c_s = K_M f/(1 - f),
+    amplifies that (17 % low at f = 0.95 for k/S = 1)."""
+    from scipy.optimize import brentq
+
+    k_m = units.pM_to_molecules_per_um3(KM_PM)
+    for strength in (0.1, 1.0, 10.0):
+        k = strength * S
+        for q in (1.0, 30.0, 100.0, 300.0, 2000.0):
+            total, uptake, seen = _own_capture_run(h, k, q, "saturating")
+            surface = lambda u: (q - u) / box_capacity(h)  # noqa: E731
+            exact = brentq(lambda u: u - k * k_m * surface(u) / (k_m + surface(u)), 0.0, q)
+            assert total == pytest.approx(exact, rel=TRANSITION_BOUND[strength]), (strength, q)
+            assert uptake == pytest.approx(total, rel=1e-12)
+            if q == 1.0:
+                assert seen == pytest.approx(units.molecules_per_um3_to_pM(surface(exact)), rel=0.01), strength
 
 
 def saturating_uptake(h, k, c_inf_pM, corrected):
