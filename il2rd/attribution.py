@@ -29,7 +29,7 @@ Steady fields only: the shares of a transient field depend on its history.
 With the sub-grid closure (physics.cell_radius, subgrid.py) each cell i secretes and takes up over
 its 7-voxel stencil, and stencils of different cells and types overlap, so a voxel has no one
 type. Then s_k is the secretion of type k's cells alone, spread over their stencils as the run
-spreads all (coupling.voxel_fields; :func:`type_secretions`), and a cell's uptake is its share p_ij
+spreads all (coupling.voxel_fields; secretions.type_secretions), and a cell's uptake is its share p_ij
 of the uptake sigma_j c_j of each voxel j its stencil reaches (coupling.sharing, as
 coupling.cell_uptake shares it), so
 
@@ -52,7 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import autocrine, cells, coupling, units
+from . import autocrine, coupling, units
+from . import secretions as secretions_mod
 from . import grid as grid_mod
 from .compilation import jit
 from .grid import Grid
@@ -103,7 +104,7 @@ def source_fields(c, secretions, grid: Grid, coef: FieldCoefficients, with_bound
                   with_blood: bool = False):
     """(c_k for each secretion field s_k [, c_boundary] [, c_blood]) stacked, pM, and the PCG
     iterations of each solve. secretions: (n_sources, nx, ny, nz), pM/s, each source type's part
-    of coef.secretion_pM_per_s (:func:`type_secretions`)."""
+    of coef.secretion_pM_per_s (secretions.type_secretions)."""
     rhs = list(jnp.asarray(secretions, c.dtype))
     if with_boundary:
         rhs.append(coef.diffusion_um2_per_s * grid_mod.laplacian(jnp.zeros_like(c), grid, coef.face_values_pM))
@@ -178,61 +179,6 @@ class Attribution:
                          if name in self.responders else 0.0 for name in self.sources])
 
 
-def type_field(grid: Grid, population) -> np.ndarray:
-    """(nx, ny, nz) int32: the type index of the cell in each voxel, -1 where none."""
-    field = np.full(grid.shape, -1, np.int32)
-    field[tuple(population.voxel.T)] = population.type_index
-    return field
-
-
-def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, contact_handed=None, law=None) -> np.ndarray:
-    """(len(type_indices), nx, ny, nz) pM/s: s_k, the part of the secretion field s =
-    coef.secretion_pM_per_s made by the cells of each type k (sum over all types = s).
-
-    Point sinks: s where type k's cells sit. Sub-grid closure: type k's cells spread over their
-    stencils (coupling.voxel_fields, as cells.field_coefficients spreads them all), taken as
-    their fraction of every voxel's s, s_k = s S_k / sum_k' S_k' (S_k: type k's spread alone),
-    so that the s_k add up to the field's own s whatever its units. il2ra, secretion_course: a
-    coupled run's final state, contact_handed its contacts' part (:func:`attribute`); law: their
-    :func:`_stencil_law`, where the caller has it."""
-    grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
-    if not len(type_indices):
-        return np.zeros((0, *grid.shape))
-    if not scenario.settings.subgrid_uptake:
-        types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
-        return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
-    vmax, km, q = law or _stencil_law(scenario, il2ra, secretion_course, contact_handed)
-    member = (pop.type_index[:, None] == np.asarray(type_indices)[None, :]).astype(np.asarray(q).dtype)
-    fractions = _secretion_fractions(scenario.coupling, vmax, km, q, jnp.asarray(member))
-    return np.asarray(coef.secretion_pM_per_s, np.float64) * np.asarray(fractions, np.float64)
-
-
-@jit
-def _secretion_fractions(cp, vmax, km, q, member):
-    """S_m / sum S (C, *shape): the part of each voxel's secretion made by each group m of cells
-    (member (n, C): 1 where cell i belongs to group m: a type, or one cell), S_m their secretion
-    spread over their stencils (coupling.spread, all groups and the total in one scatter)."""
-    w = coupling.laws(cp, vmax, km).stencil_weights  # before folding: spread folds at the faces
-    per_cell = jnp.concatenate([q[:, None] * member, q[:, None]], axis=1)  # the last channel: all cells
-    fields = coupling.spread(cp, w[:, :1] * per_cell, w[:, 1:2] * per_cell)
-    parts, total = fields[..., :-1], fields[..., -1:]
-    return jnp.moveaxis(jnp.where(total > 0, parts / jnp.where(total > 0, total, 1.0), 0.0), -1, 0)
-
-
-def _stencil_law(scenario, il2ra=None, secretion_course=None, contact_handed=None):
-    """(V molecules/s, K_M pM, q molecules/s), each (n,) in the run's dtype: each cell's collapsed
-    uptake law (cells.UptakeLaws.collapsed) and secretion as the sub-grid closure spreads them.
-    il2ra, secretion_course: each cell's IL-2Ra and secretion time-course factor f_i(t) at the
-    field's moment where they change (solver.kind=coupled: the final state), else None (its own
-    IL-2Ra, constant secretion q_i); contact_handed: what each cell hands over in contacts, not
-    secreted into the field (contact.py)."""
-    pop, settings = scenario.population, scenario.settings
-    vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)
-    secretion = cells.secretion_per_cell(pop, settings.types, secretion_course, contact_handed)
-    dtype = scenario.coupling.radius_um.dtype
-    return tuple(jnp.asarray(a, dtype) for a in (vmax, km, secretion))
-
-
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
               autocrine_half_width: int = autocrine.HALF_WIDTH_VOXELS, il2ra=None, secretion_course=None,
               contact_handed=None, contact_received=None,
@@ -262,8 +208,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    law = _stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.subgrid_uptake else None
-    secretions = type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed, law)
+    law = secretions_mod.stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.subgrid_uptake else None
+    secretions = secretions_mod.type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed, law)
     volume = scenario.interstitial_voxel_volume_um3
     # what secreting cells on one voxel take up of their own IL-2 before it reaches the lattice
     # (kinetics.own_capture_rate): their own, and not a source of the lattice's field
@@ -272,7 +218,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         own_direct = np.asarray(coupling.own_capture_jit(scenario.coupling, c, *law, own_capture_rate(c, coef)), np.float64)
         law = (*law[:2], law[2] - jnp.asarray(own_direct, law[2].dtype))  # what each puts into the lattice
         for j, k in enumerate(secreting):
-            secretions[j] -= _at_voxels(grid, pop.voxel, np.where(pop.type_index == k, own_direct, 0.0), volume)
+            secretions[j] -= secretions_mod.at_voxels(grid, pop.voxel, np.where(pop.type_index == k, own_direct, 0.0), volume)
     secretes = np.isin(pop.type_index, secreting)
     mine = np.flatnonzero(secretes)
     padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
@@ -281,7 +227,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     # the sources' fields, and with `exact` each secreting cell's own one (A^-1 s_i), in one batched call
     rhs = jnp.asarray(secretions, coef.dtype)
     if exact:
-        rhs = jnp.concatenate([rhs, _own_secretions(scenario, mine, padded, law).astype(coef.dtype)])
+        rhs = jnp.concatenate([rhs, secretions_mod.own_secretions(scenario, mine, padded, law).astype(coef.dtype)])
     solved, _ = source_fields(c, rhs, grid, coef, with_boundary, options, with_blood)
     fields = jnp.concatenate([solved[: len(secreting)], solved[len(rhs):]])  # the types', then boundary and blood
     sigma = uptake_per_il2(c, coef)
@@ -334,43 +280,8 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                               if share is None else
                               autocrine.stencils(c, scenario, law, share, sigma, secretes, options, autocrine_half_width))
         if affordable and change > WINDOW_CHANGE_EXACT:  # IL-2 travels beyond the window: the global solves after all
-            own = _own_secretions(scenario, mine, padded, law).astype(coef.dtype)
+            own = secretions_mod.own_secretions(scenario, mine, padded, law).astype(coef.dtype)
             own_uptake, change, exact = own_uptake_of(source_fields(c, own, grid, coef, False, options, False)[0]), 0.0, True
     own_uptake = own_uptake + own_direct
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, own_uptake, change,
                        pop.type_index, autocrine_exact=bool(exact))
-
-
-def _at_voxels(grid: Grid, voxel, molecules_per_s, volume_um3: float) -> np.ndarray:
-    """A field (pM/s per interstitial volume) of per-cell rates (molecules/s) in the cells' voxels."""
-    out = np.zeros(grid.shape)
-    np.add.at(out, tuple(np.asarray(voxel).T), units.cell_rate_to_voxel_rate_pM_per_s(molecules_per_s, volume_um3))
-    return out
-
-
-def _own_secretions(scenario, mine: np.ndarray, padded: int, law=None):
-    """(padded, *shape) pM/s: each secreting cell's own secretion field s_i (zero fields after
-    len(mine)); law: the sub-grid closure's (V, K_M, q) per cell (:func:`_stencil_law`, q with the
-    secretion course and contacts given), its q spread over its stencil as the window's right-hand
-    side is; None for point sinks (each cell's voxel of the secretion field is its own)."""
-    grid, pop = scenario.grid, scenario.population
-    if law is None:
-        secretion = np.asarray(scenario.coefficients.secretion_pM_per_s)
-        out = np.zeros((padded, *grid.shape), secretion.dtype)
-        for k, (x, y, z) in enumerate(pop.voxel[mine]):
-            out[k, x, y, z] = secretion[x, y, z]
-        return jnp.asarray(out)
-    index = np.zeros(padded, np.int32)
-    index[: len(mine)] = mine
-    return _own_stencil_secretions(scenario.coupling, *law, jnp.asarray(index), jnp.arange(padded) < len(mine))
-
-
-@jit
-def _own_stencil_secretions(cp, vmax, km, q, index, valid):
-    """_own_secretions with the sub-grid closure: cell index[k]'s q w_ij on its stencil voxels, pM/s
-    per interstitial volume (as coupling.voxel_fields), for the rows where valid[k]."""
-    weights = coupling.fold(cp, coupling.laws(cp, vmax, km).stencil_weights)
-    values = (weights * q[:, None])[index] * valid[:, None]
-    rows = jnp.zeros((index.shape[0], cp.n_voxels), values.dtype).at[jnp.arange(index.shape[0])[:, None], cp.flat[index]].add(values)
-    return units.cell_rate_to_voxel_rate_pM_per_s(rows, cp.volume_fraction * cp.spacing_um**3).reshape(-1, *cp.shape)
-

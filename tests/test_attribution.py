@@ -17,7 +17,8 @@ from compose import compose_config
 from helpers import closure_fields
 
 from il2rd import attribution, cells, config, readouts, subgrid, units
-from il2rd.attribution import BOUNDARY, attribute, source_fields, type_secretions
+from il2rd.attribution import BOUNDARY, attribute, source_fields
+from il2rd.secretions import type_secretions
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 from il2rd.solvers.steady import SolverOptions, steady_field
