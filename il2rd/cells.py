@@ -228,7 +228,7 @@ def field_coefficients(
     coupling: the cells' coupling.CellCoupling (:func:`coupling_of`): spread each cell over its
     sub-grid stencil (subgrid.py) instead, with its two classes collapsed into one law
     (UptakeLaws.collapsed), coupling.voxel_fields, and where cells sit on one voxel each, the
-    secreting ones' own capture (coupling.own_fields, kinetics.own_capture_rate).
+    secreting ones' own capture (coupling.coefficient_fields, kinetics.own_capture_rate).
     """
     table = type_table(types, population.type_names)
     t = population.type_index
@@ -236,14 +236,13 @@ def field_coefficients(
     laws = uptake_laws(population, types)
     secretion = np.zeros(grid.shape)
     vmax, km, vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape), 0.0, 1.0
-    own = (0.0, 1.0, 0.0)
+    own = dict(vmax_own_pM_per_s=0.0, km_own_pM=1.0, own_offset_pM=0.0)
     index = tuple(population.voxel.T)
     if coupling is not None:
         as_law = lambda a: jnp.asarray(a, coupling.radius_um.dtype)  # noqa: E731
-        cell_laws = (*(as_law(a) for a in laws.collapsed()), as_law(table["secretion_molecules_per_s"][t]))
-        secretion, vmax, km = coupling_mod.voxel_fields_jit(coupling, *cell_laws)
-        if coupling.own_capture:
-            own = coupling_mod.own_fields_jit(coupling, *cell_laws)
+        own = coupling_mod.coefficient_fields_jit(coupling, *(as_law(a) for a in laws.collapsed()),
+                                                  as_law(table["secretion_molecules_per_s"][t]))
+        secretion, vmax, km = (own.pop(name) for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"))
     else:
         to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, volume)  # noqa: E731
         secretion[index] = to_pM(table["secretion_molecules_per_s"][t])
@@ -262,9 +261,7 @@ def field_coefficients(
         km_pM=as_array(km),
         vmax_intermediate_pM_per_s=as_array(vmax_int),
         km_intermediate_pM=as_array(km_int),
-        vmax_own_pM_per_s=as_array(own[0]),
-        km_own_pM=as_array(own[1]),
-        own_offset_pM=as_array(own[2]),
+        **{name: as_array(f) for name, f in own.items()},
         face_values_pM=as_array(face_values_pM),
         exchange_per_s=as_array(0.0),  # vessels.py sets them; in the run's dtype so batches stack alike
         exchange_target_pM=as_array(0.0),

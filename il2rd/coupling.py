@@ -225,6 +225,14 @@ def own_capture(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, secre
     return jnp.where(total > 0, term / jnp.where(total > 0, total, 1.0), 0.0) * per_voxel
 
 
+def coefficient_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_molecules_per_s) -> dict:
+    """The kinetics.FieldCoefficients fields of the cells' laws and secretions, by name: those of
+    :func:`voxel_fields` and of :func:`own_fields` (the set-up and every coupled step use them)."""
+    law = (vmax_molecules_per_s, km_pM, secretion_molecules_per_s)
+    names = ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM", "vmax_own_pM_per_s", "km_own_pM", "own_offset_pM")
+    return dict(zip(names, (*voxel_fields(coupling, *law), *own_fields(coupling, *law))))
+
+
 def sharing(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
     """p_ij (n, 7): cell i's part of the uptake of its stencil voxel j, in proportion to its own
     Michaelis-Menten term there,
@@ -310,5 +318,5 @@ cell_uptake_jit = jit(cell_uptake)
 sharing_jit = jit(sharing)
 taken_jit = jit(taken)
 voxel_fields_jit = jit(voxel_fields)
-own_fields_jit = jit(own_fields)
+coefficient_fields_jit = jit(coefficient_fields)
 own_capture_jit = jit(own_capture)

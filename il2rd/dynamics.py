@@ -221,13 +221,8 @@ def stencil_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors
     capture of secreting cells on one voxel (coupling.own_fields). The intermediate class stays
     folded into the one law (its fields stay the scalars 0 and 1)."""
     vmax, km = collapsed_law(cells, receptors)
-    q = field_secretion(cells, receptors, t_s)
-    secretion, vmax_field, km_field = coupling.voxel_fields(cells.coupling, vmax, km, q)
-    own = coupling.own_fields(cells.coupling, vmax, km, q)
-    dtype = coef.dtype
-    return coef.replace(secretion_pM_per_s=secretion.astype(dtype), vmax_pM_per_s=vmax_field.astype(dtype),
-                        km_pM=km_field.astype(dtype), vmax_own_pM_per_s=own[0].astype(dtype),
-                        km_own_pM=own[1].astype(dtype), own_offset_pM=own[2].astype(dtype))
+    fields = coupling.coefficient_fields(cells.coupling, vmax, km, field_secretion(cells, receptors, t_s))
+    return coef.replace(**{name: f.astype(coef.dtype) for name, f in fields.items()})
 
 
 _stencil_coefficients_jit = jit(stencil_coefficients)
