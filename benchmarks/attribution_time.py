@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from il2rd import api, config
-    from il2rd.attribution import attribute
+    from il2rd.analysis.attribution import attribute
     from il2rd.scenario import Scenario
     from il2rd.solvers.steady import steady_field
 

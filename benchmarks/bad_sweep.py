@@ -93,9 +93,9 @@ def bad_sweep(sweep_dir: Path, n_runs: int = 500, kill: bool = True, batch_size:
     """Run the sweep into sweep_dir and collect it; returns counts and timings."""
     from hydra import compose, initialize_config_dir
 
-    from il2rd import collect
+    from il2rd.analysis import collect
     from il2rd.cli import config_dir
-    from il2rd.schema import register_configs
+    from il2rd.config.schema import register_configs
     from il2rd.sweep import run_batched
 
     sweep_dir = Path(sweep_dir)

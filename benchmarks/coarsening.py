@@ -29,7 +29,7 @@ from hydra import compose, initialize_config_dir
 
 import il2rd.cli
 from il2rd.config import parse
-from il2rd.schema import register_configs
+from il2rd.config.schema import register_configs
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 

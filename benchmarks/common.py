@@ -23,9 +23,11 @@ jax.config.update("jax_enable_x64", True)  # float64 runs need it; float32 array
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from il2rd import cells, placement, units  # noqa: E402
-from il2rd.grid import Grid  # noqa: E402
-from il2rd.kinetics import FieldCoefficients  # noqa: E402
+from il2rd import cells
+from il2rd.cells import placement
+from il2rd.physics import units  # noqa: E402
+from il2rd.physics.grid import Grid  # noqa: E402
+from il2rd.physics.kinetics import FieldCoefficients  # noqa: E402
 
 SPACING_UM = 10.0
 DIFFUSION = 10.0  # um^2/s
@@ -56,7 +58,7 @@ CELL_TYPES = {
 
 
 def cells_scenario(n: int, n_cells: int, dtype, seed: int = 0, return_population: bool = False):
-    """n_cells cells placed by il2rd.placement.place_random on n^3 voxels, producers : Treg-like
+    """n_cells cells placed by il2rd.cells.placement.place_random on n^3 voxels, producers : Treg-like
     consumers = 1 : 20 (the scenario's ratio), coefficients by il2rd.cells.field_coefficients."""
     grid = Grid((n, n, n), SPACING_UM)
     n_src = max(1, round(n_cells / 21))

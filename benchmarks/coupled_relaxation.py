@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from compose import compose_config  # noqa: E402
 
 from il2rd.config import parse  # noqa: E402
-from il2rd.dynamics import cell_kinetics, coefficients_at  # noqa: E402
-from il2rd.steppers import Coupled, advance, initialize  # noqa: E402
+from il2rd.cells.dynamics import cell_kinetics, coefficients_at  # noqa: E402
+from il2rd.solvers.steppers import Coupled, advance, initialize  # noqa: E402
 from il2rd.scenario import Scenario  # noqa: E402
 from il2rd.solvers.steady import steady_field  # noqa: E402
 

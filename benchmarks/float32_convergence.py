@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import common  # noqa: F401  (switches x64 on: float32 and float64 side by side)
-from il2rd import units
-from il2rd.grid import BOUNDARY_KINDS, Grid
-from il2rd.kinetics import FieldCoefficients
+from il2rd.physics import units
+from il2rd.physics.grid import BOUNDARY_KINDS, Grid
+from il2rd.physics.kinetics import FieldCoefficients
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 

@@ -81,7 +81,7 @@ def run_big_here(args) -> dict:
     from hydra import compose, initialize_config_dir
 
     from il2rd.cli import config_dir
-    from il2rd.schema import register_configs
+    from il2rd.config.schema import register_configs
     from il2rd.simulate import run
 
     overrides = big_overrides(args.size, args.cells, args.precision)

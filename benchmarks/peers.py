@@ -54,7 +54,7 @@ def check_operator(A, grid, coef_linear) -> float:
     """max |A v - il2rd J(0) v| / max |A v| for a random v."""
     import jax.numpy as jnp
 
-    from il2rd import kinetics
+    from il2rd.physics import kinetics
 
     v = np.random.default_rng(3).random(A.shape[0])
     mine = np.asarray(kinetics.apply_jacobian(jnp.asarray(v.reshape(grid.shape)), jnp.zeros(grid.shape), grid, coef_linear), np.float64).ravel()

@@ -3,7 +3,7 @@
 What it measures
 ----------------
 il2rd puts each cell into one 10 um voxel: a point sink (``physics.cell_radius=null``) or the
-sub-grid closure of il2rd/subgrid.py (``physics.cell_radius=a``), calibrated on an isolated cell.
+sub-grid closure of il2rd/physics/subgrid.py (``physics.cell_radius=a``), calibrated on an isolated cell.
 Here the same tissue is solved with the cells resolved as spheres and compared cell by cell.
 
 The resolved model (fine voxels of edge h, 1 um down to 0.25 um): IL-2 lives in the fluid outside
@@ -67,7 +67,7 @@ jax.config.update("jax_enable_x64", True)  # the reference is float64; il2rd run
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from il2rd import units  # noqa: E402
+from il2rd.physics import units  # noqa: E402
 from il2rd.solvers.krylov import pcg  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -382,7 +382,8 @@ def il2rd_scenario(overrides):
     """il2rd's Scenario for command-line overrides, composed as the il2rd command composes them."""
     from hydra import compose, initialize_config_dir
 
-    from il2rd import cli, config, schema
+    from il2rd import cli, config
+    from il2rd.config import schema
     from il2rd.scenario import Scenario
 
     schema.register_configs()
@@ -404,9 +405,9 @@ def il2rd_steady(scenario):
 def il2rd_uptake(tissue: Tissue, cell_radius_um, precision: str = "float64", extra=(), face_factors: bool = False) -> np.ndarray:
     """Each cell's uptake (molecules/s) from il2rd itself: the config composed as the il2rd
     command composes it, parsed, the scenario built, the steady field solved, the per-cell
-    readouts taken (il2rd.readouts.cell_columns). face_factors: the same coefficients on a
+    readouts taken (il2rd.analysis.readouts.cell_columns). face_factors: the same coefficients on a
     lattice whose faces between two cells conduct less (:func:`packed_face_factors`, :func:`lattice_field`)."""
-    from il2rd import readouts
+    from il2rd.analysis import readouts
 
     with tempfile.TemporaryDirectory() as tmp:
         scenario = il2rd_scenario(il2rd_overrides(tissue, Path(tmp) / "cells.csv", cell_radius_um, precision, extra))

@@ -6,7 +6,7 @@ importing JAX and running one tiny computation (the baseline) is reported beside
 device's peak_bytes_in_use is reported too.
 
   size   the scenario (1 % sources, 20 % saturating consumers) on n^3 voxels
-  cells  n_cells cells placed by il2rd.placement.place_random on 128^3 voxels (producers : Treg-like
+  cells  n_cells cells placed by il2rd.cells.placement.place_random on 128^3 voxels (producers : Treg-like
          consumers = 1 : 20), coefficients scattered by il2rd.cells.field_coefficients (that
          host-side setup is timed separately)
 Both to relative residual 1e-6, float32 (il2rd's default precision) unless --dtype says otherwise.

@@ -32,7 +32,8 @@ import numpy as np
 
 import peers
 from common import log, scenario, timed, wait_quiet
-from il2rd import kinetics, steppers
+from il2rd.physics import kinetics
+from il2rd.solvers import steppers
 from il2rd.solvers.krylov import pcg
 from il2rd.solvers.multigrid import Multigrid
 from il2rd.solvers.precond import MeanOperatorInverse

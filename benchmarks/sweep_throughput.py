@@ -41,7 +41,7 @@ def compose_all(sets):
     from hydra import compose, initialize_config_dir
 
     from il2rd.cli import config_dir
-    from il2rd.schema import register_configs
+    from il2rd.config.schema import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -90,7 +90,8 @@ def main():
     p.add_argument("--json")
     args = p.parse_args()
 
-    from il2rd import config, steppers
+    from il2rd import config
+    from il2rd.solvers import steppers
     from il2rd.scenario import Scenario
     from il2rd.simulate import run
     from il2rd.sweep import run_batched

@@ -35,8 +35,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import block, dump, log, machine  # noqa: E402
 
-from il2rd import api, config, dynamics, fate, motility, steppers  # noqa: E402
-from il2rd.compare import days_overrides  # noqa: E402
+from il2rd import api, config
+from il2rd.cells import dynamics, fate, motility
+from il2rd.solvers import steppers  # noqa: E402
+from il2rd.analysis.compare import days_overrides  # noqa: E402
 from il2rd.scenario import Scenario  # noqa: E402
 
 QUICK_NODE = ["grid.shape=[32,32,32]", "node.capsule_thickness=10", "node.t_zone_depth=30", "node.follicles.count=2",

@@ -19,7 +19,7 @@ import peers
 from common import log, scenario, timed, wait_quiet
 from il2rd.solvers.steady import SolverOptions
 from il2rd.solvers.transient import explicit_stable_dt
-from il2rd.steppers import advance, build
+from il2rd.solvers.steppers import advance, build
 
 IMPLICIT_DT = (10.0, 60.0)
 

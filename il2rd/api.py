@@ -17,7 +17,7 @@ figures.make_figures, sweep.run_batched, collect.collect), so a run made here is
 command makes: same file, same config hash, reused by either when it is finished. A worked example:
 examples/quickstart.py.
 
-Names: `il2rd.config`, `il2rd.sweep`, `il2rd.figures`, `il2rd.plot` and `il2rd.collect` are modules
+Names: `il2rd.config`, `il2rd.sweep`, `il2rd.figures`, `il2rd.plot` and `il2rd.analysis` are modules
 of the package, so the functions are called compose, run_sweep and make_figures.
 """
 
@@ -33,8 +33,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .io.reader import RunFile
-from .io.reader import load as _load
+from .io.reader import RunFile, load as _load
 
 __all__ = ["Sweep", "compose", "load", "make_figures", "override_text", "run", "run_sweep"]
 
@@ -63,7 +62,8 @@ def compose(*overrides: str, **keys: Any) -> DictConfig:
     merge, or a value a run would refuse; a scenario or other group option that does not exist
     raises Hydra's MissingConfigException, which lists the options.
     """
-    from . import config as config_module, host
+    from . import config as config_module
+    from .config import host
 
     texts = [*overrides, *(f"{_dotted(key)}={override_text(value, _dotted(key))}" for key, value in keys.items())]
     for text in texts:
@@ -123,7 +123,7 @@ def override_text(value: Any, key: str = "value") -> str:
 
 
 def _config_groups() -> tuple[str, ...]:
-    from .schema import config_dir
+    from .config.schema import config_dir
 
     return tuple(p.name for p in config_dir().iterdir() if p.is_dir())
 
@@ -135,7 +135,7 @@ def _check_override(text: str) -> None:
     from hydra.errors import HydraException
 
     from .config import ConfigError
-    from .overrides import unknown_key
+    from .config.overrides import unknown_key
 
     if not isinstance(text, str):
         raise TypeError(f"override {text!r}: overrides are strings such as 'grid.shape=[24,24,12]' "
@@ -158,15 +158,14 @@ def _hydra_compose(overrides: list[str]) -> DictConfig:
     """Hydra's compose of configs/config.yaml (il2rd.cli.config_dir) with `overrides`; works also
     where Hydra is already initialised (inside an @hydra.main app or a test's initialize), whose
     state is put back afterwards."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
-    from .schema import config_dir
+    from .config.schema import config_dir
     from .config import ConfigError
-    from .schema import register_configs
+    from .config.schema import register_configs
 
     register_configs()
     backup = get_gh_backup()
@@ -271,7 +270,7 @@ class Sweep:
         "cells", "mean_il2_pM", "mean_uptake_molecules_per_s", "total_uptake_molecules_per_s",
         "mean_pstat5", "pstat5_positive_fraction", "mean_receptors", ... of the last snapshot.
         `il2rd-collect <output_dir>` writes the same table as sweep.csv and sweep.h5, with plots."""
-        from .collect import collect
+        from .analysis.collect import collect
 
         mine = {str(i) for i in range(len(self.parameters))}
         return [row for row in collect(self.output_dir) if row["run"] in mine]

@@ -35,10 +35,10 @@ import logging  # noqa: E402  (after the handler: importing JAX and Hydra takes 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from . import overrides  # noqa: E402
-from .placement import PlacementError  # noqa: E402
+from .config import overrides  # noqa: E402
+from .cells.placement import PlacementError  # noqa: E402
 from .config import ConfigError  # noqa: E402
-from .schema import config_dir, register_configs  # noqa: E402,F401  (config_dir: here before schema.py)
+from .config.schema import config_dir, register_configs  # noqa: E402,F401  (config_dir: here before schema.py)
 from .io.hdf5 import OutputError  # noqa: E402
 from .runfolder import FAILED_MARKER, failure_text, mark_failed  # noqa: E402,F401  (FAILED_MARKER: collect's)
 
@@ -164,7 +164,7 @@ def main() -> None:
         interrupt.for_command()  # from here on a Ctrl-C that cannot wait ends the process at once (exit 130)
     last_sweep.__init__()
     if any(a == "--describe" or a.startswith("--describe=") for a in sys.argv[1:]):  # before Hydra, which owns --help
-        from .describe import main as describe
+        from .config.describe import main as describe
 
         _end(describe(sys.argv[1:]))
         return

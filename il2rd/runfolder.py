@@ -26,9 +26,11 @@ from pathlib import Path
 import h5py
 from omegaconf import DictConfig, OmegaConf
 
-from . import config, host, schema, steppers, validate
+from . import config
+from .config import host, schema, validate
+from .solvers import steppers
 from .io.hdf5 import Hdf5Writer, OutputError, lock_output
-from .integrate import SimulationError
+from .solvers.integrate import SimulationError
 from .io.folder_lock import FolderLock
 
 log = logging.getLogger("il2rd")

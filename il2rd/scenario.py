@@ -9,12 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, fate, placement, vessels
+from . import cells
+from .cells import fate, placement
+from .physics import vessels
 from .cells import Population
-from .coupling import CellCoupling
+from .cells.coupling import CellCoupling
 from .config import Settings, check_steady_field_exists
-from .devices import shard_coefficients, x_slabs
-from .kinetics import FieldCoefficients
+from .solvers.devices import shard_coefficients, x_slabs
+from .physics.kinetics import FieldCoefficients
 
 
 def enable_precision(precision: str):

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import cells as cells_mod
-from . import compilation, config, host, readouts, runfolder, steppers
-from .attribution import Attribution, attribute
-from .integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
+from . import cells as cells_mod, compilation, config, runfolder
+from .config import host
+from .analysis import readouts
+from .solvers import steppers
+from .analysis.attribution import Attribution, attribute
+from .solvers.integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
 from .interrupts import RunInterrupted, interrupt
 from .io.hdf5 import OutputError
 from .io.layout import CELL_COLUMNS, FATE_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, checkpoint_slot, saved_state

@@ -27,8 +27,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from . import compilation, config, host, resources, runfolder, steppers
-from .placement import PlacementError
+from . import compilation, config, resources, runfolder
+from .config import host
+from .solvers import steppers
+from .cells.placement import PlacementError
 from .io.hdf5 import OutputError
 from .scenario import Scenario
 from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve

@@ -3,7 +3,7 @@
 from hydra import compose, initialize_config_dir
 
 import il2rd.cli
-from il2rd.schema import register_configs
+from il2rd.config.schema import register_configs
 
 
 def compose_config(*overrides: str):

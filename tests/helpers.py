@@ -2,7 +2,7 @@
 reference of the discrete operator, exact solutions and convergence-order fits.
 
 Nothing here calls il2rd's own operators: the numpy Laplacian below re-implements the ghost-cell
-rules documented in il2rd/grid.py, so tests that use it check il2rd against a second, separate
+rules documented in il2rd/physics/grid.py, so tests that use it check il2rd against a second, separate
 implementation rather than against itself.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from il2rd import units
-from il2rd.grid import Grid
-from il2rd.kinetics import FieldCoefficients
+from il2rd.physics import units
+from il2rd.physics.grid import Grid
+from il2rd.physics.kinetics import FieldCoefficients
 
 
 # 1 pM in molecules/um^3, from its definition (Avogadro's number, 1 L = 1e15 um^3), written out
-# here rather than taken from il2rd.units so that exact solutions do not share il2rd's constant.
+# here rather than taken from il2rd.physics.units so that exact solutions do not share il2rd's constant.
 PM_IN_MOLECULES_PER_UM3 = 6.02214076e23 * 1e-12 / 1e15
 
 
@@ -174,7 +174,7 @@ def relative_max_error(approx, exact) -> float:
 def closure(shape, voxel, spacing_um, diffusion, radius_um, uptake="saturating", periodic=(False, False, False)):
     """The coupling.CellCoupling of cells at voxel (n, 3) in free medium (alpha = 1), in the
     session's precision."""
-    from il2rd import coupling
+    from il2rd.cells import coupling
 
     return coupling.build(voxel, shape, spacing_um, radius_um, diffusion, 1.0, uptake, jnp.result_type(float), periodic)
 
@@ -182,7 +182,7 @@ def closure(shape, voxel, spacing_um, diffusion, radius_um, uptake="saturating",
 def closure_fields(shape, voxel, spacing_um, diffusion, radius_um, vmax, km, secretion, periodic=(False, False, False)):
     """(secretion pM/s, v_max pM/s, K_M pM) fields of cells with laws V (molecules/s), K_M (pM)
     and secretion q (molecules/s) under the sub-grid closure (coupling.voxel_fields), as numpy."""
-    from il2rd import coupling
+    from il2rd.cells import coupling
 
     cp = closure(shape, voxel, spacing_um, diffusion, radius_um, periodic=periodic)
     args = (jnp.asarray(np.asarray(a, np.float64), cp.radius_um.dtype) for a in (vmax, km, secretion))
@@ -191,7 +191,7 @@ def closure_fields(shape, voxel, spacing_um, diffusion, radius_um, vmax, km, sec
 
 def closure_cell_uptake(c, voxel, spacing_um, diffusion, radius_um, vmax, km, law="saturating", periodic=(False, False, False)):
     """(uptake molecules/s, seen pM) of each cell from the field c (coupling.cell_uptake), as numpy."""
-    from il2rd import coupling
+    from il2rd.cells import coupling
 
     cp = closure(np.shape(c), voxel, spacing_um, diffusion, radius_um, law, periodic)
     args = (jnp.asarray(np.asarray(a, np.float64), cp.radius_um.dtype) for a in (c, vmax, km))

@@ -1,4 +1,4 @@
-"""Issue 3: lymph-node anatomy (il2rd/anatomy.py) as placement regions, per-cell log-normal
+"""Issue 3: lymph-node anatomy (il2rd/physics/anatomy.py) as placement regions, per-cell log-normal
 receptor numbers, and the interstitial volume fraction and tortuosity of tissue.
 
 The geometric rules are checked against their definitions, recomputed here from the voxel
@@ -16,11 +16,14 @@ import pytest
 from compose import compose_config
 
 from helpers import PM_IN_MOLECULES_PER_UM3, point_source_in_box_pM
-from il2rd import anatomy, cells, placement, readouts
+from il2rd.physics import anatomy
+from il2rd import cells
+from il2rd.cells import placement
+from il2rd.analysis import readouts
 from il2rd.cells import CellType, Population
-from il2rd.placement import PlacementError, Region
+from il2rd.cells.placement import PlacementError, Region
 from il2rd.config import ConfigError, node_anatomy, parse
-from il2rd.grid import Grid
+from il2rd.physics.grid import Grid
 from il2rd.scenario import Scenario
 from il2rd.solvers.steady import SolverOptions, steady_field
 

@@ -1,4 +1,4 @@
-"""Source attribution (il2rd/attribution.py) against what must hold mathematically: the shares
+"""Source attribution (il2rd/analysis/attribution.py) against what must hold mathematically: the shares
 add up to each cell's uptake, a single source owns everything, with linear uptake each source's
 share field is exactly the field that source makes alone (superposition), IL-2 fed through
 fixed faces is attributed to the boundary; and mechanism checks on placement. Each for point-sink
@@ -16,9 +16,11 @@ from compose import compose_config
 
 from helpers import closure_fields
 
-from il2rd import attribution, cells, config, readouts, subgrid, units
-from il2rd.attribution import BOUNDARY, attribute, source_fields
-from il2rd.secretions import type_secretions
+from il2rd.analysis import attribution, readouts
+from il2rd import cells, config
+from il2rd.physics import subgrid, units
+from il2rd.analysis.attribution import BOUNDARY, attribute, source_fields
+from il2rd.cells.secretions import type_secretions
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 from il2rd.solvers.steady import SolverOptions, steady_field
@@ -105,7 +107,7 @@ def test_boundary_feeding_is_attributed_to_the_boundary():
     a = attribute(c, sc)
     assert a.sources == (BOUNDARY,)
     # net inflow through the faces = uptake + decay: exactly what the balance says comes in
-    from il2rd import readouts
+    from il2rd.analysis import readouts
 
     s = readouts.summarise(c, readouts.cell_columns(c, sc), sc)
     assert a.output_molecules_per_s[0] == pytest.approx(-s.boundary_outflux_molecules_per_s, rel=1e-6)
@@ -161,9 +163,8 @@ def test_autocrine_is_a_lower_bound_that_the_window_makes_nearly_exact():
     c = steady(sc)
     a = attribute(c, sc, exact_autocrine_unknowns=0)  # the window, not the global solves of few sources
     assert not a.autocrine_exact
-    from il2rd import grid as grid_mod
-    from il2rd import units
-    from il2rd.attribution import uptake_per_il2
+    from il2rd.physics import grid as grid_mod, units
+    from il2rd.analysis.attribution import uptake_per_il2
     from il2rd.solvers.krylov import pcg
 
     coef = sc.coefficients

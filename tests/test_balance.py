@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from helpers import coefficients, np_tendency, random_cells
-from il2rd import grid as grid_mod
-from il2rd.grid import Grid
+from il2rd.physics import grid as grid_mod
+from il2rd.physics.grid import Grid
 from il2rd.solvers import steady
 from il2rd.solvers.steady import SolverOptions, steady_field
 

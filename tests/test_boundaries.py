@@ -1,4 +1,4 @@
-"""The boundary objects (il2rd/boundaries.py) against the mathematics of their faces: each kind's
+"""The boundary objects (il2rd/physics/boundaries.py) against the mathematics of their faces: each kind's
 ghost rule, its end of the 1-D second difference -d^2/dx^2 on profiles whose second derivative
 or outflux is known exactly, its coarsening, and the registry the config parses."""
 
@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from il2rd import boundaries
-from il2rd import grid as grid_mod
-from il2rd.boundaries import KINDS, Fixed, Periodic, ZeroFlux, second_difference_matrix
-from il2rd.grid import Grid
+from il2rd.physics import boundaries, grid as grid_mod
+from il2rd.physics.boundaries import KINDS, Fixed, Periodic, ZeroFlux, second_difference_matrix
+from il2rd.physics.grid import Grid
 from il2rd.solvers.multigrid import hierarchy
 
 N = 12

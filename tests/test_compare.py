@@ -1,4 +1,4 @@
-"""`il2rd-compare-sources` (il2rd/compare.py): the presets run, the table and the figure are
+"""`il2rd-compare-sources` (il2rd/analysis/compare.py): the presets run, the table and the figure are
 written, shares are consistent, and a bad scenario name stops it before anything runs."""
 
 import csv
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_presets import QUIET, SMALL_NODE
 
-from il2rd.compare import DEFAULT_ROOT, dated_folder, main
+from il2rd.analysis.compare import DEFAULT_ROOT, dated_folder, main
 
 
 def test_compare_writes_a_consistent_table_and_figure(tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_compare_over_days_writes_fold_changes_that_the_files_hold(tmp_path, cap
     written."""
     import h5py
 
-    from il2rd.compare import fold_changes
+    from il2rd.analysis.compare import fold_changes
 
     args = ["--days", "0.1", "--seeds", "2", "--every", "1.2", "--scenarios", "treg_source",
             "--out", str(tmp_path), "--no-progress", *SMALL_NODE, *QUIET]

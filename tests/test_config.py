@@ -16,7 +16,7 @@ from compose import compose_config
 from omegaconf import OmegaConf
 
 from il2rd.cells import CellType
-from il2rd.placement import PlacementError, Region
+from il2rd.cells.placement import PlacementError, Region
 from il2rd.config import ConfigError, parse
 from il2rd.scenario import Scenario
 

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from compose import compose_config
-from il2rd import config, contact, kinetics, steppers
+from il2rd import config
+from il2rd.cells import contact
+from il2rd.physics import kinetics
+from il2rd.solvers import steppers
 from il2rd.config import ConfigError
 from il2rd.scenario import Scenario
 from il2rd.simulate import run

@@ -1,5 +1,5 @@
-"""The sub-grid closure (physics.cell_radius, il2rd/subgrid.py) in coupled runs (solver.kind=coupled,
-il2rd/dynamics.py), where each cell's IL-2Ra, hence its collapsed law and stencil weights, change
+"""The sub-grid closure (physics.cell_radius, il2rd/physics/subgrid.py) in coupled runs (solver.kind=coupled,
+il2rd/cells/dynamics.py), where each cell's IL-2Ra, hence its collapsed law and stencil weights, change
 every step and the voxel fields are rebuilt inside the jitted step: the JAX fields against the
 numpy closure, the coupled state against the backward-Euler step of the sub-grid field of its
 receptors, the sphere's uptake through the run path, and the attribution of a coupled sub-grid run
@@ -18,14 +18,17 @@ import pytest
 from compose import compose_config
 from helpers import coefficients, np_tendency
 
-from il2rd import cells, coupling, readouts, subgrid, units
-from il2rd.attribution import attribute
+from il2rd import cells
+from il2rd.cells import coupling
+from il2rd.analysis import readouts
+from il2rd.physics import subgrid, units
+from il2rd.analysis.attribution import attribute
 from il2rd.config import parse
-from il2rd.dynamics import cell_kinetics, coefficients_at, secretion_course, secretion_profile, seen
-from il2rd.grid import Grid
+from il2rd.cells.dynamics import cell_kinetics, coefficients_at, secretion_course, secretion_profile, seen
+from il2rd.physics.grid import Grid
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
-from il2rd.steppers import Coupled, advance, initialize
+from il2rd.solvers.steppers import Coupled, advance, initialize
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 HOUR = 3600.0

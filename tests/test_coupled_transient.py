@@ -1,4 +1,4 @@
-"""The coupled solver's field (solver.kind=coupled, il2rd/dynamics.py) is a backward-Euler step of
+"""The coupled solver's field (solver.kind=coupled, il2rd/cells/dynamics.py) is a backward-Euler step of
 the receptor step's length from the previous field, not the quasi-steady field, so it is right where
 the field relaxes slowly (sparse consumers, decay-dominated) as well as where it relaxes fast:
 
@@ -24,12 +24,11 @@ import pytest
 from compose import compose_config
 from helpers import coefficients, pair_orders
 
-from il2rd import units
-from il2rd.dynamics import (CellKinetics, coefficients_at, production,
-                            pstat5_of)
-from il2rd.grid import Grid
+from il2rd.physics import units
+from il2rd.cells.dynamics import CellKinetics, coefficients_at, production, pstat5_of
+from il2rd.physics.grid import Grid
 from il2rd.simulate import run
-from il2rd.steppers import Coupled, advance, initialize
+from il2rd.solvers.steppers import Coupled, advance, initialize
 from il2rd.solvers.steady import SolverOptions, steady_field
 from il2rd.solvers.transient import explicit_stable_dt, explicit_step
 

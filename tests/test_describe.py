@@ -1,4 +1,4 @@
-"""`il2rd --describe [KEY]` (il2rd/describe.py): every schema key has its meaning (and its unit where
+"""`il2rd --describe [KEY]` (il2rd/config/describe.py): every schema key has its meaning (and its unit where
 it has one) in the schema itself; the listing shows each with the composed config's value, grouped
 by section, within 120 columns; one key, a section, a type and a group can be asked for; an unknown
 name gets the nearest ones and exit 2. In this process but for one call of the real command."""
@@ -12,8 +12,8 @@ import subprocess
 import pytest
 from test_cli import il2rd_command
 
-from il2rd import describe
-from il2rd.schema import CellTypeConfig, FollicleConfig, Il2rdConfig
+from il2rd.config import describe
+from il2rd.config.schema import CellTypeConfig, FollicleConfig, Il2rdConfig
 from il2rd.tables import WIDTH
 
 

@@ -1,4 +1,4 @@
-"""Receptor dynamics and secretion time courses (il2rd/dynamics.py): the receptor ODE against its
+"""Receptor dynamics and secretion time courses (il2rd/cells/dynamics.py): the receptor ODE against its
 exact solution and its closed-form steady state at fixed IL-2, pSTAT5's EC50 shift with receptor
 number, the coupled step (receptors, then a backward-Euler field step) against the discrete
 equations, its first order in dt, and the feedback's mechanism (more CD25 on Tregs, less IL-2
@@ -11,12 +11,11 @@ import pytest
 from helpers import coefficients, np_tendency
 from scipy.optimize import brentq
 
-from il2rd import units
-from il2rd.dynamics import (CellKinetics, ReceptorFeedback, advance_receptors, coefficients_at, production, pstat5_of,
-                            secretion_profile, seen)
-from il2rd.steppers import Coupled, advance, initialize
-from il2rd.grid import Grid
-from il2rd.receptors import Signalling
+from il2rd.physics import units
+from il2rd.cells.dynamics import (CellKinetics, ReceptorFeedback, advance_receptors, coefficients_at, production, pstat5_of, secretion_profile, seen)
+from il2rd.solvers.steppers import Coupled, advance, initialize
+from il2rd.physics.grid import Grid
+from il2rd.physics.receptors import Signalling
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 H = 10.0

@@ -17,8 +17,8 @@ from helpers import (
     point_source_in_box_pM,
     relative_max_error,
 )
-from il2rd import units
-from il2rd.grid import Grid
+from il2rd.physics import units
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 TIGHT = SolverOptions(rtol=1e-11)

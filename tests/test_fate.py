@@ -1,4 +1,4 @@
-"""Cell fate (il2rd/fate.py) against mathematics: the birth-death process's exact mean and variance
+"""Cell fate (il2rd/cells/fate.py) against mathematics: the birth-death process's exact mean and variance
 at constant signal, whatever the step; the time-averaged pSTAT5's exact relaxation; capacity,
 excluded volume and confinement never violated by daughters; lineage bookkeeping; the minimal
 cycle time. Float32, the default precision, unless a test says otherwise."""
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from il2rd import fate, motility
+from il2rd.cells import fate, motility
 
 DAY = fate.DAY_S
 HOUR = fate.HOUR_S

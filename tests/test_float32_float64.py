@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import coefficients, random_cells
-from il2rd.grid import Grid
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 

@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 import il2rd
 import il2rd.io
 from il2rd.config import ConfigError, parse
-from il2rd.schema import CellTypeConfig
+from il2rd.config.schema import CellTypeConfig
 from il2rd.figures import make_figures
 from il2rd.io import hdf5
 from il2rd.simulate import run

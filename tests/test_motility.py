@@ -1,4 +1,4 @@
-"""Motility (il2rd/motility.py): the persistent random walk against its exact statistics, and the
+"""Motility (il2rd/cells/motility.py): the persistent random walk against its exact statistics, and the
 rules it must never break (confinement, excluded volume), in float32 (the default) and float64.
 
 References: Fuerth's mean squared displacement 6 M [t - tau (1 - exp(-t/tau))] from a stationary
@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from il2rd import motility
-from il2rd.motility import Walk
+from il2rd.cells import motility
+from il2rd.cells.motility import Walk
 
 MINUTE = 60.0
 M_UM2_PER_S = 60.0 / MINUTE  # naive T cells: motility coefficient ~60 um^2/min (Miller et al. 2002)

@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from il2rd import grid as grid_mod
-from il2rd import units
-from il2rd.grid import Grid
-from il2rd.kinetics import FieldCoefficients
+from il2rd.physics import grid as grid_mod, units
+from il2rd.physics.grid import Grid
+from il2rd.physics.kinetics import FieldCoefficients
 from il2rd.solvers.multigrid import Multigrid, hierarchy, laplacian_diagonal, prolong, restrict
 from il2rd.solvers.steady import SolverOptions, steady_field
 

@@ -1,5 +1,5 @@
 """Mistyped command-line keys are named with their nearest allowed names before Hydra runs
-(il2rd/overrides.py); well-formed overrides, appends, groups and Hydra's keys pass."""
+(il2rd/config/overrides.py); well-formed overrides, appends, groups and Hydra's keys pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from il2rd import overrides
+from il2rd.config import overrides
 
 GROUPS = ("scenario", "sweep", "cell_type", "hydra")
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from compose import compose_config
 
-from il2rd.placement import PlacementError, Region, place_random, read_csv, voxel_centres_um
+from il2rd.cells.placement import PlacementError, Region, place_random, read_csv, voxel_centres_um
 from il2rd.config import parse
-from il2rd.grid import Grid
+from il2rd.physics.grid import Grid
 from il2rd.scenario import Scenario
 
 NAMES = ("producer", "treg", "naive")

@@ -35,10 +35,10 @@ from omegaconf import OmegaConf
 from scipy import ndimage
 
 import il2rd.cli
-from il2rd.attribution import CIRCULATION
+from il2rd.analysis.attribution import CIRCULATION
 from il2rd.config import parse
-from il2rd.schema import CellTypeConfig
-from il2rd.receptors import receptor_classes
+from il2rd.config.schema import CellTypeConfig
+from il2rd.physics.receptors import receptor_classes
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 
@@ -230,7 +230,7 @@ def exchange_sites(settings):
 
 def test_therapy_enters_through_the_node_vessels_and_afferent_lymph_not_the_faces():
     """The therapy presets feed IL-2 from the plasma through HEVs in the T zone and capillaries in the
-    whole node, and from the afferent lymph through the capsule voxels (il2rd/vessels.py); no face is
+    whole node, and from the afferent lymph through the capsule voxels (il2rd/physics/vessels.py); no face is
     fixed. On the small node the HEV density must still give HEVs (a density that rounds to none would
     leave only the capillaries). The lymph level scales with the dose and stays below the plasma's."""
     for preset in ("therapy_low", "therapy_high", "mutein"):

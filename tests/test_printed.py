@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from compose import compose_config
 
-from il2rd.attribution import Attribution
+from il2rd.analysis.attribution import Attribution
 from il2rd.simulate import run
 from il2rd.tables import WIDTH
 

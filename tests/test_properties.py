@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers import coefficients, np_tendency
-from il2rd import grid as grid_mod
-from il2rd import units
-from il2rd.grid import Grid
+from il2rd.physics import grid as grid_mod, units
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
 from il2rd.solvers.transient import explicit_stable_dt, explicit_substeps
-from il2rd.steppers import advance, build
+from il2rd.solvers.steppers import advance, build
 
 RTOL = 1e-11
 OPTIONS = SolverOptions(rtol=RTOL)

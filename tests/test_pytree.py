@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 from helpers import coefficients
 
-from il2rd import pytree, steppers
-from il2rd.grid import Grid
+from il2rd import pytree
+from il2rd.solvers import steppers
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import SolverOptions
 
 SHAPE = (6, 5, 4)

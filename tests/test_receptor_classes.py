@@ -1,4 +1,4 @@
-"""Two receptor classes per cell from its IL-2Ra, IL-2Rb and gc chains (il2rd/receptors.py):
+"""Two receptor classes per cell from its IL-2Ra, IL-2Rb and gc chains (il2rd/physics/receptors.py):
 stoichiometry, uptake through the field, pSTAT5 at equal occupancy, spread of each chain, CD25
 up-regulation turning intermediate into high-affinity receptors, and bad input."""
 
@@ -13,10 +13,12 @@ from compose import compose_config
 from scipy.optimize import brentq
 
 from helpers import PM_IN_MOLECULES_PER_UM3
-from il2rd import cells, readouts, units
+from il2rd import cells
+from il2rd.analysis import readouts
+from il2rd.physics import units
 from il2rd.config import ConfigError, parse
-from il2rd.dynamics import coefficients_at, pstat5_of
-from il2rd.receptors import Signalling, receptor_classes
+from il2rd.cells.dynamics import coefficients_at, pstat5_of
+from il2rd.physics.receptors import Signalling, receptor_classes
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 from test_dynamics import kinetics_of

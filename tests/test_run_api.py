@@ -11,12 +11,12 @@ from hydra import compose, initialize_config_dir
 
 import il2rd.cli
 import il2rd.simulate
-import il2rd.steppers
+import il2rd.solvers.steppers
 from helpers import closure_cell_uptake
 
 from il2rd import cells
 from il2rd.config import ConfigError, parse
-from il2rd.schema import register_configs
+from il2rd.config.schema import register_configs
 from il2rd.io.hdf5 import OutputError
 from il2rd.scenario import Scenario
 from il2rd.simulate import SimulationError, run
@@ -121,7 +121,7 @@ BAD_VOXEL = (3, 5, 2)
 
 @pytest.mark.parametrize("kind", ["implicit", "explicit"])
 def test_nan_stops_a_transient_run_and_keeps_the_snapshots(tmp_path, monkeypatch, kind):
-    real = il2rd.steppers.advance
+    real = il2rd.solvers.steppers.advance
     calls = {"n": 0, "t": 0.0}
 
     def faulty(stepper, c, t, dt, n_steps):
@@ -134,7 +134,7 @@ def test_nan_stops_a_transient_run_and_keeps_the_snapshots(tmp_path, monkeypatch
             calls.setdefault("fault", (start, calls["t"]))
         return c, info
 
-    monkeypatch.setattr(il2rd.steppers, "advance", faulty)
+    monkeypatch.setattr(il2rd.solvers.steppers, "advance", faulty)
     cfg = compose_config(f"solver.kind={kind}", "solver.dt=10", "time.end=100", "time.snapshot_every=20",
                          "precision=float64", "solver.rtol=1e-6")
     with pytest.raises(SimulationError) as info:
@@ -156,13 +156,13 @@ def test_nan_stops_a_transient_run_and_keeps_the_snapshots(tmp_path, monkeypatch
 
 
 def test_nan_in_the_steady_solve_stops_the_run(tmp_path, monkeypatch):
-    real = il2rd.steppers.initialize
+    real = il2rd.solvers.steppers.initialize
 
     def faulty(stepper, t_s):
         c, info = real(stepper, t_s)
         return c.at[BAD_VOXEL].set(np.inf), info
 
-    monkeypatch.setattr(il2rd.steppers, "initialize", faulty)
+    monkeypatch.setattr(il2rd.solvers.steppers, "initialize", faulty)
     with pytest.raises(SimulationError) as info:
         run(compose_config(), output_dir=tmp_path)
     assert "(3, 5, 2)" in str(info.value) and "35, 55, 25 um" in str(info.value)

@@ -41,7 +41,8 @@ from test_reliability import cli, committed, il2rd_command, mount_tmpfs, no_trac
 import il2rd.io
 import il2rd.simulate
 import il2rd.sweep
-from il2rd import collect, runfolder
+from il2rd.analysis import collect
+from il2rd import runfolder
 from il2rd.config import ConfigError
 from il2rd.io.folder_lock import FolderLock
 from il2rd.io.hdf5 import OutputError
@@ -330,7 +331,7 @@ def test_bounds_refused_at_once_naming_the_key(tmp_path, overrides, key):
 @pytest.mark.parametrize("body, says", [("", "holds no cells"), ("1_5,5,5,treg\n", "not numeric"),
                                         ("5,5,5,treg,1_000\n", "receptors '1_000'")])
 def test_csv_without_cells_or_with_python_only_numbers_is_refused(tmp_path, body, says):
-    from il2rd.placement import PlacementError
+    from il2rd.cells.placement import PlacementError
 
     path = tmp_path / "cells.csv"
     path.write_text("x,y,z,type" + (",receptors" if body.count(",") == 4 else "") + "\n" + body)

@@ -16,9 +16,9 @@ import pytest
 from compose import compose_config
 
 from il2rd import cells
-from il2rd.placement import PlacementError, Region, place_random, read_csv
+from il2rd.cells.placement import PlacementError, Region, place_random, read_csv
 from il2rd.config import ConfigError, parse
-from il2rd.grid import Grid
+from il2rd.physics.grid import Grid
 
 NAMES = ("small", "big")
 

@@ -1,4 +1,4 @@
-"""Resolution-independent uptake (il2rd/subgrid.py) against exact mathematics.
+"""Resolution-independent uptake (il2rd/physics/subgrid.py) against exact mathematics.
 
 An isolated cell (radius a = 5 um) sits in a decay-free box whose faces are held at the bath
 concentration; il2rd's own steady_field solves the lattice. References:
@@ -26,9 +26,10 @@ import pytest
 
 from helpers import closure, closure_cell_uptake, closure_fields, scatter_stencil
 
-from il2rd import coupling, subgrid, units
-from il2rd.grid import Grid
-from il2rd.kinetics import FieldCoefficients, uptake_rate
+from il2rd.cells import coupling
+from il2rd.physics import subgrid, units
+from il2rd.physics.grid import Grid
+from il2rd.physics.kinetics import FieldCoefficients, uptake_rate
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 D = 10.0  # um^2/s

@@ -17,9 +17,10 @@ import pytest
 from compose import compose_config
 from hydra import compose, initialize_config_dir
 
-from il2rd import collect, steppers
+from il2rd.analysis import collect
+from il2rd.solvers import steppers
 from il2rd.cli import config_dir
-from il2rd.schema import register_configs
+from il2rd.config.schema import register_configs
 from il2rd.io import load
 from il2rd.simulate import run
 from il2rd.sweep import run_batched

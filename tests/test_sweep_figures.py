@@ -1,4 +1,4 @@
-"""The sweep table's columns and figures (il2rd/collect.py, il2rd/figures/sweep.py), from a
+"""The sweep table's columns and figures (il2rd/analysis/collect.py, il2rd/figures/sweep.py), from a
 synthetic table: the swept parameters in command-line order, keys fixed in every run and the seed
 not shown as swept, labels with meanings and units, log axes for values spanning decades, and
 one colour scale over all heatmap panels."""
@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from il2rd import collect
+from il2rd.analysis import collect
 from il2rd.figures import sweep
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from helpers import coefficients, random_cells
-from il2rd import kinetics, units
-from il2rd.grid import Grid
+from il2rd.physics import kinetics, units
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
 
 D, H = 10.0, 5.0

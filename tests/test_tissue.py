@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 
 from compose import compose_config
-from il2rd import config, kinetics, readouts, steppers, units
+from il2rd import config
+from il2rd.physics import kinetics, units
+from il2rd.analysis import readouts
+from il2rd.solvers import steppers
 from il2rd.config import ConfigError
 from il2rd.scenario import Scenario
 from il2rd.simulate import _at_state, run

@@ -13,10 +13,10 @@ import pytest
 from scipy.linalg import expm
 
 from helpers import coefficients, dense_linear_operator, fit_order, pair_orders, random_cells
-from il2rd.grid import Grid
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import SolverOptions, steady_field
 from il2rd.solvers.transient import STABILITY_MARGIN, explicit_stable_dt, explicit_substeps
-from il2rd import steppers
+from il2rd.solvers import steppers
 
 OPTIONS = SolverOptions(rtol=1e-11)
 D, H = 10.0, 5.0

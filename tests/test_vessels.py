@@ -1,4 +1,4 @@
-"""Exchange with blood and lymph (il2rd/vessels.py): the uniform exact solution, where the sites
+"""Exchange with blood and lymph (il2rd/physics/vessels.py): the uniform exact solution, where the sites
 are, the balance with exchange, the maximum principle, and attribution to the blood; capillaries
 (a uniform rate over the node) against the exact no-sink and well-mixed levels; afferent lymph in the
 capsule against the exact no-sink level and the lymph flow's bound; and the validation."""
@@ -11,8 +11,8 @@ from helpers import PM_IN_MOLECULES_PER_UM3, coefficients
 from test_presets import QUIET, SMALL_NODE
 
 from il2rd import config
-from il2rd.attribution import CIRCULATION, attribute
-from il2rd.grid import Grid
+from il2rd.analysis.attribution import CIRCULATION, attribute
+from il2rd.physics.grid import Grid
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
 from il2rd.solvers.steady import SolverOptions, steady_field
@@ -71,7 +71,7 @@ def test_attribution_splits_secreted_and_blood_il2(tmp_path):
     c, _ = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
     a = attribute(c, sc)
     assert a.sources == ("cd4_activated", CIRCULATION)
-    from il2rd import readouts
+    from il2rd.analysis import readouts
 
     columns = readouts.cell_columns(c, sc)
     np.testing.assert_allclose(a.by_cell_molecules_per_s.sum(axis=1), columns["uptake"], rtol=1e-6, atol=1e-12)

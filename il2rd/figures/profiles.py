@@ -10,7 +10,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import k0
 
-from .. import units
+from ..physics import units
 from .style import FigureSkipped, legend_below, legend_outside, plt, responder_types, time_label, type_styles
 
 MAX_SOURCES_FOR_PROFILE = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..receptors import Signalling
+from ..physics.receptors import Signalling
 from .style import FigureSkipped, legend_outside, log_norm, plt, responder_types, time_label, type_styles
 
 MAX_POINTS_PER_TYPE = 2500  # cells drawn per type in a scatter (an even subsample beyond)

@@ -21,8 +21,7 @@ import numpy as np
 from .. import __version__
 from ..cells import type_table
 from . import layout, xdmf
-from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS,
-                     TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
+from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS, TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
 from ._holder import HoldsFile
 from .folder_lock import FolderLock
 

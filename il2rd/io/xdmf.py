@@ -15,7 +15,7 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..grid import Grid
+from ..physics.grid import Grid
 
 FIELD_PATH = "/fields/il2"
 

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import grid as grid_mod
-from ..grid import Grid
+from ..physics import grid as grid_mod
+from ..physics.grid import Grid
 from .precond import MeanOperatorInverse
 
 MIN_COARSE_VOXELS = 4  # the shortest coarsened axis; below it the coarse solve is the mean operator

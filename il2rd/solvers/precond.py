@@ -20,8 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.fft import dct, idct
 
-from ..boundaries import Boundary, second_difference_matrix, symmetric_eigenvalues
-from ..grid import Grid
+from ..physics.boundaries import Boundary, second_difference_matrix, symmetric_eigenvalues
+from ..physics.grid import Grid
 
 
 @dataclass(frozen=True)

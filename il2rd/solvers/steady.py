@@ -43,10 +43,9 @@ import jax
 import jax.numpy as jnp
 
 from ..compilation import jit
-from .. import grid as grid_mod
-from .. import kinetics
-from ..grid import Grid
-from ..kinetics import FieldCoefficients
+from ..physics import grid as grid_mod, kinetics
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients
 from .krylov import linear_solve, norm, pcg
 from .multigrid import Multigrid
 from .precond import MeanOperatorInverse

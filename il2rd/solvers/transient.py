@@ -16,9 +16,9 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from .. import kinetics
-from ..grid import Grid
-from ..kinetics import FieldCoefficients
+from ..physics import kinetics
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients
 from .steady import SolverOptions, solve_steady
 
 STABILITY_MARGIN = 0.9

@@ -1,5 +1,5 @@
 """An independent float64 reference for the float32 tier: the discrete steady and backward-Euler
-problems assembled as scipy sparse matrices (ghost rules as documented in il2rd/grid.py, built
+problems assembled as scipy sparse matrices (ghost rules as documented in il2rd/physics/grid.py, built
 here from 1-D second differences, not from il2rd's operators) and solved by Newton with a direct
 sparse solve."""
 

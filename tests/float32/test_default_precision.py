@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 
 from helpers import coefficients, np_tendency, random_cells
-from il2rd.grid import Grid
+from il2rd.physics.grid import Grid
 from il2rd.solvers.steady import ROUNDOFF_ULPS, SolverOptions, steady_field
 from il2rd.solvers.transient import explicit_stable_dt
-from il2rd.steppers import advance, build
+from il2rd.solvers.steppers import advance, build
 from reference64 import steady_reference
 from test_properties import PROPERTY_SETTINGS, scenarios
 

@@ -7,7 +7,7 @@ overlap, and s_k is type k's fraction of every voxel's s. A secreting cell on on
 d_i of its own IL-2 before it reaches the lattice (coupling.own_capture); the caller takes that
 off its source's right-hand side.
 
-Units: um, s, pM, molecules (il2rd/units.py).
+Units: um, s, pM, molecules (il2rd/physics/units.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, coupling, units
-from .compilation import jit
-from .grid import Grid
+from .. import cells
+from . import coupling
+from ..physics import units
+from ..compilation import jit
+from ..physics.grid import Grid
 
 
 def type_field(grid: Grid, population) -> np.ndarray:

@@ -52,15 +52,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import autocrine, coupling, units
-from . import secretions as secretions_mod
-from . import grid as grid_mod
-from .compilation import jit
-from .grid import Grid
-from .kinetics import FieldCoefficients, absorption_per_s, own_capture_rate, uptake_per_il2
-from .solvers.krylov import pcg
-from .solvers.steady import SolverOptions, preconditioner
-from .tables import percent, table, value, wrap
+from . import autocrine
+from ..cells import coupling
+from ..physics import units
+from ..cells import secretions as secretions_mod
+from ..physics import grid as grid_mod
+from ..compilation import jit
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients, absorption_per_s, own_capture_rate, uptake_per_il2
+from ..solvers.krylov import pcg
+from ..solvers.steady import SolverOptions, preconditioner
+from ..tables import percent, table, value, wrap
 
 BOUNDARY = "boundary"  # the source name of IL-2 fed in through fixed faces
 CIRCULATION = "circulation"  # the source name of IL-2 fed in by exchange with blood and lymph (vessels.py)

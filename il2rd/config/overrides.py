@@ -98,7 +98,7 @@ def bad_value(key: str, value: str) -> str | None:
     key, the value, the unit and the default; None if it can, or if it is anything but a plain
     literal (interpolations, sweeps such as range(...), which Hydra resolves)."""
     if key.split(".")[0] in {path[0] for path in _OPEN_MAPPINGS}:
-        return None  # a cell type's values: config_cells.py names the type's own default and bounds
+        return None  # a cell type's values: config/cell_types.py names the type's own default and bounds
     outcome, field, hint = _resolve(key.split("."))
     numeric = _number_kind(hint) if outcome == "field" and field is not None else None
     if numeric is None or any(ch in value for ch in "$(){}"):

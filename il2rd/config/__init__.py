@@ -2,8 +2,8 @@
 config and returns Settings.
 
 The keys, their defaults, meanings and units are the schema's (schema.py); single values are
-checked by validate.py, the lattice, node, regions and vessels by config_tissue.py, the cell
-types by config_cells.py, and the checks across sections are here. Every key is checked before
+checked by validate.py, the lattice, node, regions and vessels by tissue.py, the cell
+types by cell_types.py, and the checks across sections are here. Every key is checked before
 any work starts; a bad one raises ConfigError, whose message names the key, the value given and
 what is allowed.
 """
@@ -16,19 +16,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import config_cells, config_tissue
-from .anatomy import NodeAnatomy
-from .cells import CellType
-from .placement import Region
-from .receptors import Signalling, receptor_classes
-from .grid import Grid
-from .kinetics import UPTAKE_LAWS
+from . import cell_types, tissue
+from ..physics.anatomy import NodeAnatomy
+from ..cells import CellType
+from ..cells.placement import Region
+from ..physics.receptors import Signalling, receptor_classes
+from ..physics.grid import Grid
+from ..physics.kinetics import UPTAKE_LAWS
 from .schema import Il2rdConfig
-from .solvers.steady import PRECONDITIONERS, SolverOptions
-from .dynamics import INITIAL_FIELDS, ReceptorFeedback
-from .vessels import Vessels
-from .fate import FateSettings
-from .solvers.transient import KINDS as TRANSIENT_KINDS
+from ..solvers.steady import PRECONDITIONERS, SolverOptions
+from ..cells.dynamics import INITIAL_FIELDS, ReceptorFeedback
+from ..physics.vessels import Vessels
+from ..cells.fate import FateSettings
+from ..solvers.transient import KINDS as TRANSIENT_KINDS
 from .validate import ConfigError, boolean, choice, integer, number
 
 # coupled: backward-Euler field with receptor dynamics (dynamics.py); tissue: coupled, with cells that move (motility.py)
@@ -141,14 +141,14 @@ def _check_known_keys(cfg: DictConfig) -> None:
 def node_anatomy(cfg: DictConfig) -> NodeAnatomy:
     """The lymph node of a composed config (grid: and node: keys), built whether or not a region
     uses it: for maps and plots of the compartments (raises ConfigError)."""
-    grid, _ = config_tissue.lattice(cfg)
-    return config_tissue.node_builder(cfg, grid)()
+    grid, _ = tissue.lattice(cfg)
+    return tissue.node_builder(cfg, grid)()
 
 def parse(cfg: DictConfig) -> Settings:
     """Check every key of a composed config and return typed Settings (raises ConfigError). What
     the machine must offer (devices for devices.shard, hdf5plugin for zstd) is host.check's."""
     _check_known_keys(cfg)
-    grid, face_values = config_tissue.lattice(cfg)
+    grid, face_values = tissue.lattice(cfg)
     diffusion = number("physics.diffusion", cfg.physics.diffusion, low=0, low_open=True, unit="um^2/s")
     decay = number("physics.decay", cfg.physics.decay, low=0, unit="1/s")
     uptake = choice("physics.uptake", cfg.physics.uptake, UPTAKE_LAWS)
@@ -157,7 +157,7 @@ def parse(cfg: DictConfig) -> Settings:
     tortuosity = number("physics.tortuosity", cfg.physics.tortuosity, low=1,
                          unit="D_eff = D / tortuosity^2; ~1.6 in tissue")
     kind = choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
-    cell_radius = config_cells.physics_cell_radius(cfg.physics.cell_radius, grid)
+    cell_radius = cell_types.physics_cell_radius(cfg.physics.cell_radius, grid)
     dynamics_cfg = cfg.receptor_dynamics
     feedback = ReceptorFeedback(
         turnover_per_s=number("receptor_dynamics.turnover", dynamics_cfg.turnover, low=0, low_open=True, unit="1/s"),
@@ -188,12 +188,12 @@ def parse(cfg: DictConfig) -> Settings:
         if not csv.is_file():
             what = "is a directory, not a file" if csv.is_dir() else "no such file"
             raise ConfigError("cells.csv", str(csv), f"{what} (a CSV with header x,y,z,type[,receptors], positions in um)")
-    lymph_node = config_tissue.node_builder(cfg, grid)
-    vessels = config_tissue.vessels(cfg.vessels, lymph_node)
-    types, placement = config_cells.cell_types(cfg, grid, csv is not None, lymph_node, cell_radius)
+    lymph_node = tissue.node_builder(cfg, grid)
+    vessels = tissue.vessels(cfg.vessels, lymph_node)
+    types, placement = cell_types.cell_types(cfg, grid, csv is not None, lymph_node, cell_radius)
     if not types:
         raise ConfigError("cell_types", {}, "define at least one cell type")
-    config_cells.check_contact(kind, types)
+    cell_types.check_contact(kind, types)
     if csv is None:  # with a CSV the counts are known once it is read (Scenario.build; placement.read_csv)
         _check_not_empty(placement, grid, face_values, vessels)
         check_steady_field_exists(
@@ -232,7 +232,7 @@ def parse(cfg: DictConfig) -> Settings:
         csv=csv,
         signalling=signalling,
         feedback=feedback,
-        fate=config_cells.fate_settings(cfg, kind, types, dt),
+        fate=cell_types.fate_settings(cfg, kind, types, dt),
         initial_field=choice("solver.initial_field", cfg.solver.initial_field, INITIAL_FIELDS),
         shard=shard,
         output_dir=None if output_dir is None else Path(str(output_dir)),

@@ -6,7 +6,7 @@ the default is written there and read here, in the key's unit. configs/config.ya
 default lymph-node scenario on top. Each key's meaning and unit are written once, here, with
 described(); `il2rd --describe` (describe.py) prints them, with the defaults of the composed
 config, and overrides.py checks command-line keys against them. The values are checked and
-turned into typed settings by config.py (with config_tissue.py and config_cells.py).
+turned into typed settings by config.py (with config/tissue.py and config/cell_types.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import boundaries
-from .cells import CellType
-from .dynamics import ReceptorFeedback
-from .fate import HOUR_S, FateSettings
-from .receptors import Signalling
+from ..physics import boundaries
+from ..cells import CellType
+from ..cells.dynamics import ReceptorFeedback
+from ..cells.fate import HOUR_S, FateSettings
+from ..physics.receptors import Signalling
 
 
 def config_dir() -> Path:
@@ -29,7 +29,7 @@ def config_dir() -> Path:
     packaged = Path(str(resources.files("il2rd"))) / "configs"
     if (packaged / "config.yaml").is_file():
         return packaged
-    return Path(__file__).resolve().parent.parent / "configs"
+    return Path(__file__).resolve().parents[2] / "configs"
 
 
 PER_TYPE = "per_type"  # physics.cell_radius: each cell type's own radius (cell_types.<name>.radius)
@@ -76,7 +76,7 @@ class PhysicsConfig:
         1.0, "lambda >= 1: D_eff = D / lambda^2; 1 = none, ~1.6 in tissue (Nicholson & Sykova 1998); physics.diffusion is "
         "then the interstitial-fluid value (~100 um^2/s for IL-2)")
     cell_radius: Any = described(
-        PER_TYPE, "a, the cells' sphere radius in the sub-grid closure (il2rd/subgrid.py: uptake and secretion match a "
+        PER_TYPE, "a, the cells' sphere radius in the sub-grid closure (il2rd/physics/subgrid.py: uptake and secretion match a "
         "sphere of radius a at any voxel size): per_type = each type's own (cell_types.<name>.radius; point sinks on a "
         "2-D lattice, where the closure is not defined); a number = that radius for every type; null = each cell a point "
         "sink in its voxel", "um")

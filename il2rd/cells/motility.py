@@ -55,8 +55,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import pytree
-from .pytree import STATIC
+from .. import pytree
+from ..pytree import STATIC
 
 ROOM_TOLERANCE = 1e-6  # relative: volumes that fit exactly still fit after float32 sums
 
@@ -226,7 +226,7 @@ def build(grid, population, types, placement, subgrid: bool, dtype=jnp.float32) 
     share a voxel, else the whole voxel), and its confinement: the union of the regions its type was
     placed in (placement: (type, count, placement.Region) requests; the whole lattice for a type placed
     from a CSV)."""
-    from . import cells  # placement rules and regions (cells.py does not import this module)
+    from .. import cells  # placement rules and regions (cells.py does not import this module)
 
     names = population.type_names
     per_type = lambda f: np.array([f(types[n]) for n in names], np.float64)[population.type_index]  # noqa: E731

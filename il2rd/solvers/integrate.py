@@ -17,10 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import steppers
-from .interrupts import interrupt
-from .io.layout import SOLVER_COLUMNS
-from .solvers.steady import NewtonInfo
-from .solvers.transient import explicit_stable_dt, steps_for_interval
+from ..interrupts import interrupt
+from ..io.layout import SOLVER_COLUMNS
+from .steady import NewtonInfo
+from .transient import explicit_stable_dt, steps_for_interval
 
 log = logging.getLogger("il2rd")
 

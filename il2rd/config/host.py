@@ -7,7 +7,7 @@ work starts.
 
 from __future__ import annotations
 
-from .config import Settings
+from . import Settings
 from .validate import ConfigError
 
 

@@ -40,11 +40,11 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from . import kinetics, receptors, units
+from ..physics import kinetics, receptors, units
 from . import coupling as coupling_mod
-from .grid import Grid
-from .kinetics import FieldCoefficients
-from .receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients
+from ..physics.receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM
 
 
 @dataclass(frozen=True)

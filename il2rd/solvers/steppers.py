@@ -38,14 +38,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import coupling, dynamics, fate, motility, pytree
-from .compilation import jit
-from .dynamics import CellKinetics
-from .grid import Grid
-from .kinetics import FieldCoefficients
-from .pytree import STATIC
-from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
-from .solvers.transient import explicit_step, explicit_substeps, implicit_step
+from ..cells import coupling, dynamics, fate, motility
+from .. import pytree
+from ..compilation import jit
+from ..cells.dynamics import CellKinetics
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients
+from ..pytree import STATIC
+from .steady import NewtonInfo, SolverOptions, solve_steady
+from .transient import explicit_step, explicit_substeps, implicit_step
 
 
 def _saved(saved: dict, name: str, kind: str):

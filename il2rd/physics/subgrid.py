@@ -117,7 +117,7 @@ arms' occupancy f / (1 - f) so that it stays finite where U -> V (coupling.surfa
 uptake is its share of the voxels its stencil reaches (coupling.cell_uptake).
 
 Scope: 3-D lattices (the sphere and g are 3-D; on a 2-D lattice, nz = 1, the plain model stays:
-config_cells.py makes physics.cell_radius=per_type point sinks there). Stencil arms that leave the
+config/cell_types.py makes physics.cell_radius=per_type point sinks there). Stencil arms that leave the
 lattice through a non-periodic face are folded into the cell's own voxel, which keeps the cell's
 total rate, maximum and secretion but is not calibrated.
 
@@ -137,7 +137,7 @@ This module holds the closure's formulas for one cell: the exact sphere and latt
 jittable, in the caller's dtype). Where the cells' stencils lie and how their weights become the
 lattice's fields, what each cell takes up and sees, is coupling.py, for every cell at once.
 
-Units: um, s, pM, molecules (il2rd/units.py); rates k, kappa, S in um^3/s.
+Units: um, s, pM, molecules (il2rd/physics/units.py); rates k, kappa, S in um^3/s.
 """
 
 from __future__ import annotations

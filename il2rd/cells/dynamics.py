@@ -61,17 +61,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .compilation import jit
-from . import contact as contact_mod
-from . import coupling, pytree, units
-from .cells import UptakeLaws, periodic_axes
+from ..compilation import jit
+from . import contact as contact_mod, coupling
+from .. import pytree
+from ..physics import units
+from . import UptakeLaws, periodic_axes
 from .coupling import CellCoupling
-from .grid import Grid
-from .kinetics import FieldCoefficients
-from .pytree import STATIC
-from .receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM, Signalling, receptor_classes
-from .solvers.steady import NewtonInfo, SolverOptions, solve_steady
-from .solvers.transient import implicit_step
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients
+from ..pytree import STATIC
+from ..physics.receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM, Signalling, receptor_classes
+from ..solvers.steady import NewtonInfo, SolverOptions, solve_steady
+from ..solvers.transient import implicit_step
 
 INITIAL_FIELDS = ("steady", "zero")  # solver.initial_field of a coupled run
 

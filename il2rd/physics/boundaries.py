@@ -11,7 +11,7 @@ not with the static Grid):
 
 From the ghost rule follow the face's end of the 1-D second difference -d^2/dx^2 (h = 1), the
 IL-2 it lets out of the lattice (D (c_in - c_ghost) / h per um^2 of face, in pM um/s) and what it
-is on a coarser multigrid level. grid.py, solvers/precond.py, solvers/multigrid.py, config_tissue.py,
+is on a coarser multigrid level. grid.py, solvers/precond.py, solvers/multigrid.py, config/tissue.py,
 attribution.py and cells.py call these methods; none compares kind names. A new kind (Robin, a
 prescribed flux) is a class here and an entry in KINDS. The names are the config values of
 grid.boundary and what the output file stores (its root attribute `boundary`).

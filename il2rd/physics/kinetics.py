@@ -24,9 +24,9 @@ from typing import Any
 import jax.numpy as jnp
 
 from . import grid as grid_mod
-from . import pytree
+from .. import pytree
 from .grid import Grid
-from .pytree import STATIC
+from ..pytree import STATIC
 
 UPTAKE_LAWS = ("saturating", "linear")
 

@@ -45,8 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import coupling, pytree
-from .pytree import STATIC
+from . import coupling
+from .. import pytree
+from ..pytree import STATIC
 
 MAX_OCCUPANCY = 0.999  # the occupancy at which contact plus field signalling is capped
 

@@ -19,7 +19,7 @@ Events. In a step of dt each living cell divides with probability P_b and dies w
 
 so that 1 + P_b - P_d = exp((b - d) dt): the expected population of cells at constant rates is
 N0 exp((b - d) t) at every step time, the birth-death process's exact mean, whatever dt
-(tests/test_fate.py against that exponential and its variance). config_cells.py keeps (b + d) dt small.
+(tests/test_fate.py against that exponential and its variance). config/cell_types.py keeps (b + d) dt small.
 
 Daughters. Arrays have fixed capacity (fate.capacity slots per placed cell of a type that can
 divide) and an alive mask, so everything stays jitted and vmappable; each slot belongs to one
@@ -46,8 +46,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import motility, pytree
-from .pytree import STATIC
+from . import motility
+from .. import pytree
+from ..pytree import STATIC
 
 DAY_S = 86400.0
 HOUR_S = 3600.0

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from . import cells, contact, coupling, kinetics
-from . import grid as grid_mod
-from . import units
-from .tables import WIDTH, table, value, wrap
+from .. import cells
+from ..cells import contact, coupling
+from ..physics import grid as grid_mod, units
+from ..tables import WIDTH, table, value, wrap
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ function here is jittable with the lattice static, so cells can change their law
 :func:`stencils` is jitted) inside jitted code. Laws are passed in per call as (n,) arrays:
 V (molecules/s), K_M (pM), secretion q (molecules/s).
 
-Units: um, s, pM, molecules (il2rd/units.py). The closure works in the free-medium problem of
+Units: um, s, pM, molecules (il2rd/physics/units.py). The closure works in the free-medium problem of
 the field per tissue volume (D = alpha D_eff, cells.closure_diffusion_um2_per_s); the fields
 :func:`voxel_fields` returns are per interstitial volume, as the lattice equation takes them.
 """
@@ -28,9 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import kinetics, pytree, subgrid, units
-from .compilation import jit
-from .pytree import STATIC
+from ..physics import kinetics, subgrid, units
+from .. import pytree
+from ..compilation import jit
+from ..pytree import STATIC
 
 
 @pytree.dataclass

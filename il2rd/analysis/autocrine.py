@@ -17,7 +17,7 @@ right-hand side, and the same M-matrix argument (A_W^-1 <= A^-1 entrywise, s_i, 
 keeps it a lower bound. A stencil arm that wraps through a periodic face lies outside the window and
 counts as lost.
 
-Units: um, s, pM, molecules (il2rd/units.py).
+Units: um, s, pM, molecules (il2rd/physics/units.py).
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import coupling, subgrid, units
-from .compilation import jit
-from .grid import Grid
-from .kinetics import FieldCoefficients, absorption_per_s, uptake_per_il2
-from .solvers.krylov import pcg
-from .solvers.multigrid import laplacian_diagonal
-from .solvers.steady import SolverOptions
+from ..cells import coupling
+from ..physics import subgrid, units
+from ..compilation import jit
+from ..physics.grid import Grid
+from ..physics.kinetics import FieldCoefficients, absorption_per_s, uptake_per_il2
+from ..solvers.krylov import pcg
+from ..solvers.multigrid import laplacian_diagonal
+from ..solvers.steady import SolverOptions
 
 # the local window of the autocrine solve, (2 w + 1)^3 voxels: w = 4 is within 0.1 % of the exact
 # [A^-1]_ii on the default T-zone scenario (w = 2: 1.5 %, 3: 0.45 %, 6: 0.008 %)

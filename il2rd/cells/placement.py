@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import anatomy
-from .anatomy import NodeAnatomy
-from .cells import CellType, Population, shares_voxels, sphere_volume_um3, type_table
-from .grid import Grid
+from ..physics import anatomy
+from ..physics.anatomy import NodeAnatomy
+from . import CellType, Population, shares_voxels, sphere_volume_um3, type_table
+from ..physics.grid import Grid
 
 
 class PlacementError(ValueError):

@@ -25,8 +25,8 @@ import h5py
 import numpy as np
 import yaml
 
-from .io.reader import load
-from .runfolder import FAILED_MARKER, failure_of
+from ..io.reader import load
+from ..runfolder import FAILED_MARKER, failure_of
 
 READOUTS = ("cells", "mean_il2_pM", "mean_uptake_molecules_per_s", "total_uptake_molecules_per_s", "mean_pstat5",
             "pstat5_positive_fraction", "mean_receptors", "mean_receptors_intermediate")
@@ -197,7 +197,7 @@ def _numeric_params(rows: list[dict]) -> list[str]:
 
 def plot(rows: list[dict], out_dir: Path, readout: str = PLOTTED) -> list[Path]:
     """The sweep figures (il2rd/figures/sweep.py) over the numeric swept parameters, in command-line order."""
-    from .figures.sweep import plot as plot_sweep
+    from ..figures.sweep import plot as plot_sweep
 
     return plot_sweep(rows, _numeric_params(rows), out_dir, readout)
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from .kinetics import FieldCoefficients
+from ..physics.kinetics import FieldCoefficients
 
 
 def x_slabs(n_devices: int | None = None) -> NamedSharding:

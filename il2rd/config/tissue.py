@@ -10,16 +10,17 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import anatomy, boundaries, resources
-from .anatomy import AnatomyError, NodeAnatomy
-from .placement import Region
-from .grid import FACES, Grid
+from ..physics import anatomy, boundaries
+from .. import resources
+from ..physics.anatomy import AnatomyError, NodeAnatomy
+from ..cells.placement import Region
+from ..physics.grid import FACES, Grid
 from .validate import ConfigError, choice, integer, number, vector3
-from .vessels import Vessels
+from ..physics.vessels import Vessels
 
 REGION_KINDS = ("lattice", "box", "sphere", *anatomy.COMPARTMENTS)
 # Bounds that keep float32 finite (its norms square the field: 1e12^2 x 1e8 voxels < 3.4e38) and
-# catch unit slips: IL-2 above 1 M (cell-side bounds: config_cells.py).
+# catch unit slips: IL-2 above 1 M (cell-side bounds: config/cell_types.py).
 MAX_CONCENTRATION_PM = 1e12  # 1 mol/L
 MAX_FOLLICLES = 1000  # their seeded placement compares each candidate with every accepted centre
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import overrides
 from .schema import CellTypeConfig, Il2rdConfig
-from .tables import wrap
+from ..tables import wrap
 
 TYPE = "<name>"  # stands for a cell type's name in cell_types.<name>.<key>
 INDENT = "      "  # a listed key's meaning, under the key
@@ -126,8 +126,7 @@ def compose(extra: list[str] = ()) -> DictConfig:
     """The config `il2rd <extra>` would run with, its Hydra node included (hydra.runtime.choices)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
-    from .schema import config_dir
-    from .schema import register_configs
+    from .schema import config_dir, register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

@@ -10,10 +10,13 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import cells, config_tissue, fate, motility, subgrid
-from .cells import CellType
-from .fate import FateSettings
-from .grid import Grid
+from .. import cells
+from . import tissue
+from ..cells import fate, motility
+from ..physics import subgrid
+from ..cells import CellType
+from ..cells.fate import FateSettings
+from ..physics.grid import Grid
 from .schema import PER_TYPE, CellTypeConfig
 from .validate import ConfigError, boolean, integer, number
 
@@ -175,7 +178,7 @@ def cell_types(cfg, grid: Grid, use_csv: bool, lymph_node=None, cell_radius: flo
             **_fate_rates(key, merged["division"], merged["death"], merged["cycle"]),
             **_contact(key, merged["contact"], merged["partners"], list(cfg.cell_types)),
         )
-        region = config_tissue.region(f"{key}.region", merged["region"], grid, lymph_node)
+        region = tissue.region(f"{key}.region", merged["region"], grid, lymph_node)
         count, density = merged["count"], merged["density"]
         if count is not None and density is not None:
             raise ConfigError(f"{key}.density", density, f"give count or density, not both (count = {count})")

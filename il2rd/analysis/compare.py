@@ -17,7 +17,7 @@ on the same lymph-node population, and writes
 
 With --days D the experiment runs over days instead (Whyte et al. measured expansion): each
 scenario as solver.kind=tissue with fate.enabled=true (cells walk, divide and die by their
-time-averaged pSTAT5: il2rd/fate.py) to D days, once per seed 0 .. seeds-1 (placement, walks and
+time-averaged pSTAT5: il2rd/cells/fate.py) to D days, once per seed 0 .. seeds-1 (placement, walks and
 fates differ), and writes
 
     <out>/compare_sources_days.csv  one row per scenario, seed and responder type: cells at the start
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tables import value
+from ..tables import value
 
 # the presets in the order of the comparison; the source presets first, as in Whyte et al. 2022
 SCENARIOS = ("treg_source", "cd4_source", "cd8_source", "nk_source", "dc_source", "b_cell_source", "no_il2",
@@ -57,8 +57,7 @@ COLUMNS = ("scenario", "responder", "cells", "mean_il2_pM", "pstat5_positive_fra
 def _compose(name: str, overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    from .schema import config_dir
-    from .schema import register_configs
+    from ..config.schema import config_dir, register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -91,7 +90,7 @@ def rows_over_days(name: str, seed: int, result) -> list[dict]:
     """The rows of one days-long run, read from its file: per responder type the living cells at
     the first and last snapshot, their ratio, the type's slots (a type whose cells fill them could
     have grown more: fate.capacity) and the last summary's pSTAT5+ fraction."""
-    from .io.reader import load
+    from ..io.reader import load
 
     by_type = {t.name: t for t in result.summary.types}
     rows = []
@@ -113,8 +112,9 @@ def compare_days(scenarios: list[str], out: Path, overrides: list[str], days: fl
                  every_h: float = 6.0, progress: bool = True) -> list[dict]:
     """The source experiment over `days` (module docstring), each scenario once per seed; all
     configs checked before the first run. Returns the per-seed rows."""
-    from . import config, host
-    from .simulate import run
+    from .. import config
+    from ..config import host
+    from ..simulate import run
 
     cfgs = {}
     for name in scenarios:
@@ -185,8 +185,9 @@ def plot_days(rows: list[dict], path: Path, days: float) -> None:
 
 def compare(scenarios: list[str], out: Path, overrides: list[str], progress: bool = True) -> list[dict]:
     """Run every scenario (all configs checked first) and write the table and the figure."""
-    from . import config, host
-    from .simulate import run
+    from .. import config
+    from ..config import host
+    from ..simulate import run
 
     cfgs = {}
     for name in scenarios:
@@ -332,10 +333,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--scenarios needs at least one preset name")
     from hydra.errors import HydraException
 
-    from .placement import PlacementError
-    from .config import ConfigError
-    from .io.hdf5 import OutputError
-    from .simulate import SimulationError
+    from ..cells.placement import PlacementError
+    from ..config import ConfigError
+    from ..io.hdf5 import OutputError
+    from ..simulate import SimulationError
 
     if args.days is not None and not (0 < args.days <= 60):
         p.error(f"--days {args.days:g}: allowed 0 < days <= 60")
