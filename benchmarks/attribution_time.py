@@ -49,15 +49,15 @@ def main(argv=None) -> dict:
     from il2rd.solvers.steady import steady_field
 
     settings = config.parse(api.compose(*(QUICK if args.quick else [])))
-    jax.config.update("jax_enable_x64", settings.precision == "float64")
+    jax.config.update("jax_enable_x64", settings.numerics.precision == "float64")
     sc = Scenario.build(settings)
-    field = lambda: steady_field(sc.grid, sc.coefficients, options=settings.options)[0]  # noqa: E731
+    field = lambda: steady_field(sc.grid, sc.coefficients, options=settings.numerics.options)[0]  # noqa: E731
     solve_first, solve_s = best_of(field, args.repeats)
     c = field()
     attribution_first, attribution_s = best_of(lambda: attribute(c, sc).by_cell_molecules_per_s, args.repeats)
     last = attribute(c, sc)
     result = dict(machine=machine(), scenario="default" + (" (32^3, --quick)" if args.quick else ""),
-                  shape=list(sc.grid.shape), cells=len(sc.population), precision=settings.precision,
+                  shape=list(sc.grid.shape), cells=len(sc.population), precision=settings.numerics.precision,
                   secreting_cells=int((last.autocrine_molecules_per_s > 0).sum()), autocrine_exact=last.autocrine_exact,
                   solve_s=solve_s, solve_first_s=solve_first, attribution_s=attribution_s,
                   attribution_first_s=attribution_first, ratio=attribution_s / solve_s)

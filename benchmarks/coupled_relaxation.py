@@ -44,7 +44,7 @@ SCENARIOS = {
 
 def trajectory(scenario, dt_s, hours, initial_field):
     """(field, IL-2Ra) at every hour, float64."""
-    grid, coef, options = scenario.grid, scenario.coefficients, scenario.settings.options
+    grid, coef, options = scenario.grid, scenario.coefficients, scenario.settings.numerics.options
     kin = cell_kinetics(scenario, coef.dtype)
     state, _ = initialize(Coupled(coef, kin, grid, options, initial_field), 0.0)
     per_hour = int(round(HOUR / dt_s))
@@ -75,7 +75,7 @@ def main():
         print(f"{'t (h)':>6}{'max c_ref (pM)':>16}{'coupled dt=1800':>17}{'quasi-steady':>14}")
         for h, ((c_ref, r_ref), (c, _)) in enumerate(zip(ref, coarse), start=1):
             steady, _ = steady_field(scenario.grid, coefficients_at(scenario.coefficients, kin, r_ref, h * HOUR),
-                                     options=scenario.settings.options)
+                                     options=scenario.settings.numerics.options)
             top = float(jnp.max(c_ref))
             error = lambda x: f"{float(jnp.max(jnp.abs(x - c_ref))) / top:.2%}" if top > 0 else "-"  # noqa: E731
             print(f"{h:>6}{top:>16.4g}{error(c):>17}{error(steady):>14}")

@@ -396,7 +396,7 @@ def il2rd_steady(scenario):
     """il2rd's steady field of a scenario (raises if it did not converge)."""
     from il2rd.solvers.steady import steady_field
 
-    field, info = steady_field(scenario.grid, scenario.coefficients, options=scenario.settings.options)
+    field, info = steady_field(scenario.grid, scenario.coefficients, options=scenario.settings.numerics.options)
     if not bool(info.converged):
         raise RuntimeError(f"il2rd's steady solve did not converge: relative residual {float(info.relative_residual):.3g}")
     return field

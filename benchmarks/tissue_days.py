@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     stepper = steppers.for_scenario(scenario)
     state, _ = block(steppers.initialize(stepper, 0.0))
     setup_s = time.perf_counter() - t0
-    dt = settings.dt_s
+    dt = settings.numerics.dt_s
     n_slots, n_placed = len(scenario.population), int(np.sum(scenario.alive))
     log(f"{args.scenario}: {scenario.grid.shape} voxels, {n_placed} cells in {n_slots} slots, dt {dt:g} s, "
         f"{stepper.walk_substeps} walk sub-steps; set-up {setup_s:.1f} s")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from .figures import FIGURES, main, make_figures
-from .figures.profiles import (effective_removal_per_s, figure_distance, figure_radial_profile, nearest_source_distance_um, point_source_profile_pM, radial_profile)
+from .figures.profiles import (effective_removal_per_s, figure_distance, figure_radial_profile,
+                               nearest_source_distance_um, point_source_profile_pM, radial_profile)
 from .figures.responses import figure_histograms, figure_pstat5_vs_il2, figure_timeseries
 from .figures.slices import animate_slice, figure_pstat5_slice, figure_slice
 from .figures.sources import figure_attribution, figure_main_source, main_source

@@ -110,7 +110,7 @@ def default_output_dir() -> Path:
 
 
 def output_path(settings, output_dir: Path | None) -> Path:
-    out = Path(output_dir) if output_dir is not None else (settings.output_dir or default_output_dir())
+    out = Path(output_dir) if output_dir is not None else (settings.output.output_dir or default_output_dir())
     return out / FILE_NAME
 
 
@@ -147,15 +147,15 @@ def open_output(cfg: DictConfig, settings, scenario, path: Path, key: str) -> Ou
         if found is not None and found.key == key and not found.problem:
             if found.complete:
                 return held
-            continued = _continue(path, scenario, lock, settings.solver_kind)
+            continued = _continue(path, scenario, lock, settings.numerics.solver_kind)
             if continued is not None:
                 held.writer, held.start = continued
                 return held
-        elif found is not None and not settings.overwrite:
+        elif found is not None and not settings.output.overwrite:
             raise OutputError(refusal(path, found))
         elif found is not None:
             log.warning("output.overwrite=true: replacing %s (%s)", path, found.describe())
-        held.writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.compression, key, lock)
+        held.writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.output.compression, key, lock)
         return held
     except BaseException:
         lock.release()
@@ -178,7 +178,7 @@ def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     except OutputError as err:
         log.info("%s: %s; running it again", path, err)
         return None
-    if _missing(kind, saved, scenario.settings.fate.enabled):
+    if _missing(kind, saved, scenario.settings.problem.fate.enabled):
         writer.file.close()  # the lock stays with the caller
         return None
     log.info("%s holds this config's interrupted run: continuing it from t = %g s (snapshot %d)",
@@ -240,7 +240,7 @@ def open_resume(cfg: DictConfig, overrides=None):
         stored.time.end = new_end
     settings = config.parse(stored)
     host.check(settings)
-    if settings.solver_kind == "steady":
+    if settings.numerics.solver_kind == "steady":
         raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
     scenario = Scenario.build(settings)
     lock = lock_output(path, key="resume")
@@ -249,10 +249,10 @@ def open_resume(cfg: DictConfig, overrides=None):
     except BaseException:
         lock.release()
         raise
-    missing = _missing(settings.solver_kind, saved, settings.fate.enabled)
+    missing = _missing(settings.numerics.solver_kind, saved, settings.problem.fate.enabled)
     if missing:
         writer.close()
-        raise config.ConfigError("resume", str(path), f"is a {settings.solver_kind} run written without "
+        raise config.ConfigError("resume", str(path), f"is a {settings.numerics.solver_kind} run written without "
                                  f"{', '.join(missing)} in its checkpoint (an older il2rd); re-run it")
     if stored.time.end != old_end:
         writer.restate(OmegaConf.to_yaml(stored, resolve=True), config_key(stored))

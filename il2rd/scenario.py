@@ -37,60 +37,61 @@ class Scenario:
 
     @property
     def grid(self):
-        return self.settings.grid
+        return self.settings.problem.grid
 
     @property
     def interstitial_voxel_volume_um3(self) -> float:
         """alpha h^3: the volume of one voxel that IL-2 occupies (um^3)."""
-        return cells.interstitial_volume_um3(self.grid, self.settings.volume_fraction)
+        return cells.interstitial_volume_um3(self.grid, self.settings.problem.volume_fraction)
 
     @classmethod
     def build(cls, settings: Settings) -> "Scenario":
-        dtype = enable_precision(settings.precision)
-        names = tuple(settings.types)
+        dtype = enable_precision(settings.numerics.precision)
+        problem = settings.problem
+        names = tuple(problem.types)
         # spherical cells (the sub-grid closure) may share a voxel while they fit it; point sinks may not
-        radius = {n: t.radius_um for n, t in settings.types.items()} if settings.subgrid_uptake else None
-        if settings.csv is not None:
+        radius = {n: t.radius_um for n, t in problem.types.items()} if problem.subgrid_uptake else None
+        if problem.csv is not None:
             # a CSV gives every cell: its receptors column, or else each type's mean (no spread)
-            population = placement.read_csv(settings.csv, settings.grid, names, radius)
-            population = replace(population, receptors=population.receptors_per_cell(settings.types))
+            population = placement.read_csv(problem.csv, problem.grid, names, radius)
+            population = replace(population, receptors=population.receptors_per_cell(problem.types))
         else:
-            population = placement.place_random(settings.grid, settings.placement, names, settings.seed, radius)
+            population = placement.place_random(problem.grid, problem.placement, names, problem.seed, radius)
             # per-cell receptors: log-normal around each type's mean with its receptor_cv
-            population = placement.draw_receptors(population, settings.types, settings.seed)
-        if settings.csv is not None or any(t.receptor_cv > 0 for t in settings.types.values()):
+            population = placement.draw_receptors(population, problem.types, problem.seed)
+        if problem.csv is not None or any(t.receptor_cv > 0 for t in problem.types.values()):
             # the counts (CSV) or the receptor numbers (spread) are known only now
-            table = cells.type_table(settings.types, names)
-            laws = cells.uptake_laws(population, settings.types)
+            table = cells.type_table(problem.types, names)
+            laws = cells.uptake_laws(population, problem.types)
             check_steady_field_exists(
-                settings.solver_kind, settings.decay_per_s, settings.grid, settings.uptake,
+                settings.numerics.solver_kind, problem.decay_per_s, problem.grid, problem.uptake,
                 float(table["secretion_molecules_per_s"][population.type_index].sum()),
                 float((laws.vmax_high_molecules_per_s + laws.vmax_intermediate_molecules_per_s).sum()),
             )
         coupling_of = lambda pop: cells.coupling_of(  # noqa: E731
-            settings.grid, pop, settings.types, settings.diffusion_um2_per_s / settings.tortuosity**2,
-            settings.volume_fraction, settings.uptake, dtype) if settings.subgrid_uptake else None
+            problem.grid, pop, problem.types, problem.diffusion_um2_per_s / problem.tortuosity**2,
+            problem.volume_fraction, problem.uptake, dtype) if problem.subgrid_uptake else None
         coupling = coupling_of(population)
         coef = cells.field_coefficients(
-            settings.grid,
+            problem.grid,
             population,
-            settings.types,
-            settings.diffusion_um2_per_s,
-            settings.decay_per_s,
-            settings.face_values_pM,
-            settings.uptake,
+            problem.types,
+            problem.diffusion_um2_per_s,
+            problem.decay_per_s,
+            problem.face_values_pM,
+            problem.uptake,
             dtype,
-            volume_fraction=settings.volume_fraction,
-            tortuosity=settings.tortuosity,
+            volume_fraction=problem.volume_fraction,
+            tortuosity=problem.tortuosity,
             coupling=coupling,
         )
-        if settings.vessels.active:
-            rate, target = vessels.exchange_fields(settings.vessels, settings.grid, settings.node, settings.seed)
+        if problem.vessels.active:
+            rate, target = vessels.exchange_fields(problem.vessels, problem.grid, problem.node, problem.seed)
             coef = coef.replace(exchange_per_s=jnp.asarray(rate, dtype), exchange_target_pM=jnp.asarray(target, dtype))
-        if settings.shard:
+        if settings.numerics.shard:
             coef = shard_coefficients(coef, x_slabs())
         alive = None
-        if settings.fate.enabled:  # free slots for daughters (fate.py); the field above is the placed cells'
-            population, alive = fate.with_slots(population, settings.types, settings.fate.capacity, settings.seed)
+        if problem.fate.enabled:  # free slots for daughters (fate.py); the field above is the placed cells'
+            population, alive = fate.with_slots(population, problem.types, problem.fate.capacity, problem.seed)
             coupling = coupling_of(population)
         return cls(settings, population, coef, coupling, alive)

@@ -62,7 +62,7 @@ def solve(stepper: steppers.Stepper, settings, on_snapshot, progress: bool = Tru
     if start is not None:
         t_s, field, saved = start
         start = (t_s, stepper.restore(field, saved))
-    return integrate(stepper, settings.snapshot_times_s, settings.dt_s, on_snapshot, start=start, batched=batched,
+    return integrate(stepper, settings.numerics.snapshot_times_s, settings.numerics.dt_s, on_snapshot, start=start, batched=batched,
                      progress=progress)
 
 
@@ -78,7 +78,7 @@ def _at_state(scenario, stepper: steppers.Stepper, state, t_s: float):
     if "position_um" in cells:
         population = dataclasses.replace(scenario.population, voxel=cells.pop("voxel"), position_um=cells.pop("position_um"))
         if "alive" in cells:  # slots without a living cell: no chains, no secretion (fate.py)
-            population, cells = _living(population, scenario.settings.types, cells)
+            population, cells = _living(population, scenario.settings.problem.types, cells)
         scenario = dataclasses.replace(scenario, population=population,
                                        coupling=stepper.cells_at(state.walkers).coupling)
     return scenario, cells
@@ -98,7 +98,7 @@ def _columns(field, scenario, cells: dict) -> dict:
     """readouts.cell_columns of a state (_at_state), with fate.enabled its `alive` mask."""
     secretion = None
     if "secretion_course" in cells or "contact_handed" in cells:
-        secretion = cells_mod.secretion_per_cell(scenario.population, scenario.settings.types,
+        secretion = cells_mod.secretion_per_cell(scenario.population, scenario.settings.problem.types,
                                                  cells.get("secretion_course"), cells.get("contact_handed"))
     columns = readouts.cell_columns(field, scenario, cells.get("il2ra"), cells.get("contact_received"), secretion)
     if "contact_handed" in cells:  # contact.py: what each cell hands over and takes up in contacts
@@ -150,7 +150,7 @@ def _attributable(settings, stepper: steppers.Stepper) -> bool:
     """Whether a run gets a source attribution: asked for, and a field whose shares add up
     (stepper.attributable: a steady field, or a coupled run's last backward-Euler step, whose
     shares add up to the uptake up to what the field still changes, which the closure reports)."""
-    return settings.attribution and stepper.attributable
+    return settings.output.attribution and stepper.attributable
 
 
 def last_solver_columns(f) -> dict | None:
@@ -164,7 +164,7 @@ def last_solver_columns(f) -> dict | None:
 def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: float, watch: Stopwatch) -> Result:
     """The summary, attribution and completion of a run whose last state is `state` (the
     summary and the attribution use the coefficients of that state: _at_state)."""
-    scenario, cells = _at_state(scenario, stepper, state, scenario.settings.end_s)
+    scenario, cells = _at_state(scenario, stepper, state, scenario.settings.numerics.end_s)
     field = np.asarray(stepper.field(state))
     # a resumed run that was already complete writes no snapshot: summarise its last field
     with watch.stage("readouts"):
@@ -284,7 +284,7 @@ def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
         try:
             interrupt.check()
             with watch.stage("solve"):
-                state = solve(stepper, settings, on_snapshot, settings.progress, start_state)
+                state = solve(stepper, settings, on_snapshot, settings.output.progress, start_state)
             return _finish(writer, scenario, stepper, state, last, started, watch)
         except KeyboardInterrupt:
             raise RunInterrupted(writer.path, writer.committed) from None
@@ -296,7 +296,7 @@ def _run(cfg: DictConfig, output_dir: Path | None, overrides) -> Result:
             if not _out_of_memory(err):
                 raise
             raise OutOfMemory(
-                f"out of memory while solving {scenario.grid.shape} voxels in {settings.precision} "
+                f"out of memory while solving {scenario.grid.shape} voxels in {settings.numerics.precision} "
                 f"({str(err).splitlines()[0][:200]}); {writer.path} keeps the {writer.committed} snapshot(s) completed "
                 "before. Try precision=float32, a smaller grid.shape, a smaller hydra.launcher.batch_size, or "
                 "devices.shard=true on several devices") from None

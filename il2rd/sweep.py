@@ -54,11 +54,11 @@ def _signature(p: _Point) -> tuple:
     treedef: kind, lattice, options, a coupled run's static cell parameters), the shapes and
     dtypes of its arrays (a scenario without intermediate-affinity receptors holds scalars there;
     a coupled run's number of cells), the time axis and, for forward Euler, the sub-steps per step."""
-    s, stepper = p.settings, p.stepper
+    numerics, stepper = p.settings.numerics, p.stepper
     shapes = tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf).__name__)))
                    for leaf in jax.tree_util.tree_leaves(stepper))
-    return (jax.tree_util.tree_structure(stepper), shapes, s.dt_s, s.end_s, s.snapshot_every_s, s.uptake,
-            stepper.substeps(s.dt_s))
+    return (jax.tree_util.tree_structure(stepper), shapes, numerics.dt_s, numerics.end_s, numerics.snapshot_every_s,
+            p.settings.problem.uptake, stepper.substeps(numerics.dt_s))
 
 
 def points_that_fit(scenario, fraction: float = 0.5) -> int:
@@ -66,8 +66,8 @@ def points_that_fit(scenario, fraction: float = 0.5) -> int:
     host's available memory, within resources.memory_limit), each costing what one run of its kind
     was measured to allocate (resources.run_bytes, less the start-up cost paid once)."""
     s = scenario.settings
-    per_point = resources.run_bytes(scenario.grid.n_voxels, s.solver_kind, s.precision, s.subgrid_uptake,
-                                    s.attribution) - resources.START_UP_BYTES
+    per_point = resources.run_bytes(scenario.grid.n_voxels, s.numerics.solver_kind, s.numerics.precision,
+                                    s.problem.subgrid_uptake, s.output.attribution) - resources.START_UP_BYTES
     stats = jax.devices()[0].memory_stats() or {}
     if "bytes_limit" in stats:
         free = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
@@ -189,7 +189,7 @@ def _solve_together(batch: list[_Point], writers, started: float) -> None:
     first = batch[0]
     stacked = steppers.stack([p.stepper for p in batch])
     try:
-        states = solve(stacked, first.settings, on_snapshot, first.settings.progress, batched=True)
+        states = solve(stacked, first.settings, on_snapshot, first.settings.output.progress, batched=True)
     except Exception as err:
         if not _out_of_memory(err) or isinstance(err, SimulationError):
             raise

@@ -165,9 +165,9 @@ def test_masks_agree_with_pointwise_membership():
 
 
 def test_follicles_are_seeded_and_independent_of_the_cell_seed():
-    a = parse(compose_config(*NODE, "+cell_types.treg.region={kind: follicle}", "seed=1")).node
-    b = parse(compose_config(*NODE, "+cell_types.treg.region={kind: follicle}", "seed=2")).node
-    c = parse(compose_config(*NODE, "+cell_types.treg.region={kind: follicle}", "node.follicles.seed=5")).node
+    a = parse(compose_config(*NODE, "+cell_types.treg.region={kind: follicle}", "seed=1")).problem.node
+    b = parse(compose_config(*NODE, "+cell_types.treg.region={kind: follicle}", "seed=2")).problem.node
+    c = parse(compose_config(*NODE, "+cell_types.treg.region={kind: follicle}", "node.follicles.seed=5")).problem.node
     assert a == b  # the cell-placement seed does not move the follicles
     assert a.follicle_centres_um != c.follicle_centres_um
 
@@ -176,11 +176,11 @@ def test_explicit_follicle_centres_replace_the_seeded_ones():
     s = parse(compose_config("grid.shape=[60,60,60]", "node.follicles.radius=50",
                              "node.follicles.centers=[[300, 480, 300], [200, 450, 300]]",
                              "+cell_types.treg.region={kind: follicle}"))
-    assert s.node.follicle_centres_um == ((300.0, 480.0, 300.0), (200.0, 450.0, 300.0))
-    x, y, z = centres(s.grid)
+    assert s.problem.node.follicle_centres_um == ((300.0, 480.0, 300.0), (200.0, 450.0, 300.0))
+    x, y, z = centres(s.problem.grid)
     spheres = (((x - 300) ** 2 + (y - 480) ** 2 + (z - 300) ** 2 <= 50.0**2)
                | ((x - 200) ** 2 + (y - 450) ** 2 + (z - 300) ** 2 <= 50.0**2))
-    np.testing.assert_array_equal(s.node.mask("follicle", s.grid), spheres & (rho2(s.grid, s.node, 20.0) <= 1))
+    np.testing.assert_array_equal(s.problem.node.mask("follicle", s.problem.grid), spheres & (rho2(s.problem.grid, s.problem.node, 20.0) <= 1))
 
 
 def test_cortex_side_turns_the_node():
@@ -208,13 +208,13 @@ def test_density_is_per_compartment_volume_and_cells_stay_in_it(kind):
     density = 3.0e5  # cells/mm^3
     s = parse(compose_config(*NODE, *NO_DEFAULT_CELLS, f"cell_types.treg.density={density}",
                              f"+cell_types.treg.region={{kind: {kind}}}"))
-    (name, count, region), = [p for p in s.placement if p[0] == "treg"]
-    assert region.kind == kind and region.anatomy == s.node
-    voxels = int(s.node.mask(kind, s.grid).sum())
+    (name, count, region), = [p for p in s.problem.placement if p[0] == "treg"]
+    assert region.kind == kind and region.anatomy == s.problem.node
+    voxels = int(s.problem.node.mask(kind, s.problem.grid).sum())
     assert count == round(density * voxels * 1000.0 / 1e9)
     pop = Scenario.build(s).population
     assert pop.count("treg") == count > 0
-    assert np.all(s.node.mask(kind, s.grid)[tuple(pop.voxel.T)])
+    assert np.all(s.problem.node.mask(kind, s.problem.grid)[tuple(pop.voxel.T)])
 
 
 def test_compartments_mix_with_the_other_region_kinds():
@@ -228,18 +228,18 @@ def test_compartments_mix_with_the_other_region_kinds():
     assert [pop.count(n) for n in ("il2_producer", "treg", "b_cell")] == [20, 30, 50]
     assert pop.count("naive_t") == round(2e5 * 0.6**3)  # lattice-wide, as before
     assert len({tuple(v) for v in pop.voxel}) == len(pop)
-    follicle = s.node.mask("follicle", s.grid)
+    follicle = s.problem.node.mask("follicle", s.problem.grid)
     assert np.all(follicle[tuple(pop.voxel[pop.type_index == 3].T)])
 
 
 def test_no_anatomy_is_built_unless_a_region_uses_it():
     """The default run places cells on the lattice: no node, however small the lattice."""
     s = parse(compose_config("grid.shape=[8,8,4]"))
-    assert s.node is None
-    assert all(region.kind == "lattice" for _, _, region in s.placement)
+    assert s.problem.node is None
+    assert all(region.kind == "lattice" for _, _, region in s.problem.placement)
     # ... and the node of a config can still be had for maps: the same one a region would use
     cfg = compose_config(*NODE, "+cell_types.treg.region={kind: medulla}")
-    assert node_anatomy(cfg) == parse(cfg).node
+    assert node_anatomy(cfg) == parse(cfg).problem.node
 
 
 BAD_NODE = [
@@ -316,7 +316,7 @@ def test_compartment_overfilled_names_the_type_and_the_node():
 def test_no_spread_gives_every_cell_the_type_mean():
     s = parse(compose_config("grid.shape=[16,16,8]"))
     pop = Scenario.build(s).population
-    table = cells.type_table(s.types, pop.type_names)["receptors"][pop.type_index]
+    table = cells.type_table(s.problem.types, pop.type_names)["receptors"][pop.type_index]
     np.testing.assert_array_equal(pop.receptors, table)
 
 
@@ -357,19 +357,19 @@ def test_uptake_and_pstat5_use_each_cells_own_receptors():
                              "cell_types.naive_t.receptor_cv=0.3", "physics.volume_fraction=0.4", "physics.cell_radius=null"))
     scenario = Scenario.build(s)
     pop = scenario.population
-    table = cells.type_table(s.types, pop.type_names)
+    table = cells.type_table(s.problem.types, pop.type_names)
     # v_max per voxel: k_int R_i / (6.022e-4 alpha V), R_i the cell's own number
     vmax = np.asarray(scenario.coefficients.vmax_pM_per_s)[tuple(pop.voxel.T)]
     expected = table["k_int_per_s"][pop.type_index] * pop.receptors / (PM_IN_MOLECULES_PER_UM3 * 0.4 * 1000.0)
     np.testing.assert_allclose(vmax, expected, rtol=1e-12)
-    field = np.random.default_rng(0).uniform(0, 50, s.grid.shape)
+    field = np.random.default_rng(0).uniform(0, 50, s.problem.grid.shape)
     columns = readouts.cell_columns(field, scenario)
     seen = field[tuple(pop.voxel.T)]
     km = table["km_pM"][pop.type_index]
     np.testing.assert_allclose(columns["receptors"], pop.receptors)
     np.testing.assert_allclose(columns["uptake"], table["k_int_per_s"][pop.type_index] * pop.receptors * seen / (km + seen),
                                rtol=1e-12)
-    np.testing.assert_allclose(columns["pstat5"], s.signalling.pstat5(seen, pop.receptors))
+    np.testing.assert_allclose(columns["pstat5"], s.problem.signalling.pstat5(seen, pop.receptors))
 
 
 def test_csv_receptors_column_is_used_and_without_it_the_type_mean(tmp_path):
@@ -404,10 +404,10 @@ def test_csv_receptors_column_is_used_and_without_it_the_type_mean(tmp_path):
 
 def test_defaults_leave_the_coefficients_as_before():
     s = parse(compose_config("grid.shape=[16,16,8]", "physics.cell_radius=null"))  # point sinks: q in the cell's voxel
-    assert (s.volume_fraction, s.tortuosity) == (1.0, 1.0)
+    assert (s.problem.volume_fraction, s.problem.tortuosity) == (1.0, 1.0)
     scenario = Scenario.build(s)
     pop = scenario.population
-    table = cells.type_table(s.types, pop.type_names)
+    table = cells.type_table(s.problem.types, pop.type_names)
     secretion = np.asarray(scenario.coefficients.secretion_pM_per_s)[tuple(pop.voxel.T)]
     np.testing.assert_allclose(secretion, table["secretion_molecules_per_s"][pop.type_index]
                                / (PM_IN_MOLECULES_PER_UM3 * 1000.0), rtol=1e-6)
@@ -424,19 +424,19 @@ def test_balance_in_molecules_closes_with_tissue_alpha_and_lambda():
                              "physics.cell_radius=null"))  # point sinks: each cell's uptake from its voxel's c
     scenario = Scenario.build(s)
     assert float(scenario.coefficients.diffusion_um2_per_s) == pytest.approx(100.0 / lam**2)
-    c, info = steady_field(s.grid, scenario.coefficients, options=SolverOptions(rtol=1e-11))
+    c, info = steady_field(s.problem.grid, scenario.coefficients, options=SolverOptions(rtol=1e-11))
     assert bool(info.converged)
     columns = readouts.cell_columns(c, scenario)
     summary = readouts.summarise(c, columns, scenario)
     pop = scenario.population
     n_producers = pop.count("il2_producer")
     assert summary.secretion_molecules_per_s == pytest.approx(10.0 * n_producers, rel=1e-12)
-    table = cells.type_table(s.types, pop.type_names)
+    table = cells.type_table(s.problem.types, pop.type_names)
     seen = np.asarray(c)[tuple(pop.voxel.T)]
     uptake = table["k_int_per_s"][pop.type_index] * pop.receptors * seen / (table["km_pM"][pop.type_index] + seen)
     assert summary.uptake_molecules_per_s == pytest.approx(uptake.sum(), rel=1e-10)
     # decay of the molecules in the interstitial volume alpha V of every voxel
-    decay = s.decay_per_s * float(np.sum(np.asarray(c))) * PM_IN_MOLECULES_PER_UM3 * alpha * 1000.0
+    decay = s.problem.decay_per_s * float(np.sum(np.asarray(c))) * PM_IN_MOLECULES_PER_UM3 * alpha * 1000.0
     assert summary.decay_molecules_per_s == pytest.approx(decay, rel=1e-10)
     balance = (summary.secretion_molecules_per_s - summary.uptake_molecules_per_s - summary.decay_molecules_per_s
                - summary.boundary_outflux_molecules_per_s)

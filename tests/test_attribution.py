@@ -36,7 +36,7 @@ def scenario_of(*overrides):
 
 
 def steady(sc):
-    c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
+    c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.numerics.options)
     assert bool(info.converged)
     return c
 
@@ -69,7 +69,7 @@ def test_shares_add_up_to_each_cells_uptake(mode):
     for t, name in enumerate(sc.population.type_names):
         assert a.matrix_molecules_per_s[:, t].sum() == pytest.approx(uptake[sc.population.type_index == t].sum(), rel=1e-6)
     # each source's output is its cells' secretion, however it is spread over the lattice
-    q = {name: sc.settings.types[name].secretion_molecules_per_s * sc.population.count(name) for name in a.sources[:2]}
+    q = {name: sc.settings.problem.types[name].secretion_molecules_per_s * sc.population.count(name) for name in a.sources[:2]}
     np.testing.assert_allclose(a.output_molecules_per_s[:2], [q["il2_producer"], q["treg"]], rtol=1e-12)
 
 
@@ -205,11 +205,11 @@ def _alone(sc, i):
     """The scenario in which cell i alone secretes, over its own stencil (the same cells, A and
     uptake law otherwise)."""
     pop, settings = sc.population, sc.settings
-    vmax, km = cells.collapsed_uptake(pop, settings.types)
-    q = cells.type_table(settings.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
-    diffusion = cells.closure_diffusion_um2_per_s(sc.coefficients.diffusion_um2_per_s, settings.volume_fraction)
+    vmax, km = cells.collapsed_uptake(pop, settings.problem.types)
+    q = cells.type_table(settings.problem.types, pop.type_names)["secretion_molecules_per_s"][pop.type_index]
+    diffusion = cells.closure_diffusion_um2_per_s(sc.coefficients.diffusion_um2_per_s, settings.problem.volume_fraction)
     secretion = closure_fields(sc.grid.shape, pop.voxel[[i]], sc.grid.spacing_um, diffusion,
-                                     cells.cell_radii_um(pop, settings.types)[[i]],
+                                     cells.cell_radii_um(pop, settings.problem.types)[[i]],
                                      vmax[[i]], km[[i]], q[[i]], cells.periodic_axes(sc.grid))[0]
     coef = sc.coefficients.replace(secretion_pM_per_s=jnp.asarray(secretion, sc.coefficients.dtype),
                                    face_values_pM=jnp.zeros_like(sc.coefficients.face_values_pM))

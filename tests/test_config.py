@@ -30,24 +30,24 @@ SMALL = ["grid.shape=[8,8,4]"]  # 256 voxels, 70 % occupied by the default densi
 
 def test_default_config_parses_to_the_lymph_node_scenario():
     s = parse(compose_config())
-    assert s.grid.shape == (128, 128, 128)
-    assert s.grid.spacing_um == 10.0
-    assert s.grid.boundary == ("zero_flux",) * 6
-    assert s.solver_kind == "steady" and s.precision == "float32"
-    assert s.diffusion_um2_per_s == 10.0 and s.decay_per_s == pytest.approx(2.8e-5)
-    assert s.csv is None and s.output_dir is None
+    assert s.problem.grid.shape == (128, 128, 128)
+    assert s.problem.grid.spacing_um == 10.0
+    assert s.problem.grid.boundary == ("zero_flux",) * 6
+    assert s.numerics.solver_kind == "steady" and s.numerics.precision == "float32"
+    assert s.problem.diffusion_um2_per_s == 10.0 and s.problem.decay_per_s == pytest.approx(2.8e-5)
+    assert s.problem.csv is None and s.output.output_dir is None
     # at least three types: producers, high-CD25 Tregs, naive T cells
-    assert set(s.types) >= {"il2_producer", "treg", "naive_t"}
-    assert s.types["il2_producer"].secretion_molecules_per_s > 0
-    assert s.types["treg"].receptors > s.types["naive_t"].receptors > 0
+    assert set(s.problem.types) >= {"il2_producer", "treg", "naive_t"}
+    assert s.problem.types["il2_producer"].secretion_molecules_per_s > 0
+    assert s.problem.types["treg"].receptors > s.problem.types["naive_t"].receptors > 0
     # counts from the densities (cells/mm^3 times the lattice volume in mm^3)
     volume_mm3 = (128 * 10.0 / 1000.0) ** 3
-    counts = {name: count for name, count, _ in s.placement}
+    counts = {name: count for name, count, _ in s.problem.placement}
     assert counts["il2_producer"] == round(1.0e4 * volume_mm3)
     assert counts["treg"] == round(1.0e5 * volume_mm3)
     assert counts["naive_t"] == round(5.9e5 * volume_mm3)
     # T-zone density: most voxels hold a cell, none holds two
-    occupied = sum(counts.values()) / s.grid.n_voxels
+    occupied = sum(counts.values()) / s.problem.grid.n_voxels
     assert 0.5 < occupied <= 1.0
 
 
@@ -58,21 +58,21 @@ def test_small_overrides_reach_the_settings():
         "solver.kind=implicit", "solver.dt=0.5", "solver.rtol=1e-4", "time.end=30",
         "time.snapshot_every=10", "precision=float64", "seed=7",
     ))
-    assert s.grid.shape == (16, 12, 1) and s.grid.spacing_um == 5.0
-    assert s.grid.boundary == ("fixed", "fixed", "zero_flux", "zero_flux", "zero_flux", "zero_flux")
-    assert s.face_values_pM == (2.5, 0.0, 0.0, 0.0, 0.0, 0.0)
-    assert (s.diffusion_um2_per_s, s.decay_per_s, s.dt_s, s.end_s) == (20.0, 0.0, 0.5, 30.0)
-    assert s.solver_kind == "implicit" and s.options.rtol == 1e-4
-    assert s.precision == "float64" and s.seed == 7
-    assert s.snapshot_times_s == [0.0, 10.0, 20.0, 30.0]
+    assert s.problem.grid.shape == (16, 12, 1) and s.problem.grid.spacing_um == 5.0
+    assert s.problem.grid.boundary == ("fixed", "fixed", "zero_flux", "zero_flux", "zero_flux", "zero_flux")
+    assert s.problem.face_values_pM == (2.5, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert (s.problem.diffusion_um2_per_s, s.problem.decay_per_s, s.numerics.dt_s, s.numerics.end_s) == (20.0, 0.0, 0.5, 30.0)
+    assert s.numerics.solver_kind == "implicit" and s.numerics.options.rtol == 1e-4
+    assert s.numerics.precision == "float64" and s.problem.seed == 7
+    assert s.numerics.snapshot_times_s == [0.0, 10.0, 20.0, 30.0]
 
 
 def test_type_added_from_the_command_line_takes_the_defaults_for_unset_fields():
     s = parse(compose_config(*SMALL, "+cell_types.foo.secretion=10", "+cell_types.foo.count=5"))
-    assert s.types["foo"] == CellType("foo", secretion_molecules_per_s=10.0, receptors=0.0, km_pM=43.0, k_int_per_s=1.1e-3)
-    assert ("foo", 5, Region()) in s.placement
+    assert s.problem.types["foo"] == CellType("foo", secretion_molecules_per_s=10.0, receptors=0.0, km_pM=43.0, k_int_per_s=1.1e-3)
+    assert ("foo", 5, Region()) in s.problem.placement
     # the shipped types are still there, and placing all of them works
-    assert set(s.types) == {"il2_producer", "treg", "naive_t", "foo"}
+    assert set(s.problem.types) == {"il2_producer", "treg", "naive_t", "foo"}
     scenario = Scenario.build(s)
     assert scenario.population.count("foo") == 5
 
@@ -80,9 +80,9 @@ def test_type_added_from_the_command_line_takes_the_defaults_for_unset_fields():
 def test_type_added_with_a_density_and_a_region():
     s = parse(compose_config(*SMALL, "+cell_types.bcell.receptors=300", "+cell_types.bcell.density=2e5",
                              "+cell_types.bcell.region={kind: box, lo: [0, 0, 0], hi: [40, 40, 40]}"))
-    t = s.types["bcell"]
+    t = s.problem.types["bcell"]
     assert (t.secretion_molecules_per_s, t.receptors, t.km_pM, t.k_int_per_s) == (0.0, 300.0, 43.0, 1.1e-3)
-    (name, count, region), = [p for p in s.placement if p[0] == "bcell"]
+    (name, count, region), = [p for p in s.problem.placement if p[0] == "bcell"]
     # the box holds 4 x 4 x 4 voxel centres of 1000 um^3: 6.4e-5 mm^3 x 2e5 cells/mm^3 = 12.8
     assert region.kind == "box" and count == 13
 
@@ -203,11 +203,11 @@ def test_good_neighbours_of_the_bad_values_are_accepted():
     s = parse(compose_config(*SMALL, "solver.rtol=0.1", "physics.decay=0", "seed=0", "grid.shape=[1,1,1]",
                              "cell_types.il2_producer.density=null", "cell_types.treg.density=null",
                              "cell_types.naive_t.density=null", "+cell_types.treg.count=1"))
-    assert s.options.rtol == 0.1 and s.decay_per_s == 0.0 and s.grid.n_voxels == 1
+    assert s.numerics.options.rtol == 0.1 and s.problem.decay_per_s == 0.0 and s.problem.grid.n_voxels == 1
     # density of exactly one cell per voxel
     s = parse(compose_config(*SMALL, "cell_types.il2_producer.density=null", "cell_types.treg.density=null",
                              "cell_types.naive_t.density=1e6"))
-    assert dict((n, c) for n, c, _ in s.placement)["naive_t"] == 256
+    assert dict((n, c) for n, c, _ in s.problem.placement)["naive_t"] == 256
 
 
 def test_shape_with_a_fraction_is_refused_naming_key_and_value():
@@ -261,7 +261,7 @@ def test_region_overfilled_raises_placement_error(overrides, type_name, count):
         Scenario.build(s)
     message = str(info.value)
     assert f"cell_types.{type_name}" in message
-    requested = dict((n, c) for n, c, _ in s.placement)[type_name]
+    requested = dict((n, c) for n, c, _ in s.problem.placement)[type_name]
     assert str(requested) in message and (count is None or count in message)
     assert "one cell per voxel" in message
 
@@ -272,4 +272,4 @@ def test_density_count_rounding_never_exceeds_the_lattice():
                              "cell_types.treg.density=null", "cell_types.naive_t.density=1e6"))
     pop = Scenario.build(s).population
     assert len(pop) == 30 and len({tuple(v) for v in pop.voxel}) == 30
-    assert math.isclose(s.grid.voxel_volume_um3, 1000.0)
+    assert math.isclose(s.problem.grid.voxel_volume_um3, 1000.0)

@@ -203,7 +203,7 @@ def _coupled_state(*extra, n_steps=8, dt=1800.0):
     the field one step before)."""
     sc = Scenario.build(parse(compose_config(*_overrides(*extra))))
     kin = cell_kinetics(sc, jnp.float64)
-    options = sc.settings.options
+    options = sc.settings.numerics.options
     state, info = initialize(Coupled(sc.coefficients, kin, sc.grid, options), 0.0)
     for k in range(n_steps):  # one step a call: one compilation
         before = state[0]
@@ -234,23 +234,23 @@ def test_with_feedback_the_coupled_state_is_the_backward_euler_subgrid_field_of_
     sees is the readouts' surface concentration."""
     sc, kin, c, r, t, c_before = _coupled_state("+cell_types.treg.cd25_gain=10", "+cell_types.il2_producer.secretion_course=[0,2,6]")
     settings, pop = sc.settings, sc.population
-    basal = pop.receptors_per_cell(settings.types)
+    basal = pop.receptors_per_cell(settings.problem.types)
     assert np.max(np.asarray(r) / basal) > 1.5  # CD25 rose: the laws and stencil weights changed
     f = float(secretion_profile(t, 0.0, 2 * HOUR, 6 * HOUR))
     assert f == pytest.approx(0.5)
     types = {name: dataclasses.replace(ty, secretion_molecules_per_s=ty.secretion_molecules_per_s * f)
-             for name, ty in settings.types.items()}
+             for name, ty in settings.problem.types.items()}
     reference = cells.field_coefficients(
-        sc.grid, dataclasses.replace(pop, receptors=np.asarray(r)), types, settings.diffusion_um2_per_s,
-        settings.decay_per_s, settings.face_values_pM, settings.uptake, jnp.float64,
-        volume_fraction=settings.volume_fraction, tortuosity=settings.tortuosity, coupling=sc.coupling)
+        sc.grid, dataclasses.replace(pop, receptors=np.asarray(r)), types, settings.problem.diffusion_um2_per_s,
+        settings.problem.decay_per_s, settings.problem.face_values_pM, settings.problem.uptake, jnp.float64,
+        volume_fraction=settings.problem.volume_fraction, tortuosity=settings.problem.tortuosity, coupling=sc.coupling)
     now = coefficients_at(sc.coefficients, kin, r, t)
     for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"):
         assert _max_relative(getattr(now, name), getattr(reference, name)) < 1e-12, name
     c64, before64 = np.asarray(c, np.float64), np.asarray(c_before, np.float64)
     # to the Newton solve's rtol 1e-10 on ||s + c_before/dt||_2 (here ~2e-8 of max c in the max norm)
     assert np.max(np.abs(c64 - before64 - 1800.0 * np_tendency(c64, sc.grid, reference))) < 1e-7 * np.max(c64)
-    c_ref, info = steady_field(sc.grid, reference, options=settings.options)
+    c_ref, info = steady_field(sc.grid, reference, options=settings.numerics.options)
     assert bool(info.converged)
     assert 1e-6 < _max_relative(c, c_ref) < 1e-2
     # what the receptor step sees is what the readouts report for that state

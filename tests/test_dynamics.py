@@ -12,7 +12,8 @@ from helpers import coefficients, np_tendency
 from scipy.optimize import brentq
 
 from il2rd.physics import units
-from il2rd.cells.dynamics import (CellKinetics, ReceptorFeedback, advance_receptors, coefficients_at, production, pstat5_of, secretion_profile, seen)
+from il2rd.cells.dynamics import (CellKinetics, ReceptorFeedback, advance_receptors, coefficients_at, production,
+                                  pstat5_of, secretion_profile, seen)
 from il2rd.solvers.steppers import Coupled, advance, initialize
 from il2rd.physics.grid import Grid
 from il2rd.physics.receptors import Signalling

@@ -116,7 +116,7 @@ def test_schema_round_trip(transient):
     nx, ny, nz = SHAPE
     with il2rd.io.load(result.path) as r:
         # time axis: the configured snapshot times
-        assert parse(cfg).snapshot_times_s == TIMES
+        assert parse(cfg).numerics.snapshot_times_s == TIMES
         np.testing.assert_array_equal(r.time, TIMES)
 
         # the field (time, z, y, x) float32 pM; its last snapshot is the run's final field transposed

@@ -146,7 +146,7 @@ def test_density_gives_cells_per_mm3_times_region_volume(region, voxel_count):
     if region is not None:
         overrides.append(f"+cell_types.treg.region={region}")
     s = parse(compose_config(*overrides))
-    grid = s.grid
+    grid = s.problem.grid
     if voxel_count is None:  # voxels whose centre lies in the sphere, counted here independently
         centres = np.stack(np.meshgrid(*[(np.arange(n) + 0.5) * 10.0 for n in grid.shape], indexing="ij"), -1)
         voxel_count = int(np.count_nonzero(np.sum((centres - [80.0, 80.0, 40.0]) ** 2, -1) <= 35.0**2))
@@ -157,7 +157,7 @@ def test_density_gives_cells_per_mm3_times_region_volume(region, voxel_count):
     assert pop.count("treg") == expected
     assert pop.count("il2_producer") == 0 and pop.count("naive_t") == 0
     if region is not None:
-        lo_hi_or_sphere = s.placement[[n for n, _, _ in s.placement].index("treg")][2]
+        lo_hi_or_sphere = s.problem.placement[[n for n, _, _ in s.problem.placement].index("treg")][2]
         assert np.all(lo_hi_or_sphere.contains(pop.position_um))
 
 

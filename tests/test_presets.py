@@ -94,7 +94,7 @@ def total_secretion_molecules_per_s(scenario: Scenario) -> float:
     """Secretion of the whole lattice from the field coefficients (pM/s per voxel) back in molecules/s."""
     s = scenario.settings
     per_voxel = np.asarray(scenario.coefficients.secretion_pM_per_s, np.float64)
-    return float(per_voxel.sum()) * PM_IN_MOLECULES_PER_UM3 * s.grid.voxel_volume_um3 * s.volume_fraction
+    return float(per_voxel.sum()) * PM_IN_MOLECULES_PER_UM3 * s.problem.grid.voxel_volume_um3 * s.problem.volume_fraction
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +150,9 @@ def test_a_library_type_can_be_added_and_changed_from_the_command_line():
     assert cfg.cell_types.foo.secretion == 10
     assert cfg.cell_types.extra_nk.il2rb == cfg.cell_types.nk.il2rb == 8000
     settings = parse(cfg)
-    assert settings.types["treg"].receptors == 5e4
-    assert settings.types["foo"].secretion_molecules_per_s == 10.0
-    counts = {name: n for name, n, _ in settings.placement}
+    assert settings.problem.types["treg"].receptors == 5e4
+    assert settings.problem.types["foo"].secretion_molecules_per_s == 10.0
+    counts = {name: n for name, n, _ in settings.problem.placement}
     assert counts["foo"] == 3 and counts["extra_nk"] == 5
 
 
@@ -196,10 +196,10 @@ def test_source_presets_secrete_the_same_total_from_one_type_each(small_lattice)
     totals = {}
     for preset, source in SOURCES.items():
         settings = parse(composed(preset, small_lattice=small_lattice))
-        secreting = [name for name, t in settings.types.items() if t.secretion_molecules_per_s > 0]
+        secreting = [name for name, t in settings.problem.types.items() if t.secretion_molecules_per_s > 0]
         assert secreting == [source], (preset, secreting)
         scenario = Scenario.build(settings)
-        by_cells = sum(settings.types[name].secretion_molecules_per_s * scenario.population.count(name)
+        by_cells = sum(settings.problem.types[name].secretion_molecules_per_s * scenario.population.count(name)
                        for name in scenario.population.type_names)
         from_field = total_secretion_molecules_per_s(scenario)
         assert from_field == pytest.approx(by_cells, rel=1e-5)
@@ -211,8 +211,8 @@ def test_source_presets_secrete_the_same_total_from_one_type_each(small_lattice)
 
 def test_control_secretes_nothing_and_has_a_zero_field(small_run):
     settings = parse(composed("no_il2"))
-    assert all(t.secretion_molecules_per_s == 0 for t in settings.types.values())
-    assert set(settings.face_values_pM) == {0.0}
+    assert all(t.secretion_molecules_per_s == 0 for t in settings.problem.types.values())
+    assert set(settings.problem.face_values_pM) == {0.0}
     result = small_run("no_il2")
     assert result.summary.secretion_molecules_per_s == 0.0
     assert np.all(result.field_pM == 0.0)
@@ -223,8 +223,8 @@ def exchange_sites(settings):
     """(rate 1/s, target pM, HEV voxels, capsule voxels) of a therapy preset's exchange fields."""
     coef = Scenario.build(settings).coefficients
     rate, target = np.asarray(coef.exchange_per_s, np.float64), np.asarray(coef.exchange_target_pM, np.float64)
-    capsule = settings.node.mask("capsule", settings.grid)
-    hev = (rate >= settings.vessels.hev_exchange_per_s) & ~capsule  # capsule voxels exchange faster (lymph)
+    capsule = settings.problem.node.mask("capsule", settings.problem.grid)
+    hev = (rate >= settings.problem.vessels.hev_exchange_per_s) & ~capsule  # capsule voxels exchange faster (lymph)
     return rate, target, hev, capsule
 
 
@@ -235,12 +235,12 @@ def test_therapy_enters_through_the_node_vessels_and_afferent_lymph_not_the_face
     leave only the capillaries). The lymph level scales with the dose and stays below the plasma's."""
     for preset in ("therapy_low", "therapy_high", "mutein"):
         settings = parse(composed(preset))
-        assert set(settings.grid.boundary) == {"zero_flux"} and set(settings.face_values_pM) == {0.0}, preset
-        v = settings.vessels
+        assert set(settings.problem.grid.boundary) == {"zero_flux"} and set(settings.problem.face_values_pM) == {0.0}, preset
+        v = settings.problem.vessels
         assert v.blood_il2_pM > 0 and v.hev_exchange_per_s > 0 and v.capillary_exchange_per_s > 0, preset
         assert v.afferent_exchange_per_s > 0 and 0 < v.afferent_lymph_pM < v.blood_il2_pM, preset  # R = PS/(PS + L) < 1
         rate, target, hev, capsule = exchange_sites(settings)
-        node, grid = settings.node, settings.grid
+        node, grid = settings.problem.node, settings.problem.grid
         t_zone, inside = node.mask("t_zone", grid), node.mask("node", grid)
         expected = round(v.hev_density_per_mm3 * t_zone.sum() * grid.voxel_volume_um3 / 1e9)
         assert hev.sum() == expected > 0, (preset, hev.sum(), expected)
@@ -251,21 +251,21 @@ def test_therapy_enters_through_the_node_vessels_and_afferent_lymph_not_the_face
         np.testing.assert_allclose(rate[capsule], v.capillary_exchange_per_s + v.afferent_exchange_per_s, rtol=1e-6)
         np.testing.assert_allclose((rate * target)[capsule], v.capillary_exchange_per_s * v.blood_il2_pM
                                    + v.afferent_exchange_per_s * v.afferent_lymph_pM, rtol=1e-6)
-    low, high = (parse(composed(p)).vessels for p in ("therapy_low", "therapy_high"))
+    low, high = (parse(composed(p)).problem.vessels for p in ("therapy_low", "therapy_high"))
     assert high.afferent_lymph_pM / high.blood_il2_pM == pytest.approx(low.afferent_lymph_pM / low.blood_il2_pM)  # same R
-    assert not parse(composed("no_il2")).vessels.active  # the control gets no IL-2 from blood or lymph
+    assert not parse(composed("no_il2")).problem.vessels.active  # the control gets no IL-2 from blood or lymph
 
 
 def test_therapy_field_rises_with_the_dose_and_stays_below_the_entry_levels(small_run):
     entry = {p: max(v.blood_il2_pM, v.afferent_lymph_pM) for p in ("therapy_low", "therapy_high")
-             for v in [parse(composed(p)).vessels]}
+             for v in [parse(composed(p)).problem.vessels]}
     assert 0 < entry["therapy_low"] < entry["therapy_high"]
     control, low, high = (small_run(p) for p in ("no_il2", "therapy_low", "therapy_high"))
     assert np.all(control.field_pM == 0.0) and control.summary.exchange_molecules_per_s == 0.0
     assert control.attribution is None or control.attribution.sources == ()
     settings = parse(composed("therapy_low"))  # the same node, HEVs and cells at either dose
     _, _, _, capsule = exchange_sites(settings)
-    t_zone = settings.node.mask("t_zone", settings.grid)
+    t_zone = settings.problem.node.mask("t_zone", settings.problem.grid)
     depth = ndimage.distance_transform_edt(~capsule)  # voxels from the capsule
     for preset, result in (("therapy_low", low), ("therapy_high", high)):
         s = result.summary
@@ -290,11 +290,11 @@ def test_therapy_field_rises_with_the_dose_and_stays_below_the_entry_levels(smal
 
 def test_mutein_lowers_treg_uptake_at_the_same_dose(small_run):
     wild, mutein = parse(composed("therapy_high")), parse(composed("mutein"))
-    assert mutein.vessels == wild.vessels and mutein.face_values_pM == wild.face_values_pM  # the same dose, same entry
-    assert mutein.types["treg"].km_pM > wild.types["treg"].km_pM  # lost IL-2Ra binding
+    assert mutein.problem.vessels == wild.problem.vessels and mutein.problem.face_values_pM == wild.problem.face_values_pM  # the same dose, same entry
+    assert mutein.problem.types["treg"].km_pM > wild.problem.types["treg"].km_pM  # lost IL-2Ra binding
     # every high-affinity receptor loses IL-2Ra binding; the intermediate ones are unchanged
-    assert all(mutein.types[n].km_pM == mutein.types[n].km_intermediate_pM for n in mutein.types)
-    assert all(mutein.types[n].km_intermediate_pM == wild.types[n].km_intermediate_pM for n in mutein.types)
+    assert all(mutein.problem.types[n].km_pM == mutein.problem.types[n].km_intermediate_pM for n in mutein.problem.types)
+    assert all(mutein.problem.types[n].km_intermediate_pM == wild.problem.types[n].km_intermediate_pM for n in mutein.problem.types)
     wild_run, mutein_run = small_run("therapy_high"), small_run("mutein")
     assert by_type(mutein_run)["treg"].mean_uptake_molecules_per_s < by_type(wild_run)["treg"].mean_uptake_molecules_per_s
     # what the Tregs leave reaches the others: more IL-2 everywhere, more for the NK cells

@@ -92,7 +92,7 @@ def test_uniform_tissue_of_two_class_consumers_has_the_exact_uniform_field(tmp_p
     np.testing.assert_allclose(np.asarray(result.field_pM), exact, rtol=1e-9)
     nk = {t.name: t for t in result.summary.types}["nk"]
     assert (nk.mean_receptors, nk.mean_receptors_intermediate) == (high, low)
-    assert nk.mean_pstat5 == pytest.approx(float(s.signalling.pstat5(exact, high, 43.0, low, 1035.0)), rel=1e-9)
+    assert nk.mean_pstat5 == pytest.approx(float(s.problem.signalling.pstat5(exact, high, 43.0, low, 1035.0)), rel=1e-9)
 
 
 def test_each_chain_spreads_log_normally_and_ra_draws_do_not_move():
@@ -147,12 +147,12 @@ def test_library_nk_cells_take_up_and_signal_through_both_classes():
     pop = scenario.population
     nk = pop.type_index == pop.type_names.index("nk")
     index = tuple(pop.voxel[nk].T)
-    volume = PM_IN_MOLECULES_PER_UM3 * s.grid.voxel_volume_um3 * s.volume_fraction
+    volume = PM_IN_MOLECULES_PER_UM3 * s.problem.grid.voxel_volume_um3 * s.problem.volume_fraction
     coef = scenario.coefficients
     np.testing.assert_allclose(np.asarray(coef.vmax_pM_per_s)[index] * volume, 1.1e-3 * 25, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(coef.vmax_intermediate_pM_per_s)[index] * volume, 1.1e-3 * 7975, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(coef.km_intermediate_pM)[index], 1035.0)
-    field = np.random.default_rng(1).uniform(0, 2000, s.grid.shape)
+    field = np.random.default_rng(1).uniform(0, 2000, s.problem.grid.shape)
     columns = readouts.cell_columns(field, scenario)
     c = field[index]
     np.testing.assert_allclose(columns["uptake"][nk], 1.1e-3 * (25 * c / (43 + c) + 7975 * c / (1035 + c)), rtol=1e-12)

@@ -66,7 +66,7 @@ def test_steady_run_balances_secretion_against_removal(tmp_path, boundary):
     # each cell sees the IL-2 at its surface (the default sub-grid closure): its share of its stencil's
     # uptake of this field, read back through its own law
     scenario = Scenario.build(parse(cfg))
-    laws = cells.collapsed_uptake(scenario.population, scenario.settings.types)
+    laws = cells.collapsed_uptake(scenario.population, scenario.settings.problem.types)
     _, surface = closure_cell_uptake(field, population.voxel, 10.0, 10.0, 5.0, *laws)
     for i, t in enumerate(s.types):
         assert t.mean_il2_pM == pytest.approx(surface[population.type_index == i].mean(), rel=1e-9)

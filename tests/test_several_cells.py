@@ -93,7 +93,7 @@ def test_default_t_zone_at_20_um_is_accepted_and_point_sinks_are_refused():
     """The refusal of issue 12 ('4.72 cells per voxel') is gone with the closure; it stays,
     naming the key and value, for point sinks."""
     settings = parse(compose_config("grid.shape=[8,8,8]", "grid.spacing=20"))
-    assert settings.subgrid_uptake and settings.types["naive_t"].radius_um == 5.0
+    assert settings.problem.subgrid_uptake and settings.problem.types["naive_t"].radius_um == 5.0
     with pytest.raises(ConfigError) as info:
         parse(compose_config("grid.shape=[8,8,8]", "grid.spacing=20", "physics.cell_radius=null"))
     assert info.value.key == "cell_types.naive_t.density" and "4.72 cells per voxel" in str(info.value)
@@ -117,9 +117,9 @@ def test_radii_that_do_not_fit_are_refused_naming_key_and_value(overrides, key, 
 
 def test_an_override_radius_applies_to_every_type_and_2d_falls_back_to_point_sinks():
     s = parse(compose_config("grid.shape=[8,8,8]", "physics.cell_radius=4", "+cell_types.treg.radius=7"))
-    assert {t.radius_um for t in s.types.values()} == {4.0} and s.subgrid_uptake
+    assert {t.radius_um for t in s.problem.types.values()} == {4.0} and s.problem.subgrid_uptake
     s = parse(compose_config("grid.shape=[8,8,8]", "+cell_types.treg.radius=7"))
-    assert s.types["treg"].radius_um == 7.0 and s.types["naive_t"].radius_um == 5.0
+    assert s.problem.types["treg"].radius_um == 7.0 and s.problem.types["naive_t"].radius_um == 5.0
     flat = parse(compose_config("grid.shape=[8,8,1]"))  # per_type on a 2-D lattice: point sinks (documented)
-    assert not flat.subgrid_uptake
-    assert not parse(compose_config("grid.shape=[8,8,8]", "physics.cell_radius=null")).subgrid_uptake
+    assert not flat.problem.subgrid_uptake
+    assert not parse(compose_config("grid.shape=[8,8,8]", "physics.cell_radius=null")).problem.subgrid_uptake

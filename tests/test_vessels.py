@@ -36,7 +36,7 @@ def test_exchange_sites_sit_in_their_compartments():
     sc = Scenario.build(settings)
     rate = np.asarray(sc.coefficients.exchange_per_s)
     target = np.asarray(sc.coefficients.exchange_target_pM)
-    node, grid = settings.node, settings.grid
+    node, grid = settings.problem.node, settings.problem.grid
     hev = target > 0
     assert np.all(node.mask("t_zone", grid)[hev]) and np.all(rate[hev] == 6e-4)
     expected = round(2e4 * node.mask("t_zone", grid).sum() * grid.voxel_volume_um3 / 1e9)
@@ -61,14 +61,14 @@ def test_more_hev_exchange_raises_the_il2_everywhere():
     for k in (3e-4, 1.2e-3):
         sc = Scenario.build(config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *VESSELS,
                                                         f"vessels.hev_exchange={k}")))
-        c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
+        c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.numerics.options)
         fields.append(np.asarray(c))
     assert np.all(fields[1] >= fields[0]) and fields[1].mean() > fields[0].mean()
 
 
 def test_attribution_splits_secreted_and_blood_il2(tmp_path):
     sc = Scenario.build(config.parse(compose_config("scenario=cd4_source", *SMALL_NODE, *QUIET, *VESSELS, *TIGHT)))
-    c, _ = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
+    c, _ = steady_field(sc.grid, sc.coefficients, options=sc.settings.numerics.options)
     a = attribute(c, sc)
     assert a.sources == ("cd4_activated", CIRCULATION)
     from il2rd.analysis import readouts
@@ -89,7 +89,7 @@ NO_CELLS = ["grid.shape=[32,32,32]", "node.capsule_thickness=10", "node.t_zone_d
 def capillary_field(*overrides):
     sc = Scenario.build(config.parse(compose_config(*NO_CELLS, *TIGHT, "vessels.blood_il2=30", *overrides)))
     assert len(sc.population) == 0
-    c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.options)
+    c, info = steady_field(sc.grid, sc.coefficients, options=sc.settings.numerics.options)
     assert bool(info.converged)
     return np.asarray(c), sc
 
@@ -100,7 +100,7 @@ def test_capillaries_exchange_in_every_node_voxel_and_add_to_the_other_sites():
     sc = Scenario.build(settings)
     rate = np.asarray(sc.coefficients.exchange_per_s, np.float64)
     target = np.asarray(sc.coefficients.exchange_target_pM, np.float64)
-    node, grid = settings.node, settings.grid
+    node, grid = settings.problem.node, settings.problem.grid
     inside, sinus = node.mask("node", grid), node.mask("capsule", grid) | node.mask("medulla", grid)
     hev = np.isclose(rate, 6e-4 + 5e-6, rtol=1e-9, atol=0)  # HEV (6e-4 /s) + capillaries
     assert hev.sum() > 0 and np.all(node.mask("t_zone", grid)[hev]) and not np.any(sinus & hev)
@@ -131,7 +131,7 @@ def test_capillaries_with_decay_reach_the_well_mixed_level_inside_and_never_exce
     well_mixed = k * 30.0 / (k_d + k)
     assert c.max() <= well_mixed * (1 + 1e-9)
     assert c[16, 16, 16] == pytest.approx(well_mixed, rel=1e-3)
-    assert np.all(c[~sc.settings.node.mask("node", sc.grid)] < well_mixed)
+    assert np.all(c[~sc.settings.problem.node.mask("node", sc.grid)] < well_mixed)
     coef = sc.coefficients
     inflow = float(np.sum(np.asarray(coef.exchange_per_s) * (np.asarray(coef.exchange_target_pM) - c)))
     assert inflow == pytest.approx(k_d * float(c.sum()), rel=1e-8)
@@ -156,7 +156,7 @@ def test_afferent_lymph_exchanges_in_capsule_voxels_only_and_adds_to_drainage():
     settings = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT))
     coef = Scenario.build(settings).coefficients
     rate, target = np.asarray(coef.exchange_per_s, np.float64), np.asarray(coef.exchange_target_pM, np.float64)
-    capsule = settings.node.mask("capsule", settings.grid)
+    capsule = settings.problem.node.mask("capsule", settings.problem.grid)
     assert capsule.sum() > 0
     np.testing.assert_allclose(rate[capsule], 0.02, rtol=1e-12)
     np.testing.assert_allclose(target[capsule], 24.0, rtol=1e-12)
@@ -165,7 +165,7 @@ def test_afferent_lymph_exchanges_in_capsule_voxels_only_and_adds_to_drainage():
     both = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT, "vessels.lymph_drainage=1e-3"))
     coef = Scenario.build(both).coefficients
     rate, target = np.asarray(coef.exchange_per_s, np.float64), np.asarray(coef.exchange_target_pM, np.float64)
-    medulla = both.node.mask("medulla", both.grid)
+    medulla = both.problem.node.mask("medulla", both.problem.grid)
     np.testing.assert_allclose(rate[capsule], 0.021, rtol=1e-12)
     np.testing.assert_allclose((rate * target)[capsule], 0.02 * 24.0, rtol=1e-12)
     assert np.all(rate[medulla] == 1e-3) and np.all(target[medulla] == 0)
@@ -184,7 +184,7 @@ def test_afferent_lymph_balance_closes_and_never_exceeds_the_lymph_flow_times_it
     result = run(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT), tmp_path)
     s = result.summary
     settings = config.parse(compose_config("scenario=no_il2", *SMALL_NODE, *QUIET, *TIGHT, *AFFERENT))
-    capsule_um3 = settings.node.mask("capsule", settings.grid).sum() * settings.grid.voxel_volume_um3 * settings.volume_fraction
+    capsule_um3 = settings.problem.node.mask("capsule", settings.problem.grid).sum() * settings.problem.grid.voxel_volume_um3 * settings.problem.volume_fraction
     most = 0.02 * capsule_um3 * 24.0 * PM_IN_MOLECULES_PER_UM3
     assert 0 < s.exchange_molecules_per_s < most
     assert s.exchange_molecules_per_s == pytest.approx(s.uptake_molecules_per_s + s.decay_molecules_per_s, rel=1e-6)

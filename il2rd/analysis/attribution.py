@@ -198,10 +198,10 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     size (EXACT_AUTOCRINE_UNKNOWNS) where the secreting cells are few (EXACT_AUTOCRINE_CELLS) or the
     local window has not converged (WINDOW_CHANGE_EXACT), else by the local window (autocrine.py)."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
-    options = options or settings.options
+    options = options or settings.numerics.options
     secreting = [k for k, name in enumerate(pop.type_names)
-                 if settings.types[name].secretion_molecules_per_s > 0 and np.any(pop.type_index == k)]
-    with_boundary = any(face.feeds(value) for face, value in zip(grid.faces, settings.face_values_pM))
+                 if settings.problem.types[name].secretion_molecules_per_s > 0 and np.any(pop.type_index == k)]
+    with_boundary = any(face.feeds(value) for face, value in zip(grid.faces, settings.problem.face_values_pM))
     with_blood = bool(np.any(np.asarray(coef.exchange_per_s) * np.asarray(coef.exchange_target_pM) > 0))
     sources = tuple(pop.type_names[k] for k in secreting) + ((BOUNDARY,) if with_boundary else ()) + ((CIRCULATION,) if with_blood else ())
     n_cells, n_types = len(pop), len(pop.type_names)
@@ -210,7 +210,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    law = secretions_mod.stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.subgrid_uptake else None
+    law = secretions_mod.stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.problem.subgrid_uptake else None
     secretions = secretions_mod.type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed, law)
     volume = scenario.interstitial_voxel_volume_um3
     # what secreting cells on one voxel take up of their own IL-2 before it reaches the lattice
@@ -248,7 +248,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     uptake = to_molecules(taken(jnp.maximum(c, 0.0))) + own_direct
     handed = np.zeros(len(sources))
     if contact_received is not None:  # the contact route: each contact source type's IL-2 handed to each cell
-        givers = [k for k, name in enumerate(pop.type_names) if settings.types[name].contact_fraction > 0]
+        givers = [k for k, name in enumerate(pop.type_names) if settings.problem.types[name].contact_fraction > 0]
         for m, k in enumerate(givers):
             if k in secreting:
                 j = secreting.index(k)

@@ -194,8 +194,8 @@ def compare(scenarios: list[str], out: Path, overrides: list[str], progress: boo
         cfg = _compose(name, [*overrides, f"output.progress={str(progress).lower()}"])
         settings = config.parse(cfg)
         host.check(settings)
-        if settings.solver_kind != "steady":
-            raise config.ConfigError("solver.kind", settings.solver_kind, f"scenario {name}: the comparison needs steady runs")
+        if settings.numerics.solver_kind != "steady":
+            raise config.ConfigError("solver.kind", settings.numerics.solver_kind, f"scenario {name}: the comparison needs steady runs")
         cfgs[name] = cfg
     rows, fates = [], {}
     for i, (name, cfg) in enumerate(cfgs.items()):

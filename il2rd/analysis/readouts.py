@@ -82,14 +82,14 @@ def cell_columns(field_pM, scenario, il2ra=None, contact_received=None, secretio
     secretion into the field where it changes (cells.secretion_per_cell), else its type's."""
     pop = scenario.population
     settings = scenario.settings
-    laws = cells.uptake_laws(pop, settings.types, il2ra)  # each cell's own chains (receptor_cv spread)
-    if not settings.subgrid_uptake:
-        seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.volume_fraction)
+    laws = cells.uptake_laws(pop, settings.problem.types, il2ra)  # each cell's own chains (receptor_cv spread)
+    if not settings.problem.subgrid_uptake:
+        seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.problem.volume_fraction)
     else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
         # IL-2 at its surface (coupling.cell_uptake), in the run's precision
         coef = scenario.coefficients
         if secretion_molecules_per_s is None:
-            secretion_molecules_per_s = cells.secretion_per_cell(pop, settings.types)
+            secretion_molecules_per_s = cells.secretion_per_cell(pop, settings.problem.types)
         law = (*laws.collapsed(), secretion_molecules_per_s)
         uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
             scenario.coupling, jnp.asarray(field_pM, coef.dtype), *(jnp.asarray(a, coef.dtype) for a in law), coef))
@@ -99,18 +99,18 @@ def cell_columns(field_pM, scenario, il2ra=None, contact_received=None, secretio
         seen = np.asarray(contact.seen_with_contact(*(jnp.asarray(a, dtype) for a in (seen, received, *laws.collapsed()))),
                           np.float64)
         uptake = uptake + received
-    pstat5 = settings.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
+    pstat5 = settings.problem.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 
 
 def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
     grid, coef, pop = scenario.grid, scenario.coefficients, scenario.population
     # molecules in a voxel = c x 6.022e-4 x alpha h^3: IL-2 lives in the interstitial volume only
-    volume = grid.voxel_volume_um3 * scenario.settings.volume_fraction
+    volume = grid.voxel_volume_um3 * scenario.settings.problem.volume_fraction
     to_molecules = lambda pM_um3_per_s: float(pM_um3_per_s) * units.MOLECULES_PER_UM3_PER_PM  # noqa: E731
     field64 = np.asarray(field_pM, np.float64)
     outflux = grid_mod.boundary_outflux(field64, grid, float(coef.diffusion_um2_per_s), np.asarray(coef.face_values_pM, np.float64))
-    threshold = scenario.settings.signalling.positive_threshold
+    threshold = scenario.settings.problem.signalling.positive_threshold
     nan = float("nan")
     types = []
     alive = columns.get("alive")  # fate.enabled: the slots holding a living cell
@@ -132,9 +132,9 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         secretion_molecules_per_s=to_molecules(np.asarray(coef.secretion_pM_per_s, np.float64).sum() * volume) + handed,
         uptake_molecules_per_s=float(np.sum(columns["uptake"])),
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
-        boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.volume_fraction),
+        boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.problem.volume_fraction),
         types=tuple(types),
-        steady=scenario.settings.solver_kind == "steady",  # coupled: a backward-Euler step, the field may still change
+        steady=scenario.settings.numerics.solver_kind == "steady",  # coupled: a backward-Euler step, the field may still change
         exchange_molecules_per_s=to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64) * (
             np.asarray(coef.exchange_target_pM, np.float64) - field64))) * volume),
         contact_molecules_per_s=handed,

@@ -282,7 +282,7 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
     """The CellKinetics of a built scenario: its cells, their basal receptors, their types'
     feedback gains and secretion courses (h in the config, s here)."""
     pop, settings = scenario.population, scenario.settings
-    types = settings.types
+    types = settings.problem.types
 
     def per_type(attr, default):
         values = [getattr(types[n], attr, None) for n in pop.type_names]
@@ -304,8 +304,8 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         gc=as_array(pop.receptors_per_cell(types, "gc")),
         km_intermediate_pM=as_array(per_type("km_intermediate_pM", KM_INTERMEDIATE_PM)),
         interstitial_volume_um3=float(scenario.interstitial_voxel_volume_um3),
-        signalling=settings.signalling,
-        feedback=getattr(settings, "feedback", ReceptorFeedback()),
+        signalling=settings.problem.signalling,
+        feedback=settings.problem.feedback,
         coupling=scenario.coupling,
         contact=contact_mod.build(pop, types, scenario.grid.shape, periodic_axes(scenario.grid), dtype),
     )

@@ -226,7 +226,7 @@ def build(grid, population, types, placement, subgrid: bool, dtype=jnp.float32) 
     share a voxel, else the whole voxel), and its confinement: the union of the regions its type was
     placed in (placement: (type, count, placement.Region) requests; the whole lattice for a type placed
     from a CSV)."""
-    from .. import cells  # placement rules and regions (cells.py does not import this module)
+    from .. import cells  # placement rules and regions (the package's __init__ does not import this module)
 
     names = population.type_names
     per_type = lambda f: np.array([f(types[n]) for n in names], np.float64)[population.type_index]  # noqa: E731

@@ -42,7 +42,7 @@ def type_secretions(scenario, type_indices, il2ra=None, secretion_course=None, c
     grid, pop, coef = scenario.grid, scenario.population, scenario.coefficients
     if not len(type_indices):
         return np.zeros((0, *grid.shape))
-    if not scenario.settings.subgrid_uptake:
+    if not scenario.settings.problem.subgrid_uptake:
         types, secretion = type_field(grid, pop), np.asarray(coef.secretion_pM_per_s)
         return np.stack([np.where(types == k, secretion, 0.0) for k in type_indices])
     vmax, km, q = law or stencil_law(scenario, il2ra, secretion_course, contact_handed)
@@ -71,8 +71,8 @@ def stencil_law(scenario, il2ra=None, secretion_course=None, contact_handed=None
     IL-2Ra, constant secretion q_i); contact_handed: what each cell hands over in contacts, not
     secreted into the field (contact.py)."""
     pop, settings = scenario.population, scenario.settings
-    vmax, km = cells.collapsed_uptake(pop, settings.types, il2ra)
-    secretion = cells.secretion_per_cell(pop, settings.types, secretion_course, contact_handed)
+    vmax, km = cells.collapsed_uptake(pop, settings.problem.types, il2ra)
+    secretion = cells.secretion_per_cell(pop, settings.problem.types, secretion_course, contact_handed)
     dtype = scenario.coupling.radius_um.dtype
     return tuple(jnp.asarray(a, dtype) for a in (vmax, km, secretion))
 

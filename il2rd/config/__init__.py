@@ -40,39 +40,38 @@ MAX_SNAPSHOTS = 100_000  # bounds on a transient run's size, to catch unit slips
 MAX_STEPS = 10**8
 
 @dataclass(frozen=True)
-class Settings:
+class Problem:
+    """What is simulated: the tissue, its cells and the physics (the science of a run)."""
     grid: Grid
     face_values_pM: tuple[float, ...]
     diffusion_um2_per_s: float
     decay_per_s: float
     uptake: str
+    seed: int
+    types: dict[str, CellType]
+    placement: list[tuple[str, int, Region]]  # (type, count, region), in config order
+    csv: Path | None
+    signalling: Signalling
+    volume_fraction: float = 1.0  # alpha, interstitial volume fraction
+    tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
+    node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
+    subgrid_uptake: bool = True  # the sub-grid closure with each type's radius_um (False: point sinks)
+    vessels: Vessels = Vessels()  # exchange with blood and lymph
+    feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
+    fate: FateSettings = FateSettings()  # solver.kind=tissue: division and death (fate.py)
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How it is solved: the integrator, its steps and tolerances, the precision, the devices."""
     solver_kind: str
     options: SolverOptions
     dt_s: float
     end_s: float
     snapshot_every_s: float
     precision: str
-    seed: int
-    types: dict[str, CellType]
-    placement: list[tuple[str, int, Region]]  # (type, count, region), in config order
-    csv: Path | None
-    signalling: Signalling
     shard: bool
-    output_dir: Path | None
-    progress: bool
-    compression: str
-    volume_fraction: float = 1.0  # alpha, interstitial volume fraction
-    tortuosity: float = 1.0  # lambda; D_eff = D / lambda^2
-    node: NodeAnatomy | None = None  # the lymph node, when a region uses one of its compartments
-    subgrid_uptake: bool = True  # the sub-grid closure with each type's radius_um (False: point sinks)
-    vessels: Vessels = Vessels()  # exchange with blood and lymph
-    attribution: bool = True  # compute the source attribution of (quasi-)steady fields
-    overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
-    field_every: int = 1  # output.field_every: the field is stored at snapshots i % k == 0 and the last
-    cells_every: int = 1  # output.cells_every: the same for the per-cell columns (io/layout.py CELL_COLUMNS)
-    feedback: ReceptorFeedback = ReceptorFeedback()  # solver.kind=coupled
     initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
-    fate: FateSettings = FateSettings()  # solver.kind=tissue: division and death (fate.py)
 
     @property
     def snapshot_times_s(self) -> list[float]:
@@ -83,6 +82,27 @@ class Settings:
         if self.end_s - times[-1] > 1e-9 * self.end_s:
             times.append(self.end_s)
         return times
+
+
+@dataclass(frozen=True)
+class Output:
+    """What is kept: the folder, the file's contents and compression, the analyses run at the end."""
+    output_dir: Path | None
+    progress: bool
+    compression: str
+    attribution: bool = True  # compute the source attribution of (quasi-)steady fields
+    overwrite: bool = False  # output.overwrite: replace another run's file in the output folder
+    field_every: int = 1  # output.field_every: the field is stored at snapshots i % k == 0 and the last
+    cells_every: int = 1  # output.cells_every: the same for the per-cell columns (io/layout.py CELL_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A checked config: the problem, the numerics that solve it, the output that keeps it."""
+    problem: Problem
+    numerics: Numerics
+    output: Output
+
 
 def compilation_cache(cfg: DictConfig) -> bool:
     """devices.compilation_cache, checked (a stored config from before the key existed: on)."""
@@ -214,27 +234,36 @@ def parse(cfg: DictConfig) -> Settings:
     compilation_cache(cfg)  # checked here with the rest; read where the run starts (simulate.run)
     compression = choice("output.compression", cfg.output.compression, COMPRESSIONS)
     output_dir = cfg.output.dir
-    return Settings(
+    problem = Problem(
         grid=grid,
         face_values_pM=face_values,
         diffusion_um2_per_s=diffusion,
         decay_per_s=decay,
         uptake=uptake,
+        seed=seed,
+        types=types,
+        placement=placement,
+        csv=csv,
+        signalling=signalling,
+        volume_fraction=volume_fraction,
+        tortuosity=tortuosity,
+        node=lymph_node.built[0] if lymph_node.built else None,
+        subgrid_uptake=cell_radius is not None,
+        vessels=vessels,
+        feedback=feedback,
+        fate=cell_types.fate_settings(cfg, kind, types, dt),
+    )
+    numerics = Numerics(
         solver_kind=kind,
         options=options,
         dt_s=dt,
         end_s=end,
         snapshot_every_s=every,
         precision=precision,
-        seed=seed,
-        types=types,
-        placement=placement,
-        csv=csv,
-        signalling=signalling,
-        feedback=feedback,
-        fate=cell_types.fate_settings(cfg, kind, types, dt),
-        initial_field=choice("solver.initial_field", cfg.solver.initial_field, INITIAL_FIELDS),
         shard=shard,
+        initial_field=choice("solver.initial_field", cfg.solver.initial_field, INITIAL_FIELDS),
+    )
+    output = Output(
         output_dir=None if output_dir is None else Path(str(output_dir)),
         progress=bool(cfg.output.progress),
         compression=compression,
@@ -242,9 +271,5 @@ def parse(cfg: DictConfig) -> Settings:
         overwrite=boolean("output.overwrite", cfg.output.overwrite),
         field_every=integer("output.field_every", cfg.output.field_every, low=1),
         cells_every=integer("output.cells_every", cfg.output.cells_every, low=1),
-        volume_fraction=volume_fraction,
-        subgrid_uptake=cell_radius is not None,
-        tortuosity=tortuosity,
-        node=lymph_node.built[0] if lymph_node.built else None,
-        vessels=vessels,
     )
+    return Settings(problem, numerics, output)

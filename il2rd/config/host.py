@@ -13,15 +13,15 @@ from .validate import ConfigError
 
 def check(settings: Settings) -> None:
     """Raise ConfigError if this machine cannot run `settings` (module docstring)."""
-    if settings.shard:
+    if settings.numerics.shard:
         import jax
 
         n = len(jax.devices())
-        if settings.grid.shape[0] % n:
-            raise ConfigError("devices.shard", settings.shard, f"splits x into {n} slabs, one per device, so grid.shape[0] = "
-                              f"{settings.grid.shape[0]} must be a multiple of {n}")
-    if settings.compression == "zstd":
+        if settings.problem.grid.shape[0] % n:
+            raise ConfigError("devices.shard", settings.numerics.shard, f"splits x into {n} slabs, one per device, so grid.shape[0] = "
+                              f"{settings.problem.grid.shape[0]} must be a multiple of {n}")
+    if settings.output.compression == "zstd":
         try:
             import hdf5plugin  # noqa: F401
         except ImportError:
-            raise ConfigError("output.compression", settings.compression, "zstd needs the hdf5plugin package (pip install 'il2rd[zstd]'); or use gzip")
+            raise ConfigError("output.compression", settings.output.compression, "zstd needs the hdf5plugin package (pip install 'il2rd[zstd]'); or use gzip")

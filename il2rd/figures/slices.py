@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.colors import BoundaryNorm, ListedColormap
 
-from .style import (DPI, LIGHT_GREYS, FigureSkipped, cell_voxels, extent_um, legend_below, log_norm, mid_plane, plane_image, plane_label, plt, responder_types, time_label, type_styles)
+from .style import (DPI, LIGHT_GREYS, FigureSkipped, cell_voxels, extent_um, legend_below, log_norm, mid_plane,
+                    plane_image, plane_label, plt, responder_types, time_label, type_styles)
 
 
 def _field_image(ax, run, image, norm, cmap):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 
-from .style import (LOST_COLOUR, FigureSkipped, extent_um, legend_below, mid_plane, plane_image, plane_label, plt, type_styles)
+from .style import (LOST_COLOUR, FigureSkipped, extent_um, legend_below, mid_plane, plane_image, plane_label, plt,
+                    type_styles)
 
 AUTOCRINE = "autocrine"
 AUTOCRINE_COLOUR = "#000000"

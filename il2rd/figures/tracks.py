@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import (LIGHT_GREYS, FigureSkipped, extent_um, legend_below, log_norm, mid_plane, plt, time_label, type_styles)
+from .style import (LIGHT_GREYS, FigureSkipped, extent_um, legend_below, log_norm, mid_plane, plt, time_label,
+                    type_styles)
 
 MAX_TRACKS_PER_TYPE = 60  # drawn per type (a random choice, seeded), so that paths stay readable
 

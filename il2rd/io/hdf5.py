@@ -21,7 +21,8 @@ import numpy as np
 from .. import __version__
 from ..cells import type_table
 from . import layout, xdmf
-from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS, TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
+from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS,
+                     TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
 from ._holder import HoldsFile
 from .folder_lock import FolderLock
 
@@ -111,7 +112,7 @@ class Hdf5Writer(HoldsFile):
             raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({err})") from err
         if need > free:
             raise OutputError(f"output.dir = {str(path.parent)!r}: the run needs up to {need / 2**20:.1f} MiB "
-                              f"({len(scenario.settings.snapshot_times_s)} snapshots, uncompressed) but only "
+                              f"({len(scenario.settings.numerics.snapshot_times_s)} snapshots, uncompressed) but only "
                               f"{free / 2**20:.1f} MiB are free there")
         for stale in path.parent.glob(f"{TEMPORARY_PREFIX}{path.name}.*.tmp"):  # a layout killed part-way
             stale.unlink(missing_ok=True)
@@ -153,10 +154,10 @@ class Hdf5Writer(HoldsFile):
             origin_um=np.zeros(3),
             shape=np.asarray(grid.shape),
             boundary=np.asarray(grid.boundary, dtype=h5py.string_dtype()),
-            face_values_pM=np.asarray(settings.face_values_pM),
-            solver=settings.solver_kind,
-            precision=settings.precision,
-            seed=settings.seed,
+            face_values_pM=np.asarray(settings.problem.face_values_pM),
+            solver=settings.numerics.solver_kind,
+            precision=settings.numerics.precision,
+            seed=settings.problem.seed,
             n_snapshots=0,
             **versions(),
         )
@@ -186,7 +187,7 @@ class Hdf5Writer(HoldsFile):
             field.dims[dim].label = name
             field.dims[dim].attach_scale(scales[name])
         f["il2"] = field  # hard link: the same dataset at the root, for xarray
-        layout.stored_flags(fields, "the field", settings.field_every, time)
+        layout.stored_flags(fields, "the field", settings.output.field_every, time)
         for name, scale in scales.items():  # hard links: the group opens alone in xarray with its coordinates
             fields[name] = scale
         f["cells/time"] = time  # and the time axis in the cells group, so that it opens alone with its coordinate
@@ -210,7 +211,7 @@ class Hdf5Writer(HoldsFile):
         type_names.dims[0].attach_scale(type_scale)
         for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
             layout.cell_column(g, name, units, n, compression)
-        layout.stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", settings.cells_every, time)
+        layout.stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", settings.output.cells_every, time)
 
         solver = f.require_group("solver")  # how accurately each snapshot's field was solved
         solver["time"] = time  # hard link: the group opens alone in xarray with its time coordinate
@@ -222,7 +223,7 @@ class Hdf5Writer(HoldsFile):
         t = f.require_group("cell_types")
         per_type = layout.type_scale(t, names)
         t.create_dataset("name", data=names)
-        for key, values in type_table(settings.types, pop.type_names).items():
+        for key, values in type_table(settings.problem.types, pop.type_names).items():
             t.create_dataset(key, data=values)
         for key in t:
             if key != TYPE_SCALE:
@@ -302,7 +303,7 @@ class Hdf5Writer(HoldsFile):
         for name, units in {**TRACK_COLUMNS, **FATE_COLUMNS, **CONTACT_COLUMNS}.items():
             if name in columns and name not in self.cells:  # the first snapshot of a tissue run (or with contacts)
                 self.cells[name] = layout.cell_column(self.file["cells"], name, units, len(columns[name]),
-                                                self.scenario.settings.compression, self.time)
+                                                self.scenario.settings.output.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
         settings = self.scenario.settings
@@ -311,8 +312,8 @@ class Hdf5Writer(HoldsFile):
         for d in accuracy:
             d[i] = (solver_info or {}).get(d.name.rsplit("/", 1)[-1], np.nan if d.dtype.kind == "f" else -1)
         # a snapshot not kept leaves its chunks unwritten: no disk space, read as the fill value NaN
-        keep_field = self.stored is None or stores(i, settings.field_every, settings)
-        keep_cells = self.cells_stored is None or stores(i, settings.cells_every, settings)
+        keep_field = self.stored is None or stores(i, settings.output.field_every, settings)
+        keep_cells = self.cells_stored is None or stores(i, settings.output.cells_every, settings)
         if keep_field:
             self.field[i] = np.transpose(np.asarray(field_xyz, np.float32), (2, 1, 0))
         for name, d in self.cells.items():
@@ -352,9 +353,9 @@ class Hdf5Writer(HoldsFile):
         m = g.create_dataset("uptake_molecules_per_s", data=attribution.matrix_molecules_per_s)
         o = g.create_dataset("output_molecules_per_s", data=attribution.output_molecules_per_s)
         c = g.create_dataset("by_cell_molecules_per_s", data=attribution.by_cell_molecules_per_s.astype(np.float32),
-                             **layout.compressed(self.scenario.settings.compression) if len(attribution.by_cell_molecules_per_s) else {})
+                             **layout.compressed(self.scenario.settings.output.compression) if len(attribution.by_cell_molecules_per_s) else {})
         a = g.create_dataset("autocrine_molecules_per_s", data=attribution.autocrine_molecules_per_s.astype(np.float32),
-                             **layout.compressed(self.scenario.settings.compression) if len(attribution.autocrine_molecules_per_s) else {})
+                             **layout.compressed(self.scenario.settings.output.compression) if len(attribution.autocrine_molecules_per_s) else {})
         a.attrs["units"] = "molecules/s"
         a.dims[0].attach_scale(self.file["cells/cell"])
         for d, dims in ((m, ("source", "responder")), (o, ("source",)), (c, (None, "source"))):
@@ -385,7 +386,7 @@ class Hdf5Writer(HoldsFile):
             d = g.create_dataset(column.name, data=np.asarray([getattr(t, column.name) for t in summary.types]))
             d.dims[0].attach_scale(per_type)
         g.attrs["time_s"] = time_s
-        g.attrs["pstat5_threshold"] = self.scenario.settings.signalling.positive_threshold
+        g.attrs["pstat5_threshold"] = self.scenario.settings.problem.signalling.positive_threshold
         self.file.flush()
 
     def set_attrs(self, **attrs):

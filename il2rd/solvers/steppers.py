@@ -333,20 +333,21 @@ def build(kind: str, coef: FieldCoefficients, grid: Grid, options: SolverOptions
 def for_scenario(scenario, coef: FieldCoefficients | None = None) -> Stepper:
     """The stepper of a built scenario's solver.kind (the one place that reads it), on the
     scenario's coefficients or `coef`."""
-    s = scenario.settings
+    problem, numerics = scenario.settings.problem, scenario.settings.numerics
     coef = scenario.coefficients if coef is None else coef
-    kind = s.solver_kind
+    kind = numerics.solver_kind
     cells = dynamics.cell_kinetics(scenario, coef.dtype) if kind in (Coupled.kind, Tissue.kind) else None
     tissue = {}
     if kind == Tissue.kind:
         pop = scenario.population
         alive = np.ones(len(pop), bool) if scenario.alive is None else scenario.alive
-        tissue = dict(walk=motility.build(scenario.grid, pop, s.types, s.placement, s.subgrid_uptake, coef.dtype),
-                      start_position_um=jnp.asarray(pop.position_um, coef.dtype), seed=jax.random.PRNGKey(s.seed),
-                      rates=fate.build(pop, s.types, s.fate, coef.dtype), alive=jnp.asarray(alive),
-                      walk_substeps=motility.substeps(s.types, s.dt_s, scenario.grid.spacing_um),
-                      fate_enabled=s.fate.enabled)
-    return build(kind, coef, scenario.grid, s.options, cells, s.initial_field, **tissue)
+        tissue = dict(walk=motility.build(scenario.grid, pop, problem.types, problem.placement, problem.subgrid_uptake,
+                                          coef.dtype),
+                      start_position_um=jnp.asarray(pop.position_um, coef.dtype), seed=jax.random.PRNGKey(problem.seed),
+                      rates=fate.build(pop, problem.types, problem.fate, coef.dtype), alive=jnp.asarray(alive),
+                      walk_substeps=motility.substeps(problem.types, numerics.dt_s, scenario.grid.spacing_um),
+                      fate_enabled=problem.fate.enabled)
+    return build(kind, coef, scenario.grid, numerics.options, cells, numerics.initial_field, **tissue)
 
 
 def saved_names(kind: str, fate_enabled: bool = False) -> tuple[str, ...]:
