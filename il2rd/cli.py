@@ -39,7 +39,7 @@ from .config import overrides  # noqa: E402
 from .cells.placement import PlacementError  # noqa: E402
 from .config import ConfigError  # noqa: E402
 from .config.schema import config_dir, register_configs  # noqa: E402,F401  (config_dir: here before schema.py)
-from .io.hdf5 import OutputError  # noqa: E402
+from .io.failures import OutputError  # noqa: E402
 from .runfolder import FAILED_MARKER, failure_text, mark_failed  # noqa: E402,F401  (FAILED_MARKER: collect's)
 
 log = logging.getLogger("il2rd")

@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from . import config
 from .config import host, schema, validate
 from .solvers import steppers
-from .io.hdf5 import Hdf5Writer, OutputError, lock_output
+from .io.failures import OutputError, lock_output
+from .io.hdf5 import Hdf5Writer
 from .solvers.integrate import SimulationError
 from .io.folder_lock import FolderLock
 

@@ -24,7 +24,7 @@ from .solvers import steppers
 from .analysis.attribution import Attribution, attribute
 from .solvers.integrate import OutOfMemory, SimulationError, integrate  # noqa: F401  (their home before integrate.py)
 from .interrupts import RunInterrupted, interrupt
-from .io.hdf5 import OutputError
+from .io.failures import OutputError
 from .io.layout import CELL_COLUMNS, FATE_COLUMNS, SOLVER_COLUMNS, TRACK_COLUMNS, checkpoint_slot, saved_state
 from .io.reader import load
 from .runfolder import completed_file, config_key, stored_config  # noqa: F401  (their home before runfolder.py)

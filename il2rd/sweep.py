@@ -31,7 +31,7 @@ from . import compilation, config, resources, runfolder
 from .config import host
 from .solvers import steppers
 from .cells.placement import PlacementError
-from .io.hdf5 import OutputError
+from .io.failures import OutputError
 from .scenario import Scenario
 from .simulate import OutOfMemory, SimulationError, _finish, _out_of_memory, _record, interrupt, run, solve
 from .stopwatch import Stopwatch

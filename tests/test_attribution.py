@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from compose import compose_config
 
+import sphere
 from helpers import closure_fields
 
 from il2rd.analysis import attribution, readouts
@@ -292,7 +293,7 @@ def test_isolated_cell_captures_the_spheres_autocrine_fraction(tmp_path, h):
         assert a.by_cell_molecules_per_s[0, 0] == pytest.approx(uptake_of(c, sc)[0], rel=1e-8)
         assert sc.coupling.own_capture == (h >= subgrid.single_voxel_limit_um(RADIUS))
         assert fraction == pytest.approx(k / (k + box_capacity(h)), rel=1e-6)
-        assert fraction == pytest.approx(subgrid.sphere_autocrine_fraction(10.0, RADIUS, k), rel=0.05)
+        assert fraction == pytest.approx(sphere.sphere_autocrine_fraction(10.0, RADIUS, k), rel=0.05)
 
 
 def test_many_sources_in_sparse_tissue_get_the_exact_autocrine_part(monkeypatch):

@@ -56,7 +56,7 @@ import il2rd.io
 import il2rd.io.hdf5
 import il2rd.simulate
 from il2rd.config import parse
-from il2rd.io.hdf5 import OutputError
+from il2rd.io.failures import OutputError
 from il2rd.io.layout import estimated_bytes
 from il2rd.scenario import Scenario
 from il2rd.simulate import RunInterrupted, SimulationError, run, stored_config

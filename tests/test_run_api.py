@@ -17,7 +17,7 @@ from helpers import closure_cell_uptake
 from il2rd import cells
 from il2rd.config import ConfigError, parse
 from il2rd.config.schema import register_configs
-from il2rd.io.hdf5 import OutputError
+from il2rd.io.failures import OutputError
 from il2rd.scenario import Scenario
 from il2rd.simulate import SimulationError, run
 

@@ -45,7 +45,7 @@ from il2rd.analysis import collect
 from il2rd import runfolder
 from il2rd.config import ConfigError
 from il2rd.io.folder_lock import FolderLock
-from il2rd.io.hdf5 import OutputError
+from il2rd.io.failures import OutputError
 from il2rd.simulate import RunInterrupted, SimulationError, run
 
 QUIET = ["output.progress=false"]

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import sphere
 from helpers import closure, closure_cell_uptake, closure_fields, scatter_stencil
 
 from il2rd.cells import coupling
@@ -128,16 +129,16 @@ def test_corrected_parameters_reproduce_the_sphere_in_the_infinite_lattice(h):
     p = subgrid.effective_uptake(h, D, RADIUS, k)
     assert np.allclose(p.stencil_weights.sum(-1), 1.0) and np.all(p.stencil_weights >= 0)
     assert np.allclose(p.vmax_weights.sum(-1), 1.0) and np.all(p.vmax_weights >= 0)
-    lattice = subgrid.lattice_uptake_um3_per_s(h, D, p.rate_um3_per_s, p.stencil_weights[:, 0])
-    np.testing.assert_allclose(lattice, subgrid.sphere_uptake_um3_per_s(D, RADIUS, k), rtol=1e-12)
+    lattice = sphere.lattice_uptake_um3_per_s(h, D, p.rate_um3_per_s, p.stencil_weights[:, 0])
+    np.testing.assert_allclose(lattice, sphere.sphere_uptake_um3_per_s(D, RADIUS, k), rtol=1e-12)
     # every stencil voxel's slope V_j/K_j is w_j kappa
     np.testing.assert_allclose(
         p.vmax_weights * k[:, None] / p.km_factors, p.stencil_weights * p.rate_um3_per_s[:, None], rtol=1e-12
     )
     if h < subgrid.single_voxel_limit_um(RADIUS):  # small voxels: total rate kept, autocrine exact
         np.testing.assert_allclose(p.rate_um3_per_s, k, rtol=1e-14)
-        auto = subgrid.lattice_autocrine_fraction(h, D, p.rate_um3_per_s, p.stencil_weights[:, 0])
-        np.testing.assert_allclose(auto, subgrid.sphere_autocrine_fraction(D, RADIUS, k), rtol=1e-11)
+        auto = sphere.lattice_autocrine_fraction(h, D, p.rate_um3_per_s, p.stencil_weights[:, 0])
+        np.testing.assert_allclose(auto, sphere.sphere_autocrine_fraction(D, RADIUS, k), rtol=1e-11)
     else:
         assert np.all(p.stencil_weights[:, 0] == 1.0) and np.all(p.rate_um3_per_s <= k)
 
@@ -150,9 +151,9 @@ def test_too_small_voxels_are_rejected():
 def test_surface_concentration_inverts_the_uptake_laws():
     c = np.array([0.1, 10.0, 43.0, 1e3])
     v = 11.0
-    assert np.allclose(subgrid.surface_concentration_pM(v * c / (KM_PM + c), v, KM_PM), c)
-    assert np.allclose(subgrid.surface_concentration_pM(v * c / KM_PM, v, KM_PM, "linear"), c)
-    assert subgrid.surface_concentration_pM(0.0, 0.0, KM_PM) == 0.0
+    assert np.allclose(sphere.surface_concentration_pM(v * c / (KM_PM + c), v, KM_PM), c)
+    assert np.allclose(sphere.surface_concentration_pM(v * c / KM_PM, v, KM_PM, "linear"), c)
+    assert sphere.surface_concentration_pM(0.0, 0.0, KM_PM) == 0.0
 
 
 def test_overlapping_stencils_add_slopes_and_maxima():
@@ -191,8 +192,8 @@ def test_isolated_linear_cell_matches_the_sphere(h):
             c_inf = 1.0  # pM
             uptake, _ = _solve_uptake(h, *linear_fields(h, k, corrected), c_inf, "linear")
             sphere_box = c_inf * PM * k * box_capacity(h) / (box_capacity(h) + k)
-            sphere = c_inf * PM * subgrid.sphere_uptake_um3_per_s(D, RADIUS, k)
-            errors[corrected, strength] = (uptake / sphere_box - 1, uptake / sphere - 1)
+            exact = c_inf * PM * sphere.sphere_uptake_um3_per_s(D, RADIUS, k)
+            errors[corrected, strength] = (uptake / sphere_box - 1, uptake / exact - 1)
             if not corrected:  # the plain model obeys the one-voxel formula (with the box's rho)
                 plain = c_inf * PM / (1 / k + subgrid.LATTICE_GREEN_ORIGIN / (D * h) - box_resistance(h))
                 assert uptake == pytest.approx(plain, rel=1e-5)
@@ -212,9 +213,9 @@ def test_autocrine_capture_of_a_secreting_consumer(h):
         uptake, _ = _solve_uptake(h, *linear_fields(h, k, True, q), 0.0, "linear")
         fraction = uptake / q
         assert fraction == pytest.approx(k / (k + box_capacity(h)), rel=1e-3)
-        assert fraction == pytest.approx(subgrid.sphere_autocrine_fraction(D, RADIUS, k), rel=0.05)
+        assert fraction == pytest.approx(sphere.sphere_autocrine_fraction(D, RADIUS, k), rel=0.05)
         plain, _ = _solve_uptake(h, *linear_fields(h, k, False, q), 0.0, "linear")
-        worst_plain = max(worst_plain, abs(plain / q / subgrid.sphere_autocrine_fraction(D, RADIUS, k) - 1))
+        worst_plain = max(worst_plain, abs(plain / q / sphere.sphere_autocrine_fraction(D, RADIUS, k) - 1))
     assert worst_plain > 0.5  # one voxel alone: up to 97 % (h = 8) / 58 % (h = 10) too much
 
 
@@ -286,8 +287,8 @@ def saturating_uptake(h, k, c_inf_pM, corrected):
         vmax_f[CELL], km_f[CELL] = units.cell_rate_to_voxel_rate_pM_per_s(vmax, h**3), KM_PM
     uptake, _ = _solve_uptake(h, vmax_f, km_f, 0.0, c_inf_pM, "saturating")
     radius_box = box_capacity(h) / (4 * math.pi * D)
-    exact_box = subgrid.sphere_saturating_uptake_molecules_per_s(c_inf_pM, D, radius_box, vmax, KM_PM)
-    exact = subgrid.sphere_saturating_uptake_molecules_per_s(c_inf_pM, D, RADIUS, vmax, KM_PM)
+    exact_box = sphere.sphere_saturating_uptake_molecules_per_s(c_inf_pM, D, radius_box, vmax, KM_PM)
+    exact = sphere.sphere_saturating_uptake_molecules_per_s(c_inf_pM, D, RADIUS, vmax, KM_PM)
     return uptake, exact_box, exact, vmax
 
 
@@ -359,17 +360,17 @@ def test_exact_saturating_route_by_linearised_outer_iteration(h):
         vmax = k * units.pM_to_molecules_per_um3(KM_PM)
         for c_inf in KM_PM * strength * np.array([0.3, 1.0, 3.0]):
             radius_box = box_capacity(h) / (4 * math.pi * D)
-            exact_box = subgrid.sphere_saturating_uptake_molecules_per_s(c_inf, D, radius_box, vmax, KM_PM)
+            exact_box = sphere.sphere_saturating_uptake_molecules_per_s(c_inf, D, radius_box, vmax, KM_PM)
             km_eff = KM_PM
             for _ in range(3):
                 _, vmax_f, km_f = closure_fields((N,) * 3, [CELL], h, D, RADIUS, [vmax], [km_eff], [0.0])
                 _, c = _solve_uptake(h, vmax_f, km_f, 0.0, c_inf, "linear")
                 uptake, surface = closure_cell_uptake(c, [CELL], h, D, RADIUS, vmax, km_eff, "linear")
-                far = subgrid.far_field_pM(uptake, surface, D, RADIUS)
-                km_eff = subgrid.linearised_km_pM(far, D, RADIUS, vmax, KM_PM)[0]
+                far = sphere.far_field_pM(uptake, surface, D, RADIUS)
+                km_eff = sphere.linearised_km_pM(far, D, RADIUS, vmax, KM_PM)[0]
             assert uptake[0] == pytest.approx(exact_box, rel=1e-3), (h, strength, c_inf)
             assert uptake[0] == pytest.approx(
-                subgrid.sphere_saturating_uptake_molecules_per_s(c_inf, D, RADIUS, vmax, KM_PM), rel=0.05)
+                sphere.sphere_saturating_uptake_molecules_per_s(c_inf, D, RADIUS, vmax, KM_PM), rel=0.05)
 
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])

@@ -8,7 +8,6 @@ killed at any moment leaves a file whose first n_snapshots snapshots are complet
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import platform
 import shutil
@@ -24,38 +23,8 @@ from . import layout, xdmf
 from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS,
                      TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
 from ._holder import HoldsFile
+from .failures import OutputError, first_line, writing
 from .folder_lock import FolderLock
-
-class OutputError(OSError):
-    """The output file cannot be written (raised before any computing), or writing it failed."""
-
-
-@contextlib.contextmanager
-def _writing(path: Path, committed: int):
-    """h5py reports a full disk or a failed write as OSError or as RuntimeError (HDF5's own error
-    stack): either becomes one OutputError naming the file and what it keeps."""
-    try:
-        yield
-    except (OSError, RuntimeError) as err:
-        if isinstance(err, OutputError):
-            raise
-        space = " (the disk is full: free some space, then continue it with resume=" + str(path) + ")" \
-            if _is_out_of_space(err) else ""
-        raise OutputError(f"output.dir = {str(path.parent)!r}: writing {path} failed ({_first_line(err)}){space}; "
-                          f"it keeps the {committed} snapshot(s) completed before") from None
-
-
-def _is_out_of_space(err: BaseException) -> bool:
-    import errno
-
-    text = str(err).lower()
-    return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "no space" in text or "quota" in text
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
-
 
 # Files whose close failed (a full disk): HDF5 tries to flush them again when the interpreter
 # exits, and can crash doing so; the il2rd command ends with os._exit when this is not empty.
@@ -120,9 +89,9 @@ class Hdf5Writer(HoldsFile):
         try:
             f = h5py.File(tmp, "x")
         except (OSError, RuntimeError) as err:
-            raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({_first_line(err)})") from err
+            raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({first_line(err)})") from err
         try:
-            with _writing(path, 0):
+            with writing(path, 0):
                 cls._layout(f, scenario, config_yaml, compression)
                 f.attrs.update(config_sha256=config_key, complete=False)
                 f.flush()
@@ -241,7 +210,7 @@ class Hdf5Writer(HoldsFile):
         try:
             f = h5py.File(path, "r+")
         except (OSError, RuntimeError) as err:
-            raise OutputError(f"resume = {str(path)!r}: cannot open it for appending ({_first_line(err)})") from err
+            raise OutputError(f"resume = {str(path)!r}: cannot open it for appending ({first_line(err)})") from err
         try:
             return cls._reopen(path, f, scenario, lock)
         except OutputError:
@@ -249,7 +218,7 @@ class Hdf5Writer(HoldsFile):
             raise
         except (OSError, RuntimeError, KeyError, ValueError, IndexError) as err:  # hand-damaged or foreign
             f.close()
-            raise OutputError(f"resume = {str(path)!r}: is damaged or not an il2rd run file ({_first_line(err)})") from None
+            raise OutputError(f"resume = {str(path)!r}: is damaged or not an il2rd run file ({first_line(err)})") from None
 
     @classmethod
     def _reopen(cls, path: Path, f: h5py.File, scenario, lock):
@@ -267,7 +236,7 @@ class Hdf5Writer(HoldsFile):
             raise OutputError(f"resume = {str(path)!r}: its checkpoint has shape {state.shape}, its lattice {scenario.grid.shape}")
         saved = saved_state(f, n - 1)
         writer = cls(path, f, scenario, lock)
-        with _writing(path, n):
+        with writing(path, n):
             for d in (writer.time, writer.field, *writer.cells.values(), *_present(writer.stored, writer.cells_stored)):
                 d.resize(n, axis=0)
             f.flush()
@@ -276,7 +245,7 @@ class Hdf5Writer(HoldsFile):
     def restate(self, config_yaml: str, config_key: str) -> None:
         """A resumed run given a later time.end: store the config it now runs to, and mark the file
         unfinished until that end is reached."""
-        with _writing(self.path, self.committed):
+        with writing(self.path, self.committed):
             meta = self.file.require_group("meta")
             if "config" in meta:
                 del meta["config"]
@@ -295,7 +264,7 @@ class Hdf5Writer(HoldsFile):
         SOLVER_COLUMNS' values, the worst since the last snapshot) and, for runs that can be
         resumed, the checkpoint: the field at full precision and the rest of the state by name
         (`state`, the stepper's checkpoint: a coupled run's IL-2Ra per cell, a tissue run's walk)."""
-        with _writing(self.path, self.committed):
+        with writing(self.path, self.committed):
             self._append(time_s, field_xyz, columns, checkpoint, state or {}, solver_info)
 
     def _append(self, time_s: float, field_xyz, columns: dict[str, np.ndarray], checkpoint: bool, state, solver_info):
@@ -338,74 +307,17 @@ class Hdf5Writer(HoldsFile):
                            None if self.stored is None else self.stored[: i + 1].astype(bool))
 
     def write_attribution(self, attribution) -> None:
-        with _writing(self.path, self.committed):
-            self._write_attribution(attribution)
-
-    def _write_attribution(self, attribution) -> None:
-        g = self.file.require_group("attribution")
-        for name in list(g):
-            del g[name]
-        scales = {}
-        for dim, names in (("source", attribution.sources), ("responder", attribution.responders)):
-            d = g.create_dataset(dim, data=np.asarray(names, dtype=h5py.string_dtype()))
-            d.make_scale(dim)
-            scales[dim] = d
-        m = g.create_dataset("uptake_molecules_per_s", data=attribution.matrix_molecules_per_s)
-        o = g.create_dataset("output_molecules_per_s", data=attribution.output_molecules_per_s)
-        c = g.create_dataset("by_cell_molecules_per_s", data=attribution.by_cell_molecules_per_s.astype(np.float32),
-                             **layout.compressed(self.scenario.settings.output.compression) if len(attribution.by_cell_molecules_per_s) else {})
-        a = g.create_dataset("autocrine_molecules_per_s", data=attribution.autocrine_molecules_per_s.astype(np.float32),
-                             **layout.compressed(self.scenario.settings.output.compression) if len(attribution.autocrine_molecules_per_s) else {})
-        a.attrs["units"] = "molecules/s"
-        a.dims[0].attach_scale(self.file["cells/cell"])
-        for d, dims in ((m, ("source", "responder")), (o, ("source",)), (c, (None, "source"))):
-            d.attrs["units"] = "molecules/s"
-            for axis, dim in enumerate(dims):
-                if dim is not None:
-                    d.dims[axis].attach_scale(scales[dim])
-        c.dims[0].attach_scale(self.file["cells/cell"])
-        g["cell"] = self.file["cells/cell"]  # hard link: the group's own cell coordinate, for xarray
-        g.attrs["closure"] = attribution.closure
-        g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
-        g.attrs["autocrine_exact"] = attribution.autocrine_exact
-        self.file.flush()
+        with writing(self.path, self.committed):
+            layout.attribution_group(self.file, attribution, self.scenario.settings.output.compression)
+            self.file.flush()
 
     def write_readouts(self, summary, time_s: float) -> None:
         """The per-type readouts of the last field (readouts.Summary.types) as (cell_type,) columns."""
-        with _writing(self.path, self.committed):
-            self._write_readouts(summary, time_s)
-
-    def _write_readouts(self, summary, time_s: float) -> None:
-        g = self.file.require_group("readouts")
-        for name in list(g):
-            del g[name]
-        per_type = layout.type_scale(g, [t.name for t in summary.types])
-        for column in dataclasses.fields(summary.types[0]) if summary.types else ():
-            if column.name == "name":
-                continue
-            d = g.create_dataset(column.name, data=np.asarray([getattr(t, column.name) for t in summary.types]))
-            d.dims[0].attach_scale(per_type)
-        g.attrs["time_s"] = time_s
-        g.attrs["pstat5_threshold"] = self.scenario.settings.problem.signalling.positive_threshold
-        self.file.flush()
-
-    def set_attrs(self, **attrs):
-        with _writing(self.path, self.committed):
-            self.file.attrs.update(attrs)
+        with writing(self.path, self.committed):
+            layout.readouts_group(self.file, summary, time_s, self.scenario.settings.problem.signalling.positive_threshold)
             self.file.flush()
 
-
-def lock_output(path: Path, key: str = "output.dir") -> FolderLock:
-    """Create the folder of `path` and take its lock, before anything in it is read or written:
-    OutputError if it cannot be created or another run is writing there."""
-    from .folder_lock import FolderBusy
-
-    folder = Path(path).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return FolderLock.acquire(folder)
-    except FolderBusy:
-        raise OutputError(f"{key} = {str(folder)!r}: another il2rd run is writing {Path(path).name} there right now; "
-                          f"wait for it to end, or choose another {key}") from None
-    except OSError as err:
-        raise OutputError(f"{key} = {str(folder)!r}: cannot write {Path(path).name} there ({err})") from err
+    def set_attrs(self, **attrs):
+        with writing(self.path, self.committed):
+            self.file.attrs.update(attrs)
+            self.file.flush()

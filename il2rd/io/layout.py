@@ -68,6 +68,8 @@ hdf5.py writes it (Hdf5Writer), reader.py reads it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import h5py
 import numpy as np
 
@@ -165,3 +167,46 @@ def stores(index: int, every: int, settings) -> bool:
     """Whether snapshot `index` is one of every k-th (output.field_every, output.cells_every), counted
     from the first, or the run's last."""
     return index % every == 0 or index == len(settings.numerics.snapshot_times_s) - 1
+
+
+def attribution_group(f: h5py.File, attribution, compression: str) -> None:
+    """/attribution (replaced if present): the source-by-responder matrix, each source's output,
+    each cell's uptake by source and its autocrine part, molecules/s, with their scales."""
+    g = f.require_group("attribution")
+    for name in list(g):
+        del g[name]
+    scales = {}
+    for dim, names in (("source", attribution.sources), ("responder", attribution.responders)):
+        d = g.create_dataset(dim, data=np.asarray(names, dtype=h5py.string_dtype()))
+        d.make_scale(dim)
+        scales[dim] = d
+    per_cell = lambda name, values: g.create_dataset(  # noqa: E731
+        name, data=values.astype(np.float32), **compressed(compression) if len(values) else {})
+    m = g.create_dataset("uptake_molecules_per_s", data=attribution.matrix_molecules_per_s)
+    o = g.create_dataset("output_molecules_per_s", data=attribution.output_molecules_per_s)
+    c = per_cell("by_cell_molecules_per_s", attribution.by_cell_molecules_per_s)
+    a = per_cell("autocrine_molecules_per_s", attribution.autocrine_molecules_per_s)
+    for d, dims in ((m, ("source", "responder")), (o, ("source",)), (c, ("cell", "source")), (a, ("cell",))):
+        d.attrs["units"] = "molecules/s"
+        for axis, dim in enumerate(dims):
+            d.dims[axis].attach_scale(f["cells/cell"] if dim == "cell" else scales[dim])
+    g["cell"] = f["cells/cell"]  # hard link: the group's own cell coordinate, for xarray
+    g.attrs["closure"] = attribution.closure
+    g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
+    g.attrs["autocrine_exact"] = attribution.autocrine_exact
+
+
+def readouts_group(f: h5py.File, summary, time_s: float, pstat5_threshold: float) -> None:
+    """/readouts (replaced if present): the per-type readouts of the last field
+    (readouts.Summary.types) as (cell_type,) columns."""
+    g = f.require_group("readouts")
+    for name in list(g):
+        del g[name]
+    per_type = type_scale(g, [t.name for t in summary.types])
+    for column in dataclasses.fields(summary.types[0]) if summary.types else ():
+        if column.name == "name":
+            continue
+        d = g.create_dataset(column.name, data=np.asarray([getattr(t, column.name) for t in summary.types]))
+        d.dims[0].attach_scale(per_type)
+    g.attrs["time_s"] = time_s
+    g.attrs["pstat5_threshold"] = pstat5_threshold
