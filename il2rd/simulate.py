@@ -168,7 +168,7 @@ def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: f
     field = np.asarray(stepper.field(state))
     # a resumed run that was already complete writes no snapshot: summarise its last field
     with watch.stage("readouts"):
-        summary = readouts.summarise(field, last or _columns(field, scenario, cells), scenario)
+        summary = readouts.summarise(field, last or _columns(field, scenario, cells), scenario, not stepper.transient)
     shares = None
     interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
     if _attributable(scenario.settings, stepper):
@@ -211,7 +211,7 @@ def _reuse(path: Path, scenario) -> Result:
         stored = attribute(field, scenario, **_attributed(cells))
     if "alive" in cells:
         columns["alive"] = cells["alive"] > 0
-    return Result(path, field, readouts.summarise(field, columns, scenario), wall, stored, solver)
+    return Result(path, field, readouts.summarise(field, columns, scenario, not stepper.transient), wall, stored, solver)
 
 
 def _stored_attribution(previous) -> Attribution | None:

@@ -103,7 +103,9 @@ def cell_columns(field_pM, scenario, il2ra=None, contact_received=None, secretio
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 
 
-def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
+def summarise(field_pM, columns: dict[str, np.ndarray], scenario, steady: bool = True) -> Summary:
+    """The readouts of `field_pM` and the cells' `columns`; steady: whether the field is a steady solve
+    (the stepper's `not transient`), so that its balance closes (else the rest accumulates)."""
     grid, coef, pop = scenario.grid, scenario.coefficients, scenario.population
     # molecules in a voxel = c x 6.022e-4 x alpha h^3: IL-2 lives in the interstitial volume only
     volume = grid.voxel_volume_um3 * scenario.settings.problem.volume_fraction
@@ -134,7 +136,7 @@ def summarise(field_pM, columns: dict[str, np.ndarray], scenario) -> Summary:
         decay_molecules_per_s=to_molecules(float(coef.decay_per_s) * field64.sum() * volume),
         boundary_outflux_molecules_per_s=to_molecules(outflux * scenario.settings.problem.volume_fraction),
         types=tuple(types),
-        steady=scenario.settings.numerics.solver_kind == "steady",  # coupled: a backward-Euler step, the field may still change
+        steady=steady,
         exchange_molecules_per_s=to_molecules(float(np.sum(np.asarray(coef.exchange_per_s, np.float64) * (
             np.asarray(coef.exchange_target_pM, np.float64) - field64))) * volume),
         contact_molecules_per_s=handed,
