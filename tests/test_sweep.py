@@ -107,6 +107,21 @@ def test_points_of_different_shapes_are_batched_separately(tmp_path):
                                    fields(run(cfg, tmp_path / f"alone{i}").path), rtol=1e-5, atol=1e-6)
 
 
+
+def test_a_batch_is_solved_once_full_not_after_every_point_is_built(tmp_path, monkeypatch):
+    """Points are built one at a time and each batch is solved as soon as it is full, so a sweep
+    holds at most a batch of scenarios (256 default-node points built up front ran out of 24 GiB)."""
+    from il2rd import sweep
+
+    built, solved = [], []
+    prepare, run_chunk = sweep._prepare, sweep._run_chunk
+    monkeypatch.setattr(sweep, "_prepare", lambda *a: built.append(1) or prepare(*a))
+    monkeypatch.setattr(sweep, "_run_chunk", lambda chunk: solved.append((len(built), len(chunk))) or run_chunk(chunk))
+    cfgs = compose_many(*([*SMALL, f"seed={i}"] for i in range(5)))
+    paths = run_batched(cfgs, [tmp_path / str(i) for i in range(5)], batch_size=2, progress=False)
+    assert solved == [(2, 2), (4, 2), (5, 1)]  # (points built when the batch started, its size)
+    assert all(p.is_file() for p in paths)
+
 def il2rd(*args, cwd, env=None, timeout=300):
     exe = shutil.which("il2rd") or str(Path(sys.executable).with_name("il2rd"))
     return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
