@@ -1,4 +1,4 @@
-"""solver.kind=tissue (steppers.Tissue, motility.py): the coupled run with cells that move.
+"""solver.kind=tissue (cell_steppers.Tissue, motility.py): the coupled run with cells that move.
 
 What must hold: cells that do not move give exactly the coupled run; the field is advanced with
 each cell acting where it now is (its per-cell uptake adds up to the field's uptake at the moved

@@ -1,4 +1,4 @@
-"""solver.kind=tissue with fate.enabled (fate.py, steppers.Tissue): cells that divide and die in a run.
+"""solver.kind=tissue with fate.enabled (fate.py, cell_steppers.Tissue): cells that divide and die in a run.
 
 What must hold, in float32 (the default) unless a test says otherwise: the IL-2 balance of a step in
 which cells are born and die (the field step acts with the cells alive at its end); the per-cell

@@ -33,7 +33,7 @@ are strong the cap stands for their saturation). The handed IL-2 counts as the p
 
 All functions are jittable with the lattice static; they take the per-cell arrays of the step
 (positions as voxels, the living cells' V, their secretion), so cells that move, divide and die
-(steppers.Tissue) hand IL-2 to whoever they touch now.
+(cell_steppers.Tissue) hand IL-2 to whoever they touch now.
 """
 
 from __future__ import annotations
