@@ -64,7 +64,8 @@ def cells_scenario(n: int, n_cells: int, dtype, seed: int = 0, return_population
     n_src = max(1, round(n_cells / 21))
     requests = [("producer", n_src, placement.Region()), ("treg", n_cells - n_src, placement.Region())]
     population = placement.place_random(grid, requests, ("producer", "treg"), seed)
-    coef = cells.field_coefficients(grid, population, CELL_TYPES, DIFFUSION, DECAY, np.zeros(6), "saturating", dtype)
+    point_sinks = cells.coupling_of(grid, population, CELL_TYPES, DIFFUSION, 1.0, "saturating", dtype, closure=False)
+    coef = cells.field_coefficients(grid, population, CELL_TYPES, DIFFUSION, DECAY, np.zeros(6), point_sinks, dtype)
     return (grid, coef, population) if return_population else (grid, coef)
 
 

@@ -32,7 +32,7 @@ class Scenario:
     settings: Settings
     population: Population
     coefficients: FieldCoefficients
-    coupling: CellCoupling | None = None  # the cells' stencils with the sub-grid closure (coupling.py); None: point sinks
+    coupling: CellCoupling  # where the cells act: their stencils with the sub-grid closure, or point sinks (coupling.py)
     alive: np.ndarray | None = None  # fate.enabled: (n,) which slots hold a placed cell at t = 0 (the rest: free)
 
     @property
@@ -70,21 +70,11 @@ class Scenario:
             )
         coupling_of = lambda pop: cells.coupling_of(  # noqa: E731
             problem.grid, pop, problem.types, problem.diffusion_um2_per_s / problem.tortuosity**2,
-            problem.volume_fraction, problem.uptake, dtype) if problem.subgrid_uptake else None
+            problem.volume_fraction, problem.uptake, dtype, closure=problem.subgrid_uptake)
         coupling = coupling_of(population)
-        coef = cells.field_coefficients(
-            problem.grid,
-            population,
-            problem.types,
-            problem.diffusion_um2_per_s,
-            problem.decay_per_s,
-            problem.face_values_pM,
-            problem.uptake,
-            dtype,
-            volume_fraction=problem.volume_fraction,
-            tortuosity=problem.tortuosity,
-            coupling=coupling,
-        )
+        coef = cells.field_coefficients(problem.grid, population, problem.types, problem.diffusion_um2_per_s,
+                                        problem.decay_per_s, problem.face_values_pM, coupling, dtype,
+                                        tortuosity=problem.tortuosity)
         if problem.vessels.active:
             rate, target = vessels.exchange_fields(problem.vessels, problem.grid, problem.node, problem.seed)
             coef = coef.replace(exchange_per_s=jnp.asarray(rate, dtype), exchange_target_pM=jnp.asarray(target, dtype))

@@ -459,8 +459,10 @@ def point_source(alpha, lam, diffusion=D_FREE):
     grid = Grid((n, n, n), H, ("fixed",) * 6)
     pop = Population(np.array([[m, m, m]]), np.array([[m + 0.5, m + 0.5, m + 0.5]]) * H, np.array([0], np.int32), ("src",))
     d_eff = diffusion / lam**2
-    coef = cells.field_coefficients(grid, pop, {"src": CellType("src", Q)}, diffusion, d_eff / L_DECAY**2, np.zeros(6),
-                                    "linear", np.float64, volume_fraction=alpha, tortuosity=lam)
+    types = {"src": CellType("src", Q)}
+    point_sinks = cells.coupling_of(grid, pop, types, d_eff, alpha, "linear", np.float64, closure=False)
+    coef = cells.field_coefficients(grid, pop, types, diffusion, d_eff / L_DECAY**2, np.zeros(6), point_sinks, np.float64,
+                                    tortuosity=lam)
     c, info = steady_field(grid, coef, options=SolverOptions(rtol=1e-11))
     assert bool(info.converged)
     return np.asarray(c), m, d_eff

@@ -242,8 +242,8 @@ def test_with_feedback_the_coupled_state_is_the_backward_euler_subgrid_field_of_
              for name, ty in settings.problem.types.items()}
     reference = cells.field_coefficients(
         sc.grid, dataclasses.replace(pop, receptors=np.asarray(r)), types, settings.problem.diffusion_um2_per_s,
-        settings.problem.decay_per_s, settings.problem.face_values_pM, settings.problem.uptake, jnp.float64,
-        volume_fraction=settings.problem.volume_fraction, tortuosity=settings.problem.tortuosity, coupling=sc.coupling)
+        settings.problem.decay_per_s, settings.problem.face_values_pM, sc.coupling, jnp.float64,
+        tortuosity=settings.problem.tortuosity)
     now = coefficients_at(sc.coefficients, kin, r, t)
     for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"):
         assert _max_relative(getattr(now, name), getattr(reference, name)) < 1e-12, name

@@ -25,6 +25,7 @@ from compose import compose_config
 from helpers import coefficients, pair_orders
 
 from il2rd.physics import units
+from il2rd.cells import coupling
 from il2rd.cells.dynamics import CellKinetics, coefficients_at, production, pstat5_of
 from il2rd.physics.grid import Grid
 from il2rd.simulate import run
@@ -38,15 +39,16 @@ DECAY = 2.8e-5  # 1/s, ~1/(10 h)
 SNAPSHOTS_H = (1.0, 2.0, 3.0)
 
 
-def _cells(voxel, basal, gain, secretion, course_h, dtype):
-    """CellKinetics of point-sink cells at `voxel` (their voxel is h^3, alpha = 1); course_h: their
-    secretion course [onset, peak, off] h, or None for constant secretion."""
+def _cells(voxel, basal, gain, secretion, course_h, dtype, shape):
+    """CellKinetics of point-sink cells at `voxel` of a `shape` lattice (their voxel is h^3, alpha = 1);
+    course_h: their secretion course [onset, peak, off] h, or None for constant secretion."""
     n = len(voxel)
     col = lambda v: jnp.asarray(np.broadcast_to(np.asarray(v, float), (n,)).copy(), dtype)  # noqa: E731
     onset, peak, off = (0.0, 0.0, 0.0) if course_h is None else (HOUR * v for v in course_h)
     return CellKinetics(
         voxel=jnp.asarray(voxel, jnp.int32), basal_receptors=col(basal), gain=col(gain),
-        k_int_per_s=col(1.1e-3), secretion_molecules_per_s=col(secretion), interstitial_volume_um3=H**3,
+        k_int_per_s=col(1.1e-3), secretion_molecules_per_s=col(secretion),
+        coupling=coupling.build(voxel, shape, H, None, 10.0, 1.0, "saturating", dtype),
         onset_s=col(onset), peak_s=col(peak), off_s=col(off), timed=jnp.full((n,), course_h is not None), km_pM=col(43.0),
         il2rb=col(np.inf), gc=col(np.inf), km_intermediate_pM=col(1035.0))
 
@@ -62,7 +64,7 @@ def _tissue(density, dtype=jnp.float64):
     voxel = np.stack(np.unravel_index(flat, grid.shape), axis=-1)
     producer = np.arange(len(flat)) < 2
     cells = _cells(voxel, np.where(producer, 0.0, receptors), np.where(producer, 1.0, 10.0),
-                   np.where(producer, 100.0, 0.0), (0.0, 1.0, 6.0), dtype)
+                   np.where(producer, 100.0, 0.0), (0.0, 1.0, 6.0), dtype, grid.shape)
     coef = coefficients(grid.shape, diffusion=10.0, decay=DECAY, km=np.full(grid.shape, 43.0), dtype=dtype)
     return grid, coef, cells
 
@@ -186,7 +188,7 @@ def test_without_consumers_the_field_relaxes_as_backward_euler_exactly(dtype):
     grid = Grid((4, 4, 4), H)
     voxel = np.stack(np.unravel_index(np.arange(grid.n_voxels), grid.shape), axis=-1)
     q = 10.0  # molecules/s
-    cells = _cells(voxel, 0.0, 1.0, q, None, dtype)
+    cells = _cells(voxel, 0.0, 1.0, q, None, dtype, grid.shape)
     coef = coefficients(grid.shape, diffusion=10.0, decay=DECAY, dtype=dtype)
     steady = q / (units.MOLECULES_PER_UM3_PER_PM * H**3) / DECAY  # pM
     options = SolverOptions(rtol=1e-11 if dtype == jnp.float64 else 1e-6)

@@ -12,6 +12,7 @@ from helpers import coefficients, np_tendency
 from scipy.optimize import brentq
 
 from il2rd.physics import units
+from il2rd.cells import coupling
 from il2rd.cells.dynamics import (CellKinetics, ReceptorFeedback, advance_receptors, coefficients_at, production,
                                   pstat5_of, secretion_profile, seen)
 from il2rd.solvers.steppers import Coupled, advance, initialize
@@ -24,13 +25,15 @@ HOUR = 3600.0
 
 
 def kinetics_of(n, basal, gain=1.0, secretion=0.0, onset=None, peak=None, off=None, voxel=None, k_int=1.1e-3,
-                il2rb=np.inf, gc=np.inf):
-    volume = H**3
+                il2rb=np.inf, gc=np.inf, shape=(12, 12, 12)):
+    """CellKinetics of n point-sink cells at voxel (default (0, 0, 0)) of a `shape` lattice of voxel edge H, alpha = 1."""
+    voxel = np.zeros((n, 3), np.int32) if voxel is None else voxel
     col = lambda v: jnp.asarray(np.broadcast_to(np.asarray(v, float), (n,)).copy())  # noqa: E731
     return CellKinetics(
-        voxel=jnp.asarray(np.zeros((n, 3), np.int32) if voxel is None else voxel, jnp.int32),
+        voxel=jnp.asarray(voxel, jnp.int32),
         basal_receptors=col(basal), gain=col(gain),
-        k_int_per_s=col(k_int), secretion_molecules_per_s=col(secretion), interstitial_volume_um3=volume,
+        k_int_per_s=col(k_int), secretion_molecules_per_s=col(secretion),
+        coupling=coupling.build(voxel, shape, H, None, 10.0, 1.0, "saturating", jnp.result_type(float)),
         onset_s=col(onset or 0.0), peak_s=col(peak or 0.0), off_s=col(off or 0.0),
         timed=jnp.full((n,), onset is not None), km_pM=col(43.0),
         il2rb=col(il2rb), gc=col(gc), km_intermediate_pM=col(1035.0),

@@ -21,7 +21,7 @@ from il2rd.cells.dynamics import coefficients_at, pstat5_of
 from il2rd.physics.receptors import Signalling, receptor_classes
 from il2rd.scenario import Scenario
 from il2rd.simulate import run
-from test_dynamics import kinetics_of
+from test_dynamics import H, kinetics_of
 
 INF = math.inf
 ONLY_NK = ["~cell_types.il2_producer", "~cell_types.treg", "~cell_types.naive_t"]
@@ -118,13 +118,13 @@ def test_cd25_up_regulation_turns_intermediate_into_high_affinity_receptors():
 
     shape = (4, 4, 4)
     n = 3
-    cells_ = kinetics_of(n, basal=25.0, il2rb=8000.0, gc=6000.0, voxel=np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]]))
+    cells_ = kinetics_of(n, basal=25.0, il2rb=8000.0, gc=6000.0, voxel=np.array([[0, 0, 0], [1, 1, 1], [2, 2, 2]]), shape=shape)
     coef = coefficients(shape, km=np.full(shape, 43.0)).replace(vmax_intermediate_pM_per_s=jnp.zeros(shape),
                                                                 km_intermediate_pM=jnp.full(shape, 1035.0))
     il2ra = jnp.asarray([25.0, 3000.0, 9000.0])
     now = coefficients_at(coef, cells_, il2ra, 0.0)
     index = tuple(np.asarray(cells_.voxel).T)
-    per_receptor = units.cell_rate_to_voxel_rate_pM_per_s(float(cells_.k_int_per_s[0]), cells_.interstitial_volume_um3)
+    per_receptor = units.cell_rate_to_voxel_rate_pM_per_s(float(cells_.k_int_per_s[0]), H**3)  # alpha = 1
     high = np.asarray(now.vmax_pM_per_s)[index] / per_receptor
     low = np.asarray(now.vmax_intermediate_pM_per_s)[index] / per_receptor
     np.testing.assert_allclose(high, [25.0, 3000.0, 6000.0], rtol=1e-12)

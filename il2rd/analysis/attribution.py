@@ -27,8 +27,8 @@ the autocrine part.
 Steady fields only: the shares of a transient field depend on its history.
 
 With the sub-grid closure (physics.cell_radius, subgrid.py) each cell i secretes and takes up over
-its 7-voxel stencil, and stencils of different cells and types overlap, so a voxel has no one
-type. Then s_k is the secretion of type k's cells alone, spread over their stencils as the run
+its 7-voxel stencil (a point sink: its own voxel, the one-voxel case of coupling.py), and stencils
+of different cells and types overlap, so a voxel has no one type. Then s_k is the secretion of type k's cells alone, spread over their stencils as the run
 spreads all (coupling.voxel_fields; secretions.type_secretions), and a cell's uptake is its share p_ij
 of the uptake sigma_j c_j of each voxel j its stencil reaches (coupling.sharing, as
 coupling.cell_uptake shares it), so
@@ -210,13 +210,13 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
                            np.zeros(n_cells), 0.0, pop.type_index)
 
     c = jnp.asarray(field_pM, coef.dtype)
-    law = secretions_mod.stencil_law(scenario, il2ra, secretion_course, contact_handed) if settings.problem.subgrid_uptake else None
+    law = secretions_mod.stencil_law(scenario, il2ra, secretion_course, contact_handed)
     secretions = secretions_mod.type_secretions(scenario, secreting, il2ra, secretion_course, contact_handed, law)
     volume = scenario.interstitial_voxel_volume_um3
     # what secreting cells on one voxel take up of their own IL-2 before it reaches the lattice
     # (kinetics.own_capture_rate): their own, and not a source of the lattice's field
     own_direct = np.zeros(n_cells)
-    if law is not None and scenario.coupling.own_capture:
+    if scenario.coupling.own_capture:
         own_direct = np.asarray(coupling.own_capture_jit(scenario.coupling, c, *law, own_capture_rate(c, coef)), np.float64)
         law = (*law[:2], law[2] - jnp.asarray(own_direct, law[2].dtype))  # what each puts into the lattice
         for j, k in enumerate(secreting):
@@ -234,14 +234,9 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     fields = jnp.concatenate([solved[: len(secreting)], solved[len(rhs):]])  # the types', then boundary and blood
     sigma = uptake_per_il2(c, coef)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
-    if law is None:  # point sinks: each cell takes up sigma_i x_i of a field part x
-        index = tuple(pop.voxel.T)
-        share = None
-        sigma_at = np.asarray(sigma, np.float64)[index]
-        taken = lambda x: sigma_at * np.asarray(x, np.float64)[index]  # noqa: E731
-    else:  # its share p_ij of sigma_j x_j in each voxel j of its stencil
-        share = coupling.sharing_jit(scenario.coupling, c, *law[:2])
-        taken = lambda x: np.asarray(coupling.taken_jit(scenario.coupling, share, sigma * jnp.asarray(x, c.dtype)), np.float64)  # noqa: E731
+    # each cell takes up its share p_ij of sigma_j x_j of a field part x in each voxel j of its stencil
+    share = coupling.sharing_jit(scenario.coupling, c, *law[:2])
+    taken = lambda x: np.asarray(coupling.taken_jit(scenario.coupling, share, sigma * jnp.asarray(x, c.dtype)), np.float64)  # noqa: E731
     by_cell = np.stack([to_molecules(taken(f)) for f in fields], axis=-1)
     for j, k in enumerate(secreting):
         by_cell[:, j] += np.where(pop.type_index == k, own_direct, 0.0)
@@ -278,9 +273,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     if exact:
         own_uptake, change = own_uptake_of(solved[len(secreting):len(rhs)]), 0.0
     else:
-        own_uptake, change = (autocrine.point_sinks(c, grid, coef, pop, secretes, options, volume, autocrine_half_width)
-                              if share is None else
-                              autocrine.stencils(c, scenario, law, share, sigma, secretes, options, autocrine_half_width))
+        own_uptake, change = autocrine.stencils(c, scenario, law, share, sigma, secretes, options, autocrine_half_width)
         if affordable and change > WINDOW_CHANGE_EXACT:  # IL-2 travels beyond the window: the global solves after all
             own = secretions_mod.own_secretions(scenario, mine, padded, law).astype(coef.dtype)
             own_uptake, change, exact = own_uptake_of(source_fields(c, own, grid, coef, False, options, False)[0]), 0.0, True

@@ -2,20 +2,16 @@
 is its own secretion, where one global solve per secreting cell (attribution.py,
 EXACT_AUTOCRINE_UNKNOWNS) costs too much.
 
-A point-sink source cell i takes up sigma_i s_i [A^-1]_ii of its own secretion s_i (pM/s in its
-voxel; A, sigma as in attribution.py). The diagonal entry comes from a local solve on the cube of
+A secreting cell i takes up sum_j p_ij sigma_j [A^-1 s_i]_j of its own secretion, s_i = q_i w_i its
+own stencil-spread secretion (weights w_ij, sum 1; A, sigma, p as in attribution.py); for a point
+sink (one arm) that is sigma_i s_i [A^-1]_ii. A^-1 s_i comes from a local solve on the cube of
 half-width w voxels around the cell, with IL-2 reaching the cube's surface counted as lost (the
-principal submatrix of A, the lattice's own boundary conditions where the cube meets a face). For an
-M-matrix such as A that truncation can only lower [A^-1]_ii, so the local value is a lower bound
-that rises to the exact one as w grows; the window change reports how much it still rose from w - 1
-to w (small where consumers are dense, since IL-2 then travels a few cells; larger in consumer-poor
-tissue with its long decay length).
-
-With the sub-grid closure a cell's autocrine part is sum_j p_ij sigma_j [A^-1 s_i]_j with s_i = q_i w_i
-its own stencil-spread secretion (weights w_ij, sum 1): the window solve takes that stencil as its
-right-hand side, and the same M-matrix argument (A_W^-1 <= A^-1 entrywise, s_i, p, sigma >= 0)
-keeps it a lower bound. A stencil arm that wraps through a periodic face lies outside the window and
-counts as lost.
+principal submatrix A_W of A, the lattice's own boundary conditions where the cube meets a face).
+For an M-matrix such as A, A_W^-1 <= A^-1 entrywise, and s_i, p, sigma >= 0, so the local value is a
+lower bound that rises to the exact one as w grows; the window change reports how much it still rose
+from w - 1 to w (small where consumers are dense, since IL-2 then travels a few cells; larger in
+consumer-poor tissue with its long decay length). A stencil arm that wraps through a periodic face
+lies outside the window and counts as lost.
 
 Units: um, s, pM, molecules (il2rd/physics/units.py).
 """
@@ -29,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..cells import coupling
-from ..physics import subgrid, units
+from ..physics import subgrid
 from ..compilation import jit
 from ..physics.grid import Grid
-from ..physics.kinetics import FieldCoefficients, absorption_per_s, uptake_per_il2
+from ..physics.kinetics import absorption_per_s
 from ..solvers.krylov import pcg
 from ..solvers.multigrid import laplacian_diagonal
 from ..solvers.steady import SolverOptions
@@ -48,17 +44,6 @@ def window_rtol(rtol: float) -> float:
     residual's: on the default T zone sqrt(1e-6) = 1e-3 moves each autocrine part by at most 5e-6 of
     itself against a 1e-6 residual (50x below the window's own truncation), in half the time."""
     return math.sqrt(rtol)
-
-
-def local_green_diagonal(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, half_width: int,
-                         chunk: int = 256, rtol: float = 1e-6, maxiter: int = 1000):
-    """[A_W^-1]_ii (s) for each voxel i of voxels (n, 3): A = -D lap + diag(absorption) restricted
-    to the cube W of half-width w around i (clipped at the lattice). A lower bound of [A^-1]_ii
-    (module docstring); :func:`local_green_stencil` with a unit right-hand side."""
-    voxels = jnp.asarray(voxels, jnp.int32)
-    n = voxels.shape[0]
-    return local_green_stencil(absorption_per_s, grid, diffusion_um2_per_s, voxels, jnp.zeros((n, 1, 3), jnp.int32),
-                               jnp.ones((n, 1), absorption_per_s.dtype), half_width, chunk, rtol, maxiter)[:, 0]
 
 
 def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxels, offsets, weights, half_width: int,
@@ -120,32 +105,13 @@ def _window_solves(diagonal, inside, coupling_per_s, voxels, offsets, weights, h
     return jax.vmap(one)(voxels, offsets, weights)
 
 
-def point_sinks(c, grid: Grid, coef: FieldCoefficients, pop, secretes: np.ndarray, options: SolverOptions, volume_um3: float,
-               half_width: int = HALF_WIDTH_VOXELS):
-    """Each cell's uptake of its own secretion (molecules/s) and the window change (module docstring)."""
-    autocrine = np.zeros(len(pop))
-    mine = np.flatnonzero(secretes)
-    if len(mine) == 0:
-        return autocrine, 0.0
-    voxels = jnp.asarray(pop.voxel[mine], jnp.int32)
-    absorption = absorption_per_s(c, coef)
-    w = half_width
-    diagonal, smaller = (np.asarray(local_green_diagonal(absorption, grid, coef.diffusion_um2_per_s, voxels, half, rtol=window_rtol(options.rtol)),
-                                    np.float64) for half in (w, w - 1))
-    index = tuple(pop.voxel[mine].T)
-    rate = (np.asarray(uptake_per_il2(c, coef), np.float64)[index] * np.asarray(coef.secretion_pM_per_s, np.float64)[index])
-    autocrine[mine] = units.voxel_rate_to_cell_rate_molecules_per_s(rate * diagonal, volume_um3)
-    change = float(np.max((diagonal - smaller) / diagonal))
-    return autocrine, change
-
-
 # the window change is a diagnostic: measured on at most this many secreting cells (evenly spaced
 # through the table; all of them in smaller tissues), since the second window solve costs ~half the first
 WINDOW_CHANGE_SAMPLE = 1024
 
 
 def stencils(c, scenario, law, share, sigma, secretes: np.ndarray, options: SolverOptions, half_width: int):
-    """Sub-grid closure: each secreting cell's uptake of its own secretion,
+    """Each secreting cell's uptake of its own secretion,
 
         q_i sum_j p_ij sigma_j [A_W^-1 w_i]_j      (molecules/s; w_i its secretion stencil, sum 1),
 
@@ -172,11 +138,11 @@ def stencils(c, scenario, law, share, sigma, secretes: np.ndarray, options: Solv
 
 @jit
 def _own_stencils(cp, vmax, km, share, sigma, mine, voxels):
-    """(offsets (m, 7, 3), secretion weights w_ij (m, 7), p_ij sigma_j (m, 7)) of the secreting
+    """(offsets (m, arms, 3), secretion weights w_ij (m, arms), p_ij sigma_j (m, arms)) of the secreting
     cells `mine` at `voxels`: where each spreads its secretion and reads its uptake, relative to
     its voxel. An arm wrapped through a periodic face lies outside the window: its secretion
     counts as lost (weight and read 0)."""
-    stencil = jnp.asarray(subgrid.STENCIL_OFFSETS, jnp.int32)[None]
+    stencil = jnp.asarray(subgrid.STENCIL_OFFSETS[:cp.arms], jnp.int32)[None]
     flat, inside = cp.flat[mine], cp.inside[mine]
     weights = coupling.fold(cp, coupling.laws(cp, vmax, km).stencil_weights)[mine]  # arms beyond a face: weight 0
     read = share[mine] * sigma.reshape(-1)[flat]  # 1/s

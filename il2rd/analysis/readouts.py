@@ -83,16 +83,14 @@ def cell_columns(field_pM, scenario, il2ra=None, contact_received=None, secretio
     pop = scenario.population
     settings = scenario.settings
     laws = cells.uptake_laws(pop, settings.problem.types, il2ra)  # each cell's own chains (receptor_cv spread)
-    if not settings.problem.subgrid_uptake:
-        seen, uptake = cells.seen_and_uptake(field_pM, scenario.grid, pop, scenario.coefficients, settings.problem.volume_fraction)
-    else:  # spherical cells over sub-grid stencils: each cell's share of its stencil's uptake, and the
-        # IL-2 at its surface (coupling.cell_uptake), in the run's precision
-        coef = scenario.coefficients
-        if secretion_molecules_per_s is None:
-            secretion_molecules_per_s = cells.secretion_per_cell(pop, settings.problem.types)
-        law = (*laws.collapsed(), secretion_molecules_per_s)
-        uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
-            scenario.coupling, jnp.asarray(field_pM, coef.dtype), *(jnp.asarray(a, coef.dtype) for a in law), coef))
+    # each cell's share of the uptake of the voxels it acts on, and the IL-2 its receptors see
+    # (coupling.cell_uptake), in the run's precision
+    coef = scenario.coefficients
+    if secretion_molecules_per_s is None:
+        secretion_molecules_per_s = cells.secretion_per_cell(pop, settings.problem.types)
+    law = (*laws.collapsed(), secretion_molecules_per_s)
+    uptake, seen = (np.asarray(a, np.float64) for a in coupling.cell_uptake_jit(
+        scenario.coupling, jnp.asarray(field_pM, coef.dtype), *(jnp.asarray(a, coef.dtype) for a in law), coef))
     if contact_received is not None:
         received = np.sum(contact_received, axis=1)
         dtype = scenario.coefficients.dtype

@@ -7,7 +7,8 @@ own sink on its own stencil, as long as they fit (:func:`cells_per_voxel`):
     one cell of any radius (the closure itself needs h >= 4 pi G(1,0,0) a = 1.08 a), or
     several, each with a <= h/2, whose sphere volumes add up to at most h^3.
 
-With point sinks (physics.cell_radius = null) a voxel holds at most one cell. A cell type also
+With point sinks (physics.cell_radius = null, the one-voxel case of coupling.py) a voxel holds at
+most one cell where they are placed. A cell type also
 carries the parameters of the field equation (kinetics.py):
 
     secretion_molecules_per_s   q, IL-2 released by one cell
@@ -29,7 +30,7 @@ IL-2 lives in the interstitial space, a fraction alpha (physics.volume_fraction)
 volume V = h^3, and concentrations are per interstitial volume; so a cell's rate of q molecules/s
 changes its voxel's concentration by q / (6.022e-4 alpha V) pM/s, and the diffusion coefficient
 of the lattice equation is the effective D / lambda^2 (lambda the tortuosity; Nicholson & Sykova
-1998). :func:`field_coefficients` and :func:`seen_and_uptake` apply both.
+1998). :func:`field_coefficients` applies both.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from ..physics import kinetics, receptors, units
+from ..physics import receptors
 from . import coupling as coupling_mod
 from ..physics.grid import Grid
 from ..physics.kinetics import FieldCoefficients
@@ -153,15 +154,13 @@ class UptakeLaws:
     vmax_intermediate_molecules_per_s: np.ndarray
     km_intermediate_pM: np.ndarray
 
+    def classes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(V_high, K_high, V_int, K_int): the two classes' laws, as coupling.coefficient_fields takes them."""
+        return self.vmax_high_molecules_per_s, self.km_high_pM, self.vmax_intermediate_molecules_per_s, self.km_intermediate_pM
+
     def collapsed(self) -> tuple[np.ndarray, np.ndarray]:
-        """One Michaelis-Menten law per cell, (V molecules/s, K pM), with the same maximum and
-        the same linear slope as the two classes: V = V_h + V_i, V/K = V_h/K_h + V_i/K_i (exact
-        for c << K and c >> K, within the two curves in between; the sub-grid closure uses it).
-        numpy, or jax.numpy for JAX arrays (the coupled step, dynamics.py)."""
-        xp = receptors._xp(self.vmax_high_molecules_per_s, self.vmax_intermediate_molecules_per_s, self.km_high_pM)
-        v = self.vmax_high_molecules_per_s + self.vmax_intermediate_molecules_per_s
-        slope = self.vmax_high_molecules_per_s / self.km_high_pM + self.vmax_intermediate_molecules_per_s / self.km_intermediate_pM
-        return v, xp.where(slope > 0, v / xp.where(slope > 0, slope, 1.0), self.km_high_pM)
+        """One law per cell (V molecules/s, K_M pM) for both classes (receptors.collapsed_law)."""
+        return receptors.collapsed_law(*self.classes())
 
 
 def uptake_laws(population: Population, types: dict[str, CellType], il2ra=None) -> UptakeLaws:
@@ -206,74 +205,54 @@ def field_coefficients(
     diffusion_um2_per_s: float,
     decay_per_s: float,
     face_values_pM,
-    uptake: str,
+    coupling,
     dtype,
     *,
-    volume_fraction: float = 1.0,
     tortuosity: float = 1.0,
-    coupling=None,
 ) -> FieldCoefficients:
-    """Scatter the cells' parameters onto voxel fields (kinetics.FieldCoefficients).
+    """The cells' parameters as voxel fields (kinetics.FieldCoefficients), spread over their
+    stencils by `coupling` (coupling.CellCoupling, :func:`coupling_of`; coupling.coefficient_fields).
 
-    With alpha = volume_fraction and lambda = tortuosity, concentrations are per interstitial
-    volume alpha V (V = h^3), so
+    With alpha = coupling.volume_fraction and lambda = tortuosity, concentrations are per
+    interstitial volume alpha V (V = h^3), so
 
         D_eff = D / lambda^2                          um^2/s
-        s     = q / (6.022e-4 alpha V)                pM/s, secretion of the voxel's cell
-        v_max = k_int R / (6.022e-4 alpha V)          pM/s, R the cell's own receptors of a class
+        s     = q / (6.022e-4 alpha V)                pM/s, secretion of the voxel's cells
+        v_max = k_int R / (6.022e-4 alpha V)          pM/s, R the cells' receptors (of a class, point sinks)
 
-    and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel. The
-    intermediate-affinity class gets fields of its own only if some cell has such receptors
-    (else scalars 0 and 1, which cost nothing).
-    coupling: the cells' coupling.CellCoupling (:func:`coupling_of`): spread each cell over its
-    sub-grid stencil (subgrid.py) instead, with its two classes collapsed into one law
-    (UptakeLaws.collapsed), coupling.voxel_fields, and where cells sit on one voxel each, the
-    secreting ones' own capture (coupling.coefficient_fields, kinetics.own_capture_rate).
+    and decay acts on c as it is. alpha = lambda = 1 is free medium filling the voxel. Point sinks
+    give the intermediate-affinity class fields of its own only if some cell has such receptors
+    (else scalars 0 and 1, which cost nothing); the sub-grid closure collapses the two classes into
+    one law (UptakeLaws.collapsed) and adds, where cells sit on one voxel each, the secreting
+    ones' own capture (kinetics.own_capture_rate).
     """
     table = type_table(types, population.type_names)
-    t = population.type_index
-    volume = interstitial_volume_um3(grid, volume_fraction)
     laws = uptake_laws(population, types)
-    secretion = np.zeros(grid.shape)
-    vmax, km, vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape), 0.0, 1.0
-    own = dict(vmax_own_pM_per_s=0.0, km_own_pM=1.0, own_offset_pM=0.0)
-    index = tuple(population.voxel.T)
-    if coupling is not None:
-        as_law = lambda a: jnp.asarray(a, coupling.radius_um.dtype)  # noqa: E731
-        own = coupling_mod.coefficient_fields_jit(coupling, *(as_law(a) for a in laws.collapsed()),
-                                                  as_law(table["secretion_molecules_per_s"][t]))
-        secretion, vmax, km = (own.pop(name) for name in ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"))
-    else:
-        to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, volume)  # noqa: E731
-        secretion[index] = to_pM(table["secretion_molecules_per_s"][t])
-        vmax[index] = to_pM(laws.vmax_high_molecules_per_s)
-        km[index] = laws.km_high_pM
-        if np.any(laws.intermediate > 0):
-            vmax_int, km_int = np.zeros(grid.shape), np.ones(grid.shape)
-            vmax_int[index] = to_pM(laws.vmax_intermediate_molecules_per_s)
-            km_int[index] = laws.km_intermediate_pM
+    as_law = lambda a: jnp.asarray(a, coupling.radius_um.dtype)  # noqa: E731
+    fields = coupling_mod.coefficient_fields_jit(coupling, tuple(as_law(a) for a in laws.classes()),
+                                                 as_law(table["secretion_molecules_per_s"][population.type_index]),
+                                                 intermediate=bool(np.any(laws.intermediate > 0)))
     as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     return FieldCoefficients(
         diffusion_um2_per_s=as_array(diffusion_um2_per_s / tortuosity**2),
         decay_per_s=as_array(decay_per_s),
-        secretion_pM_per_s=as_array(secretion),
-        vmax_pM_per_s=as_array(vmax),
-        km_pM=as_array(km),
-        vmax_intermediate_pM_per_s=as_array(vmax_int),
-        km_intermediate_pM=as_array(km_int),
-        **{name: as_array(f) for name, f in own.items()},
         face_values_pM=as_array(face_values_pM),
         exchange_per_s=as_array(0.0),  # vessels.py sets them; in the run's dtype so batches stack alike
         exchange_target_pM=as_array(0.0),
-        uptake=uptake,
+        uptake=coupling.uptake,
+        **{name: as_array(f) for name, f in {**EMPTY_FIELDS, **fields}.items()},
     )
 
 
+# the coefficient fields no cell contributes to: no intermediate class of its own, no own capture
+EMPTY_FIELDS = dict(vmax_intermediate_pM_per_s=0.0, km_intermediate_pM=1.0, vmax_own_pM_per_s=0.0, km_own_pM=1.0, own_offset_pM=0.0)
+
+
 def coupling_of(grid: Grid, population: Population, types: dict[str, CellType], effective_diffusion_um2_per_s: float,
-                volume_fraction: float, uptake: str, dtype):
-    """The cells' coupling.CellCoupling for the sub-grid closure: each cell a sphere of its type's
-    radius, the closure's D = alpha D_eff (:func:`closure_diffusion_um2_per_s`)."""
-    return coupling_mod.build(population.voxel, grid.shape, grid.spacing_um, cell_radii_um(population, types),
+                volume_fraction: float, uptake: str, dtype, closure: bool = True):
+    """The cells' coupling.CellCoupling: with the sub-grid closure each cell a sphere of its type's
+    radius, the closure's D = alpha D_eff (:func:`closure_diffusion_um2_per_s`); else point sinks."""
+    return coupling_mod.build(population.voxel, grid.shape, grid.spacing_um, cell_radii_um(population, types) if closure else None,
                               closure_diffusion_um2_per_s(effective_diffusion_um2_per_s, volume_fraction),
                               volume_fraction, uptake, dtype, periodic_axes(grid))
 
@@ -287,12 +266,3 @@ def closure_diffusion_um2_per_s(effective_diffusion_um2_per_s, volume_fraction: 
 def periodic_axes(grid: Grid) -> tuple[bool, bool, bool]:
     """Whether each axis wraps (its faces' Boundary.wraps): cells and stencils crossing a face re-enter opposite."""
     return tuple(lo.wraps for lo in grid.faces[0::2])
-
-
-def seen_and_uptake(c, grid: Grid, population: Population, coef: FieldCoefficients, volume_fraction: float = 1.0):
-    """IL-2 seen by each cell (pM, its voxel's interstitial concentration) and its uptake
-    (molecules/s: the voxel's uptake rate in pM/s times 6.022e-4 alpha V), as numpy."""
-    index = tuple(population.voxel.T)
-    seen = np.maximum(np.asarray(c, np.float64)[index], 0.0)
-    rate_pM_per_s = np.asarray(kinetics.uptake_rate(jnp.asarray(c), coef), np.float64)[index]
-    return seen, units.voxel_rate_to_cell_rate_molecules_per_s(rate_pM_per_s, interstitial_volume_um3(grid, volume_fraction))

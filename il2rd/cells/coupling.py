@@ -1,18 +1,20 @@
 """The cell coupling: which voxels each cell's uptake and secretion act on, and with what weights.
 
-Each cell i is a sphere of radius a_i spread over a 7-voxel stencil, its own voxel and its 6 face
-neighbours (subgrid.STENCIL_OFFSETS), with weights from its linear rate k_i = V_i / K_i by the
-sub-grid closure (subgrid.effective_uptake): w_ij for its linear rate and secretion, v_ij for its
-maximum. Arms that leave the lattice through a non-periodic face act in the cell's own voxel
-(:func:`fold`), so a cell keeps its total rate, maximum and secretion at a face. Overlapping
-stencils (neighbouring cells, several cells in one voxel) add.
+With the sub-grid closure (physics.cell_radius, the default) each cell i is a sphere of radius a_i
+spread over a 7-voxel stencil, its own voxel and its 6 face neighbours (subgrid.STENCIL_OFFSETS),
+with weights from its linear rate k_i = V_i / K_i by the closure (subgrid.effective_uptake): w_ij for
+its linear rate and secretion, v_ij for its maximum. Arms that leave the lattice through a
+non-periodic face act in the cell's own voxel (:func:`fold`), so a cell keeps its total rate, maximum
+and secretion at a face. Overlapping stencils (neighbouring cells, several cells in one voxel) add.
+A point sink (physics.cell_radius = null) is the one-voxel case: one arm of weight 1, no closure, and
+its receptors see its voxel's IL-2.
 
 A :class:`CellCoupling` is built once per scenario (:func:`build`) and is the only description of
 where cells act: the set-up (cells.field_coefficients), the coupled step (dynamics.py), the
 readouts and the attribution all take it. It is a JAX pytree whose arrays may be traced, and every
-function here is jittable with the lattice static, so cells can change their laws (and positions:
-:func:`stencils` is jitted) inside jitted code. Laws are passed in per call as (n,) arrays:
-V (molecules/s), K_M (pM), secretion q (molecules/s).
+function here is jittable with the lattice static, so cells can change their laws and positions
+(:func:`moved`) inside jitted code. Laws are passed in per call as (n,) arrays: V (molecules/s),
+K_M (pM), secretion q (molecules/s).
 
 Units: um, s, pM, molecules (il2rd/physics/units.py). The closure works in the free-medium problem of
 the field per tissue volume (D = alpha D_eff, cells.closure_diffusion_um2_per_s); the fields
@@ -22,13 +24,13 @@ the field per tissue volume (D = alpha D_eff, cells.closure_diffusion_um2_per_s)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..physics import kinetics, subgrid, units
+from ..physics import kinetics, receptors, subgrid, units
 from .. import pytree
 from ..compilation import jit
 from ..pytree import STATIC
@@ -37,14 +39,15 @@ from ..pytree import STATIC
 @pytree.dataclass
 @dataclass(frozen=True)
 class CellCoupling:
-    """flat (n, 7) int32: the flat C-order index of each cell's stencil voxels (arms outside a
-    non-periodic face replaced by the cell's own voxel); inside (n, 7) bool: the arms inside the
-    lattice; radius_um (n,): each cell's sphere radius a; diffusion_um2_per_s, volume_fraction
+    """flat (n, arms) int32: the flat C-order index of each cell's stencil voxels (arms outside a
+    non-periodic face replaced by the cell's own voxel; 7 arms with the closure, 1 for point sinks);
+    inside (n, arms) bool: the arms inside the lattice; radius_um (n,): each cell's sphere radius a
+    (0 for point sinks); diffusion_um2_per_s, volume_fraction
     (scalars, traced: a batch may sweep them): the closure's D = alpha D_eff and alpha. Static: the
     lattice shape, the voxel edge h (um), the uptake law ('saturating' or 'linear') and which axes
-    are periodic; own_capture: whether some cell sits on one voxel (h >= 4 pi g a), where a
-    secreting cell's own IL-2 reaches its receptors through the sub-voxel resistance
-    (:func:`offsets_pM`, :func:`own_fields`)."""
+    are periodic; closure: the sub-grid closure (False: point sinks); own_capture: whether some
+    cell sits on one voxel (h >= 4 pi g a), where a secreting cell's own IL-2 reaches its receptors
+    through the sub-voxel resistance (:func:`offsets_pM`, :func:`own_fields`)."""
 
     flat: jax.Array
     inside: jax.Array
@@ -55,6 +58,7 @@ class CellCoupling:
     spacing_um: float = field(metadata=STATIC)
     uptake: str = field(metadata=STATIC)
     periodic: tuple[bool, bool, bool] = field(default=(False, False, False), metadata=STATIC)
+    closure: bool = field(default=True, metadata=STATIC)
     own_capture: bool = field(default=False, metadata=STATIC)
 
     @property
@@ -64,6 +68,10 @@ class CellCoupling:
     @property
     def n_voxels(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def arms(self) -> int:
+        return self.flat.shape[1]
 
 
 @jit(static_argnames=("shape", "periodic"))
@@ -83,38 +91,47 @@ def stencils(voxel, shape: tuple[int, int, int], periodic: tuple[bool, bool, boo
 
 def build(voxel, shape: tuple[int, int, int], spacing_um: float, radius_um, diffusion_um2_per_s: float,
           volume_fraction: float, uptake: str, dtype, periodic: tuple[bool, bool, bool] = (False, False, False)) -> CellCoupling:
-    """The coupling of cells at voxel (n, 3) with radii a (um, a number or (n,)) on a lattice of
-    `shape` and voxel edge h = spacing_um; diffusion_um2_per_s: the closure's D = alpha D_eff.
-    Refuses (ValueError) a voxel below the closure's limit 4 pi G(1,0,0) a for any cell
-    (subgrid.check_voxel)."""
+    """The coupling of cells at voxel (n, 3) with radii a (um, a number or (n,); None: point sinks)
+    on a lattice of `shape` and voxel edge h = spacing_um; diffusion_um2_per_s: the closure's
+    D = alpha D_eff. Refuses (ValueError) a voxel below the closure's limit 4 pi G(1,0,0) a for
+    any cell (subgrid.check_voxel)."""
     voxel = np.asarray(voxel, np.int64).reshape(-1, 3)
-    radius = np.broadcast_to(np.asarray(radius_um, np.float64), (len(voxel),))
-    if len(radius):
+    closure = radius_um is not None
+    radius = np.broadcast_to(np.asarray(radius_um if closure else 0.0, np.float64), (len(voxel),))
+    if closure and len(radius):
         subgrid.check_voxel(spacing_um, radius)
     shape = tuple(int(n) for n in shape)
     periodic = tuple(bool(p) for p in periodic)
-    flat, inside = stencils(jnp.asarray(voxel, jnp.int32), shape, periodic)
-    own_capture = bool(np.any(spacing_um >= subgrid.single_voxel_limit_um(radius)))
-    return CellCoupling(flat, inside, jnp.asarray(radius, dtype), jnp.asarray(diffusion_um2_per_s, dtype),
-                        jnp.asarray(volume_fraction, dtype), shape, float(spacing_um), uptake, periodic, own_capture)
+    own_capture = closure and bool(np.any(spacing_um >= subgrid.single_voxel_limit_um(radius)))
+    cp = CellCoupling(jnp.zeros((len(voxel), 7 if closure else 1), jnp.int32), jnp.zeros((len(voxel), 7 if closure else 1), bool),
+                      jnp.asarray(radius, dtype), jnp.asarray(diffusion_um2_per_s, dtype), jnp.asarray(volume_fraction, dtype),
+                      shape, float(spacing_um), uptake, periodic, closure, own_capture)
+    return moved(cp, jnp.asarray(voxel, jnp.int32))
 
 
-_CENTRE_ARM = np.arange(7) == 0
+def moved(coupling: CellCoupling, voxel) -> CellCoupling:
+    """The coupling with its cells at voxel (n, 3) (jittable: cells that move, motility.py)."""
+    flat, inside = stencils(voxel, coupling.shape, coupling.periodic)
+    return replace(coupling, flat=flat[:, :coupling.arms], inside=inside[:, :coupling.arms])
 
 
 def fold(coupling: CellCoupling, weights):
-    """Stencil weights (n, 7) with the weight of arms outside the lattice moved to the cell's own
+    """Stencil weights (n, arms) with the weight of arms outside the lattice moved to the cell's own
     voxel (arm 0)."""
     w = jnp.where(coupling.inside, weights, 0.0)
-    return w + jnp.where(_CENTRE_ARM, (1.0 - w.sum(axis=1))[:, None], 0.0)
+    return w + jnp.where(np.arange(coupling.arms) == 0, (1.0 - w.sum(axis=1))[:, None], 0.0)
 
 
 def laws(coupling: CellCoupling, vmax_molecules_per_s, km_pM) -> subgrid.SubgridUptake:
     """Each cell's closure (subgrid.effective_uptake) for its law V, K_M; the per-arm arrays
-    (n, 7) as for a cell in the open lattice (:func:`fold` moves the weight of arms beyond a face
-    to the cell's own voxel: the fields do, the sharing keeps each arm's own term)."""
+    (n, arms) as for a cell in the open lattice (:func:`fold` moves the weight of arms beyond a face
+    to the cell's own voxel: the fields do, the sharing keeps each arm's own term). Point sinks: one
+    arm of weight 1, the uncorrected rate k = V / K_M."""
     n = coupling.n_cells
     v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
+    if not coupling.closure:
+        one = jnp.ones((n, 1), coupling.radius_um.dtype)
+        return subgrid.SubgridUptake(one, subgrid.linear_rate_um3_per_s(v, km), one, one)
     p = subgrid.effective_uptake(coupling.spacing_um, coupling.diffusion_um2_per_s, coupling.radius_um,
                                  subgrid.linear_rate_um3_per_s(v, km))
     # computed once per cell: XLA would otherwise fuse the closure's formulas into every arm's use
@@ -129,15 +146,19 @@ def scatter(coupling: CellCoupling, values):
     return flat.reshape(coupling.shape)
 
 
-def spread(coupling: CellCoupling, centre, face):
-    """Fields (*shape, m) of per-cell values whose stencils put centre (n, m) on the cell's voxel and
-    face (n, m) on each of its 6 face neighbours, arms beyond a non-periodic face on the cell's own
-    voxel (as :func:`fold`). The same sum as :func:`scatter` of [centre, face x 6], computed as one
-    scatter onto the cells' own voxels and a neighbour sum of the face part, whose ghost layer
-    repeats the edge (the folded arms) or wraps (periodic axes): n updates instead of 7 n."""
-    m = centre.shape[1]
-    at_cells = jnp.zeros((coupling.n_voxels, 2 * m), centre.dtype).at[coupling.flat[:, 0]].add(
-        jnp.concatenate([centre, face], axis=1)).reshape(*coupling.shape, 2 * m)
+def spread(coupling: CellCoupling, weights, values):
+    """Fields (*shape, m) of per-cell values (n, m) spread over the cells' stencils with weights
+    (n, m, arms) or (n, 1, arms): the centre arm on the cell's voxel, the face arms (equal, as
+    :func:`laws` gives them) on its 6 face neighbours, arms beyond a non-periodic face on the cell's
+    own voxel (as :func:`fold`). The same sum as :func:`scatter`, computed as one scatter onto the
+    cells' own voxels and a neighbour sum of the face part, whose ghost layer repeats the edge (the
+    folded arms) or wraps (periodic axes): n updates instead of 7 n."""
+    weighted = weights * values[..., None]
+    centre, m = weighted[..., 0], values.shape[1]
+    if coupling.arms == 1:
+        return jnp.zeros((coupling.n_voxels, m), values.dtype).at[coupling.flat[:, 0]].add(centre).reshape(*coupling.shape, m)
+    at_cells = jnp.zeros((coupling.n_voxels, 2 * m), values.dtype).at[coupling.flat[:, 0]].add(
+        jnp.concatenate([centre, weighted[..., 1]], axis=1)).reshape(*coupling.shape, 2 * m)
     total, face_field = at_cells[..., :m], at_cells[..., m:]
     for axis, n in enumerate(coupling.shape):
         width = [(1, 1) if a == axis else (0, 0) for a in range(3)] + [(0, 0)]
@@ -159,8 +180,8 @@ def voxel_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_
     v, q = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(secretion_molecules_per_s, (n,))
     p = laws(coupling, v, km_pM)
     per_cell = jnp.stack([q, v, p.rate_um3_per_s], axis=1)  # (n, 3): secretion, maximum, linear rate
-    weights = jnp.stack([p.stencil_weights, p.vmax_weights, p.stencil_weights], axis=1)  # (n, 3, 7)
-    fields = spread(coupling, weights[..., 0] * per_cell, weights[..., 1] * per_cell)
+    weights = jnp.stack([p.stencil_weights, p.vmax_weights, p.stencil_weights], axis=1)  # (n, 3, arms)
+    fields = spread(coupling, weights, per_cell)
     volume = coupling.volume_fraction * coupling.spacing_um**3  # alpha h^3, um^3
     secretion, vmax = (units.cell_rate_to_voxel_rate_pM_per_s(fields[..., k], volume) for k in (0, 1))
     rate = fields[..., 2]  # um^3/s
@@ -226,12 +247,22 @@ def own_capture(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, secre
     return jnp.where(total > 0, term / jnp.where(total > 0, total, 1.0), 0.0) * per_voxel
 
 
-def coefficient_fields(coupling: CellCoupling, vmax_molecules_per_s, km_pM, secretion_molecules_per_s) -> dict:
-    """The kinetics.FieldCoefficients fields of the cells' laws and secretions, by name: those of
-    :func:`voxel_fields` and of :func:`own_fields` (the set-up and every coupled step use them)."""
-    law = (vmax_molecules_per_s, km_pM, secretion_molecules_per_s)
-    names = ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM", "vmax_own_pM_per_s", "km_own_pM", "own_offset_pM")
-    return dict(zip(names, (*voxel_fields(coupling, *law), *own_fields(coupling, *law))))
+def coefficient_fields(coupling: CellCoupling, classes, secretion_molecules_per_s, intermediate: bool = False) -> dict:
+    """The kinetics.FieldCoefficients fields of the cells' laws and secretions, by name (the set-up
+    and every coupled step use them), for classes = (V_high, K_high, V_int, K_int), each (n,):
+    with the closure the two receptor classes collapsed into one law (receptors.collapsed_law) in
+    :func:`voxel_fields` and :func:`own_fields`; point sinks keep the classes apart, the
+    intermediate one with fields of its own where `intermediate` (else the scalars 0 and 1)."""
+    q = secretion_molecules_per_s
+    if coupling.closure:
+        law = (*receptors.collapsed_law(*classes), q)
+        names = ("secretion_pM_per_s", "vmax_pM_per_s", "km_pM", "vmax_own_pM_per_s", "km_own_pM", "own_offset_pM")
+        return dict(zip(names, (*voxel_fields(coupling, *law), *own_fields(coupling, *law))))
+    v_high, k_high, v_int, k_int = classes
+    fields = dict(zip(("secretion_pM_per_s", "vmax_pM_per_s", "km_pM"), voxel_fields(coupling, v_high, k_high, q)))
+    if intermediate:
+        _, fields["vmax_intermediate_pM_per_s"], fields["km_intermediate_pM"] = voxel_fields(coupling, v_int, k_int, 0.0)
+    return fields
 
 
 def sharing(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM):
@@ -298,7 +329,9 @@ def surface_pM(coupling: CellCoupling, c_pM, vmax_molecules_per_s, km_pM, secret
     share it is the cell's own law at the voxel's IL-2, where the uptake share differs by the
     combined voxel law's error (which vanishes in both limits). A secreting cell on one voxel reads
     its voxel at c_0 + delta_i (:func:`offsets_pM`): its own IL-2 behind the sub-voxel resistance.
-    0 for a cell without receptors."""
+    0 for a cell without receptors. A point sink sees its voxel's value, receptors or not."""
+    if not coupling.closure:
+        return jnp.maximum(c_pM, 0.0).reshape(-1)[coupling.flat[:, 0]]
     n = coupling.n_cells
     v, km = jnp.broadcast_to(vmax_molecules_per_s, (n,)), jnp.broadcast_to(km_pM, (n,))
     p = laws(coupling, v, km)
@@ -319,5 +352,5 @@ cell_uptake_jit = jit(cell_uptake)
 sharing_jit = jit(sharing)
 taken_jit = jit(taken)
 voxel_fields_jit = jit(voxel_fields)
-coefficient_fields_jit = jit(coefficient_fields)
+coefficient_fields_jit = jit(coefficient_fields, static_argnames=("intermediate",))
 own_capture_jit = jit(own_capture)

@@ -47,10 +47,11 @@ With the sub-grid closure (physics.cell_radius, subgrid.py) a cell's uptake and 
 spread over its 7-voxel stencil with weights that depend on its linear rate k = V/K, V and K its
 two receptor classes collapsed into one law (cells.UptakeLaws.collapsed): V = k_int (R_high +
 R_int), V/K = k_int (R_high/K_high + R_int/K_int). R changes every step, so the voxel fields are
-rebuilt from the cells' current laws inside the jitted step (coupling.voxel_fields, as the steady
-set-up in cells.field_coefficients), on the scenario's one coupling.CellCoupling; and in step 1 a
-cell sees the IL-2 at its surface (coupling.cell_uptake), as the readouts report it, not its
-voxel's value.
+rebuilt from the cells' current laws inside the jitted step (coupling.coefficient_fields, as the
+steady set-up in cells.field_coefficients), on the scenario's one coupling.CellCoupling; and in step
+1 a cell sees the IL-2 at its surface (coupling.surface_pM), as the readouts report it, not its
+voxel's value. Point sinks are the coupling's one-voxel case: each cell's two classes in its own
+voxel, and it sees that voxel's IL-2.
 """
 
 from __future__ import annotations
@@ -64,13 +65,13 @@ import numpy as np
 from ..compilation import jit
 from . import contact as contact_mod, coupling
 from .. import pytree
-from ..physics import units
-from . import UptakeLaws, periodic_axes
+from . import periodic_axes
 from .coupling import CellCoupling
 from ..physics.grid import Grid
 from ..physics.kinetics import FieldCoefficients
 from ..pytree import STATIC
 from ..physics.receptors import KM_HIGH_AFFINITY_PM, KM_INTERMEDIATE_PM, Signalling, receptor_classes
+from ..physics.receptors import collapsed_law as collapse_classes
 from ..solvers.steady import NewtonInfo, SolverOptions, solve_steady
 from ..solvers.transient import implicit_step
 
@@ -96,10 +97,8 @@ class CellKinetics:
     of R receptors takes up at most V = k_int R molecules/s; secretion_molecules_per_s: q_i at the
     peak of its time course; onset_s, peak_s, off_s: the time course; timed: whether the cell
     follows it (else constant); km_pM, km_intermediate_pM: the Michaelis constants of its two
-    receptor classes. Static: interstitial_volume_um3, alpha h^3 of a voxel (what turns a cell's
-    molecules/s into its voxel's pM/s with point sinks); coupling: the scenario's
-    coupling.CellCoupling with the sub-grid closure (physics.cell_radius), else None (each cell
-    then acts in its own voxel only); contact: contact.Contact where a type hands IL-2 over."""
+    receptor classes; coupling: the scenario's coupling.CellCoupling (the sub-grid closure's
+    stencils, or point sinks); contact: contact.Contact where a type hands IL-2 over."""
 
     voxel: jax.Array
     basal_receptors: jax.Array
@@ -114,10 +113,9 @@ class CellKinetics:
     il2rb: jax.Array
     gc: jax.Array
     km_intermediate_pM: jax.Array
-    interstitial_volume_um3: float = field(metadata=STATIC)
+    coupling: CellCoupling
     signalling: Signalling = field(default=Signalling(), metadata=STATIC)
     feedback: ReceptorFeedback = field(default=ReceptorFeedback(), metadata=STATIC)
-    coupling: CellCoupling | None = None
     contact: contact_mod.Contact | None = None  # contact delivery (contact.py), None where no type hands IL-2 over
 
 
@@ -176,59 +174,34 @@ def field_secretion(cells: CellKinetics, receptors, t_s):
 
 
 def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
-    """The field coefficients with each cell's v_max from its current IL-2Ra and its
-    secretion into the field at time t (:func:`field_secretion`; with the sub-grid closure:
-    :func:`stencil_coefficients`)."""
-    if cells.coupling is not None:  # jitted: the host calls it eagerly at every snapshot
-        return _stencil_coefficients_jit(coef, cells, receptors, t_s)
-    if cells.contact is not None:
-        return _point_coefficients_jit(coef, cells, receptors, t_s)
-    return _point_coefficients(coef, cells, receptors, t_s)
-
-
-def _point_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
-    """coefficients_at with point sinks: each cell's rates in its own voxel."""
-    index = tuple(cells.voxel.T)
-    to_pM = lambda rate: units.cell_rate_to_voxel_rate_pM_per_s(rate, cells.interstitial_volume_um3)  # noqa: E731
-    high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
-    at_cells = lambda f, values: jnp.zeros_like(f).at[index].set(to_pM(values))  # noqa: E731
-    coef = coef.replace(
-        vmax_pM_per_s=at_cells(coef.vmax_pM_per_s, cells.k_int_per_s * high),
-        secretion_pM_per_s=at_cells(coef.secretion_pM_per_s, field_secretion(cells, receptors, t_s)),
-    )
-    if jnp.ndim(coef.vmax_intermediate_pM_per_s):  # a scalar 0: no cell has IL-2Rb, and none gains any
-        coef = coef.replace(vmax_intermediate_pM_per_s=at_cells(coef.vmax_intermediate_pM_per_s,
-                                                                cells.k_int_per_s * intermediate))
-    return coef
-
-
-def collapsed_law(cells: CellKinetics, receptors):
-    """Each cell's one uptake law (V molecules/s, K_M pM) for IL-2Ra `receptors`: its two receptor
-    classes collapsed (cells.UptakeLaws.collapsed), V = k_int (R_high + R_int),
-    V / K_M = k_int (R_high / K_high + R_int / K_int). Sub-grid closure only."""
-    k_int = cells.k_int_per_s
-    high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
-    return UptakeLaws(high, intermediate, k_int * high, cells.km_pM, k_int * intermediate, cells.km_intermediate_pM).collapsed()
-
-
-def stencil_coefficients(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
-    """Sub-grid closure: the fields of subgrid.voxel_fields for the cells' current laws and
-    secretions q_i f_i(t), per interstitial volume as cells.field_coefficients builds them,
+    """The field coefficients for each cell's current IL-2Ra and its secretion into the field at
+    time t (:func:`field_secretion`), spread as cells.field_coefficients spreads them
+    (coupling.coefficient_fields), per interstitial volume:
 
         s = sum_i w_ij q_i f_i(t) / (6.022e-4 alpha h^3),   v_max = sum_i v_ij V_i / (6.022e-4 alpha h^3)   (pM/s)
         K_M = sum_i v_ij V_i / sum_i w_ij kappa_i                                              (pM)
 
-    (w, v, kappa from each cell's k = V/K_M with the closure's D = alpha D_eff), and the own
-    capture of secreting cells on one voxel (coupling.own_fields). The intermediate class stays
-    folded into the one law (its fields stay the scalars 0 and 1)."""
-    vmax, km = collapsed_law(cells, receptors)
-    fields = coupling.coefficient_fields(cells.coupling, vmax, km, field_secretion(cells, receptors, t_s))
+    (w, v, kappa from each cell's k = V/K_M with the closure's D = alpha D_eff; point sinks: w = v = 1,
+    kappa = k, each receptor class its own fields), and the own capture of secreting cells on one
+    voxel (coupling.own_fields). The intermediate class has fields of its own (point sinks) only where
+    the run's coefficients have them: a scalar 0 means no cell has IL-2Rb, and none gains any."""
+    high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
+    classes = (cells.k_int_per_s * high, cells.km_pM, cells.k_int_per_s * intermediate, cells.km_intermediate_pM)
+    fields = coupling.coefficient_fields(cells.coupling, classes, field_secretion(cells, receptors, t_s),
+                                         intermediate=bool(jnp.ndim(coef.vmax_intermediate_pM_per_s)))
     return coef.replace(**{name: f.astype(coef.dtype) for name, f in fields.items()})
 
 
-_stencil_coefficients_jit = jit(stencil_coefficients)
+def collapsed_law(cells: CellKinetics, receptors):
+    """Each cell's one uptake law (V molecules/s, K_M pM) for IL-2Ra `receptors`: its two receptor
+    classes collapsed (receptors.collapsed_law), V = k_int (R_high + R_int),
+    V / K_M = k_int (R_high / K_high + R_int / K_int)."""
+    k_int = cells.k_int_per_s
+    high, intermediate = receptor_classes(receptors, cells.il2rb, cells.gc)
+    return collapse_classes(k_int * high, cells.km_pM, k_int * intermediate, cells.km_intermediate_pM)
+
+
 _handover_jit = jit(handover)
-_point_coefficients_jit = jit(_point_coefficients)
 
 
 def pstat5_of(c, receptors, cells: CellKinetics, t_s=0.0):
@@ -244,11 +217,9 @@ def pstat5_of(c, receptors, cells: CellKinetics, t_s=0.0):
 
 
 def seen(c, cells: CellKinetics, receptors=None, t_s=0.0):
-    """IL-2 (pM) each cell sees at time t: its voxel's value; with the sub-grid closure the IL-2
-    at its surface from its own law for IL-2Ra `receptors` and its secretion into the field
-    (coupling.surface_pM, what readouts.cell_columns reports)."""
-    if cells.coupling is None:
-        return jnp.maximum(c[tuple(cells.voxel.T)], 0.0)
+    """IL-2 (pM) each cell sees at time t: the IL-2 at its surface from its own law for IL-2Ra
+    `receptors` and its secretion into the field (coupling.surface_pM, what readouts.cell_columns
+    reports; a point sink's voxel value)."""
     receptors = cells.basal_receptors if receptors is None else receptors
     vmax, km = collapsed_law(cells, receptors)
     q = field_secretion(cells, receptors, t_s) if cells.coupling.own_capture else 0.0
@@ -303,7 +274,6 @@ def cell_kinetics(scenario, dtype) -> CellKinetics:
         il2rb=as_array(pop.receptors_per_cell(types, "il2rb")),
         gc=as_array(pop.receptors_per_cell(types, "gc")),
         km_intermediate_pM=as_array(per_type("km_intermediate_pM", KM_INTERMEDIATE_PM)),
-        interstitial_volume_um3=float(scenario.interstitial_voxel_volume_um3),
         signalling=settings.problem.signalling,
         feedback=settings.problem.feedback,
         coupling=scenario.coupling,

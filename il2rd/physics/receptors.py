@@ -97,3 +97,14 @@ def receptor_classes(il2ra, il2rb, gc):
     pair = xp.minimum(il2rb, gc)
     high = xp.minimum(il2ra, pair)
     return high, xp.where(xp.isfinite(il2rb), pair - high, 0.0)
+
+
+def collapsed_law(vmax_high, km_high_pM, vmax_intermediate, km_intermediate_pM):
+    """One Michaelis-Menten law per cell, (V molecules/s, K_M pM), with the same maximum and the
+    same linear slope as its two receptor classes: V = V_h + V_i, V / K_M = V_h / K_h + V_i / K_i
+    (exact for c << K and c >> K, within the two curves in between; the sub-grid closure uses it).
+    numpy or jax.numpy, by the inputs."""
+    xp = _xp(vmax_high, vmax_intermediate, km_high_pM)
+    v = vmax_high + vmax_intermediate
+    slope = vmax_high / km_high_pM + vmax_intermediate / km_intermediate_pM
+    return v, xp.where(slope > 0, v / xp.where(slope > 0, slope, 1.0), km_high_pM)

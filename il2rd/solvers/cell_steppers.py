@@ -97,7 +97,7 @@ class Tissue:
     `walk_substeps` equal sub-steps so that no cell crosses more than about a voxel per sub-step),
     then takes the coupled step with every living cell's uptake and secretion acting where it now
     is (its voxel, and with the sub-grid closure its stencil, rebuilt inside the step:
-    coupling.stencils). Slots not alive take up, secrete and occupy nothing."""
+    coupling.moved). Slots not alive take up, secrete and occupy nothing."""
 
     coef: FieldCoefficients
     cells: CellKinetics
@@ -121,11 +121,7 @@ class Tissue:
         """The per-cell table with each cell where the walkers are (its voxel, its stencil), and
         the slots not `alive` without uptake or secretion."""
         voxel = motility.voxel_of(walkers.position_um, self.grid.spacing_um, self.grid.shape)
-        cp = self.cells.coupling
-        if cp is not None:
-            flat, inside = coupling.stencils(voxel, cp.shape, cp.periodic)
-            cp = dataclasses.replace(cp, flat=flat, inside=inside)
-        cells = dataclasses.replace(self.cells, voxel=voxel, coupling=cp)
+        cells = dataclasses.replace(self.cells, voxel=voxel, coupling=coupling.moved(self.cells.coupling, voxel))
         if alive is None:
             return cells
         off = lambda a: jnp.where(alive, a, 0.0).astype(a.dtype)  # noqa: E731
