@@ -20,6 +20,8 @@ import math
 import os
 from pathlib import Path
 
+from .solvers import kinds
+
 # Bytes per voxel measured with benchmarks/memory.py on the CPU backend (40^3 -> 80^3 voxels,
 # 2026-12-01): steady 260 (float32) and ~360 (float64), implicit 396 and 584, explicit 284
 # (float32), coupled 414 with its attribution; the attribution adds 25 and the sub-grid closure
@@ -32,16 +34,21 @@ BYTES_PER_VOXEL = {
     ("coupled", "float32"): 390, ("coupled", "float64"): 590,  # float64 scaled
     ("tissue", "float32"): 390, ("tissue", "float64"): 590,  # not measured: taken as coupled (the walk is per cell)
 }
-ATTRIBUTED_KINDS = ("steady", "coupled", "tissue")  # the kinds whose runs get an attribution (steppers.attributable)
 ATTRIBUTION_BYTES_PER_VOXEL = {"float32": 25, "float64": 40}  # steady/coupled with output.attribution (float64 scaled)
 CLOSURE_BYTES_PER_VOXEL = {"float32": 520, "float64": 780}  # physics.cell_radius: the stencils (float64 scaled)
 START_UP_BYTES = 450 * 2**20  # JAX, XLA and Python before the first array (measured: 420 - 550 MiB at 40^3)
 
 
+def _attributed(solver_kind: str) -> bool:
+    """Whether runs of this solver.kind get a source attribution (kinds.SolverKind.attributable; an
+    unknown kind, which config refuses later: no)."""
+    return solver_kind in kinds.KINDS and kinds.KINDS[solver_kind].attributable
+
+
 def run_bytes(n_voxels: int, solver_kind: str, precision: str, closure: bool = False, attribution: bool = False) -> int:
     """Estimated peak memory of one run of n_voxels (unknown kinds and precisions: the smallest)."""
     per_voxel = BYTES_PER_VOXEL.get((solver_kind, precision), min(BYTES_PER_VOXEL.values()))
-    if attribution and solver_kind in ATTRIBUTED_KINDS:
+    if attribution and _attributed(solver_kind):
         per_voxel += ATTRIBUTION_BYTES_PER_VOXEL.get(precision, 0)
     if closure:
         per_voxel += CLOSURE_BYTES_PER_VOXEL.get(precision, 0)
@@ -103,7 +110,7 @@ def memory_problem(n_voxels: int, solver_kind: str, precision: str, closure: boo
     tips = ["a smaller grid.shape", "devices.shard=true over several devices"]
     if precision == "float64":
         tips.insert(0, "precision=float32")
-    if attribution and solver_kind in ATTRIBUTED_KINDS:
+    if attribution and _attributed(solver_kind):
         tips.insert(0, "output.attribution=false")
     fits = math.floor((limit - START_UP_BYTES) / max(1, (need - START_UP_BYTES) / n_voxels))
     return (f"has {n_voxels:.3g} voxels; a {solver_kind} run in {precision} needs about {need / 2**30:.3g} GiB "

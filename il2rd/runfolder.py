@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import config
 from .config import host, schema, validate
-from .solvers import steppers
+from .solvers import kinds, steppers
 from .io.failures import OutputError, lock_output
 from .io.hdf5 import Hdf5Writer
 from .solvers.integrate import SimulationError
@@ -74,7 +74,7 @@ class Found:
         if self.problem:
             return f"a file il2rd cannot read as a run ({self.problem})"
         state = "finished" if self.complete else "unfinished"
-        until = f" up to t = {self.last_time_s:g} s" if self.last_time_s is not None and self.solver != "steady" else ""
+        until = f" up to t = {self.last_time_s:g} s" if self.last_time_s is not None and kinds.steps_in_time(self.solver) else ""
         return f"the {state} {self.solver} run of another config ({self.n_snapshots} snapshot(s){until})"
 
 
@@ -164,7 +164,7 @@ def open_output(cfg: DictConfig, settings, scenario, path: Path, key: str) -> Ou
 
 
 def refusal(path: Path, found: Found) -> str:
-    resume = "" if found.problem or found.complete or found.solver == "steady" else f"continue it with resume={path}, "
+    resume = "" if found.problem or found.complete or not kinds.steps_in_time(found.solver) else f"continue it with resume={path}, "
     return (f"output.dir = {str(path.parent)!r}: holds {found.describe()} in {path.name}; not replaced: {resume}"
             f"choose another output.dir, or set output.overwrite=true to replace it")
 
@@ -172,7 +172,7 @@ def refusal(path: Path, found: Found) -> str:
 def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     """(writer, start) continuing this config's interrupted run in `path`, or None if it holds
     nothing to continue from (steady, nothing committed yet): it is then simply run again."""
-    if kind == "steady":
+    if not kinds.steps_in_time(kind):
         return None
     try:
         writer, t_s, field, saved = Hdf5Writer.resume(path, scenario, lock)
@@ -241,7 +241,7 @@ def open_resume(cfg: DictConfig, overrides=None):
         stored.time.end = new_end
     settings = config.parse(stored)
     host.check(settings)
-    if settings.numerics.solver_kind == "steady":
+    if not settings.numerics.kind.transient:
         raise config.ConfigError("resume", str(path), "is a steady run: there is nothing to continue")
     scenario = Scenario.build(settings)
     lock = lock_output(path, key="resume")

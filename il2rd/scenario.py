@@ -64,7 +64,7 @@ class Scenario:
             table = cells.type_table(problem.types, names)
             laws = cells.uptake_laws(population, problem.types)
             check_steady_field_exists(
-                settings.numerics.solver_kind, problem.decay_per_s, problem.grid, problem.uptake,
+                settings.numerics.kind, problem.decay_per_s, problem.grid, problem.uptake,
                 float(table["secretion_molecules_per_s"][population.type_index].sum()),
                 float((laws.vmax_high_molecules_per_s + laws.vmax_intermediate_molecules_per_s).sum()),
             )

@@ -140,7 +140,7 @@ def _record(scenario, writer, stepper: steppers.Stepper, watch: Stopwatch | None
             if fates:  # what an empty slot holds: NaN, not the zeros computed for it
                 written = {name: np.where(columns["alive"], v, np.nan) for name, v in written.items() if name != "alive"}
                 written.update(fates)
-            writer.append(t, c, written, checkpoint=stepper.transient, state=stepper.checkpoint(state), solver_info=info)
+            writer.append(t, c, written, checkpoint=stepper.kind.transient, state=stepper.checkpoint(state), solver_info=info)
         last.update(columns)
 
     return on_snapshot, last
@@ -148,9 +148,9 @@ def _record(scenario, writer, stepper: steppers.Stepper, watch: Stopwatch | None
 
 def _attributable(settings, stepper: steppers.Stepper) -> bool:
     """Whether a run gets a source attribution: asked for, and a field whose shares add up
-    (stepper.attributable: a steady field, or a coupled run's last backward-Euler step, whose
+    (stepper.kind.attributable: a steady field, or a coupled run's last backward-Euler step, whose
     shares add up to the uptake up to what the field still changes, which the closure reports)."""
-    return settings.output.attribution and stepper.attributable
+    return settings.output.attribution and stepper.kind.attributable
 
 
 def last_solver_columns(f) -> dict | None:
@@ -168,13 +168,13 @@ def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: f
     field = np.asarray(stepper.field(state))
     # a resumed run that was already complete writes no snapshot: summarise its last field
     with watch.stage("readouts"):
-        summary = readouts.summarise(field, last or _columns(field, scenario, cells), scenario, not stepper.transient)
+        summary = readouts.summarise(field, last or _columns(field, scenario, cells), scenario, not stepper.kind.transient)
     shares = None
     interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
     if _attributable(scenario.settings, stepper):
         with watch.stage("attribution"):
             shares = attribute(field, scenario, **_attributed(cells))
-        if shares.closure > CLOSURE_WARNING and stepper.transient:
+        if shares.closure > CLOSURE_WARNING and stepper.kind.transient:
             log.warning("the source shares add up to the cells' uptake only within %.1f %%: the last field of a %s run "
                         "is a backward-Euler step, attributed as if it were steady (README, 'Output'); a smaller "
                         "solver.dt or a run closer to steady state tightens it", 100 * shares.closure, stepper.kind)
@@ -211,7 +211,7 @@ def _reuse(path: Path, scenario) -> Result:
         stored = attribute(field, scenario, **_attributed(cells))
     if "alive" in cells:
         columns["alive"] = cells["alive"] > 0
-    return Result(path, field, readouts.summarise(field, columns, scenario, not stepper.transient), wall, stored, solver)
+    return Result(path, field, readouts.summarise(field, columns, scenario, not stepper.kind.transient), wall, stored, solver)
 
 
 def _stored_attribution(previous) -> Attribution | None:

@@ -23,6 +23,8 @@ from typing import Callable
 from jax import monitoring
 from omegaconf import OmegaConf
 
+from .solvers import kinds
+
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
                    "/jax/core/compile/backend_compile_duration")
 _jax_seconds: dict[str, float] = defaultdict(float)
@@ -58,11 +60,11 @@ class RunStatus:
             return f"continuing the run in {OmegaConf.select(cfg, 'resume')} (from its last snapshot)"
         shape = "x".join(str(n) for n in OmegaConf.select(cfg, "grid.shape", default=[]))
         what = f"{shape} voxels, {OmegaConf.select(cfg, 'precision', default='')}"
-        kind = OmegaConf.select(cfg, "solver.kind", default="steady")
-        if kind == "steady":
+        kind = kinds.KINDS.get(OmegaConf.select(cfg, "solver.kind", default="steady"), kinds.STEADY)
+        if not kind.transient:
             return f"solving the steady field ({what})"
         end = OmegaConf.select(cfg, "time.end", default=0.0)
-        return f"integrating to t = {end:g} s ({kind}{', field and receptors' if kind == 'coupled' else ''}, {what})"
+        return f"integrating to t = {end:g} s ({kind}{', field and receptors' if kind.cells else ''}, {what})"
 
     def __call__(self, stage: str) -> None:
         from tqdm.auto import tqdm

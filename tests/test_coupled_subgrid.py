@@ -21,7 +21,8 @@ from helpers import coefficients, np_tendency
 from il2rd import cells
 from il2rd.cells import coupling
 from il2rd.analysis import readouts
-from il2rd.physics import subgrid, units
+from il2rd.physics import kinetics, subgrid, units
+from il2rd.physics.receptors import collapsed_law
 from il2rd.analysis.attribution import attribute
 from il2rd.config import parse
 from il2rd.cells.dynamics import cell_kinetics, coefficients_at, secretion_course, secretion_profile, seen
@@ -163,6 +164,50 @@ def test_a_saturated_cell_sees_finite_monotone_il2_in_float32(h):
     _, s_shared = coupling.cell_uptake(coupling.build(voxel, shape, h, RADIUS, D, 1.0, "saturating", jnp.float64, (False,) * 3),
                                        c, jnp.asarray(vmax), jnp.asarray(km))
     assert float(s_shared[1]) == pytest.approx(float(s_alone[0]), rel=1e-12)
+
+
+def test_point_sinks_are_the_couplings_one_voxel_case():
+    """physics.cell_radius=null: one arm of weight 1 per cell, each receptor class its own fields.
+    Two cells in one voxel add (maxima, linear slopes, secretions; a cell walking into an occupied
+    voxel, coupling.moved, adds too), each cell sees its voxel's IL-2, receptors or not, and a lone
+    cell takes up exactly V_h c/(K_h + c) + V_i c/(K_i + c)."""
+    shape, h = (5, 5, 5), 10.0
+    voxel = np.array([[1, 1, 1], [1, 1, 1], [3, 2, 0], [4, 4, 4]])
+    v_high, k_high = np.array([300.0, 50.0, 120.0, 0.0]), np.array([43.0, 20.0, 43.0, 43.0])
+    v_int, k_int = np.array([0.0, 80.0, 40.0, 0.0]), np.full(4, 1035.0)
+    q = np.array([10.0, 0.0, 0.0, 5.0])
+    dtype = jnp.result_type(float)
+    cp = coupling.build(voxel, shape, h, None, D, 1.0, "saturating", dtype)
+    assert not cp.closure and cp.arms == 1 and not cp.own_capture
+    as_law = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    classes = tuple(as_law(a) for a in (v_high, k_high, v_int, k_int))
+    fields = {k: np.asarray(f) for k, f in coupling.coefficient_fields(cp, classes, as_law(q), intermediate=True).items()}
+    to_pM = 1.0 / (units.MOLECULES_PER_UM3_PER_PM * h**3)
+    shared, lone, empty = (1, 1, 1), (3, 2, 0), (2, 2, 2)
+    assert fields["vmax_pM_per_s"][shared] == pytest.approx(350.0 * to_pM, rel=1e-12)
+    assert fields["km_pM"][shared] == pytest.approx(350.0 / (300.0 / 43.0 + 50.0 / 20.0), rel=1e-12)  # both slopes kept
+    assert fields["vmax_intermediate_pM_per_s"][shared] == pytest.approx(80.0 * to_pM, rel=1e-12)
+    assert fields["km_pM"][lone] == pytest.approx(43.0, rel=1e-12)
+    assert fields["secretion_pM_per_s"][shared] == pytest.approx(10.0 * to_pM, rel=1e-12)
+    assert fields["secretion_pM_per_s"][(4, 4, 4)] == pytest.approx(5.0 * to_pM, rel=1e-12)
+    assert fields["vmax_pM_per_s"][empty] == 0.0
+    assert fields["secretion_pM_per_s"].sum() == pytest.approx(15.0 * to_pM, rel=1e-12)
+
+    c = jnp.asarray(np.random.default_rng(2).uniform(1.0, 100.0, shape), dtype)
+    coef = coefficients(shape, km=fields["km_pM"]).replace(**{k: jnp.asarray(f, dtype) for k, f in fields.items() if k != "km_pM"})
+    v, km = (as_law(a) for a in collapsed_law(*classes))
+    uptake, seen_pM = (np.asarray(a) for a in coupling.cell_uptake(cp, c, v, km, as_law(q), coef))
+    c_at = np.asarray(c)[tuple(voxel.T)]
+    np.testing.assert_array_equal(seen_pM, c_at)  # the cell without receptors too
+    c2 = c_at[2]
+    assert uptake[2] == pytest.approx(120.0 * c2 / (43.0 + c2) + 40.0 * c2 / (1035.0 + c2), rel=1e-12)
+    voxel_rate = float(np.asarray(kinetics.uptake_rate(c, coef))[shared]) / to_pM
+    assert uptake[0] + uptake[1] == pytest.approx(voxel_rate, rel=1e-12) and uptake[3] == 0.0
+
+    walked = coupling.moved(cp, jnp.asarray([[1, 1, 1], [1, 1, 1], [1, 1, 1], [4, 4, 4]], jnp.int32))
+    moved = coupling.coefficient_fields(walked, classes, as_law(q), intermediate=True)
+    assert float(moved["vmax_pM_per_s"][shared]) == pytest.approx(470.0 * to_pM, rel=1e-12)
+    assert float(moved["vmax_pM_per_s"][lone]) == 0.0
 
 
 # ------------------------------------------------------------------------------------------

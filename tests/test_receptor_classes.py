@@ -52,7 +52,7 @@ def test_pstat5_of_two_classes_is_the_high_affinity_curve_at_equal_occupancy():
     for c in (0.3, 3.0, 30.0, 300.0, 3000.0):
         theta = (high * c / (k_high + c) + low * c / (k_low + c)) / total
         equivalent = brentq(lambda x: x / (s.reference_km_pM + x) - theta, 0.0, 1e9, xtol=1e-14, rtol=1e-14)
-        busse = equivalent**3 / (s.ec50_pM(total) ** 3 + equivalent**3)
+        busse = equivalent**3 / (float(s.ec50_pM(total)) ** 3 + equivalent**3)
         assert float(s.pstat5(c, high, k_high, low, k_low)) == pytest.approx(busse, rel=1e-9)
     # one class (the old form) is the special case; no receptors, no signal
     c = np.array([1.0, 10.0, 100.0])

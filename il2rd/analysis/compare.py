@@ -160,7 +160,7 @@ def compare(scenarios: list[str], out: Path, overrides: list[str], progress: boo
         cfg = _compose(name, [*overrides, f"output.progress={str(progress).lower()}"])
         settings = config.parse(cfg)
         host.check(settings)
-        if settings.numerics.solver_kind != "steady":
+        if settings.numerics.kind.transient:
             raise config.ConfigError("solver.kind", settings.numerics.solver_kind, f"scenario {name}: the comparison needs steady runs")
         cfgs[name] = cfg
     rows, fates = [], {}

@@ -97,7 +97,8 @@ def cell_columns(field_pM, scenario, il2ra=None, contact_received=None, secretio
         seen = np.asarray(contact.seen_with_contact(*(jnp.asarray(a, dtype) for a in (seen, received, *laws.collapsed()))),
                           np.float64)
         uptake = uptake + received
-    pstat5 = settings.problem.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate, laws.km_intermediate_pM)
+    pstat5 = np.asarray(settings.problem.signalling.pstat5(seen, laws.high, laws.km_high_pM, laws.intermediate,
+                                                           laws.km_intermediate_pM), np.float64)
     return dict(il2=seen, uptake=uptake, receptors=laws.high, receptors_intermediate=laws.intermediate, pstat5=pstat5)
 
 

@@ -160,7 +160,7 @@ class UptakeLaws:
 
     def collapsed(self) -> tuple[np.ndarray, np.ndarray]:
         """One law per cell (V molecules/s, K_M pM) for both classes (receptors.collapsed_law)."""
-        return receptors.collapsed_law(*self.classes())
+        return tuple(np.asarray(a, np.float64) for a in receptors.collapsed_law(*self.classes()))
 
 
 def uptake_laws(population: Population, types: dict[str, CellType], il2ra=None) -> UptakeLaws:
@@ -169,8 +169,8 @@ def uptake_laws(population: Population, types: dict[str, CellType], il2ra=None) 
     table = type_table(types, population.type_names)
     t = population.type_index
     ra = population.receptors_per_cell(types) if il2ra is None else np.asarray(il2ra, np.float64)
-    high, intermediate = receptors.receptor_classes(ra, population.receptors_per_cell(types, "il2rb"),
-                                                    population.receptors_per_cell(types, "gc"))
+    high, intermediate = (np.asarray(a, np.float64) for a in receptors.receptor_classes(
+        ra, population.receptors_per_cell(types, "il2rb"), population.receptors_per_cell(types, "gc")))
     k_int = table["k_int_per_s"][t]
     return UptakeLaws(high, intermediate, k_int * high, table["km_pM"][t], k_int * intermediate, table["km_intermediate_pM"][t])
 

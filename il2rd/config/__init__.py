@@ -28,11 +28,11 @@ from ..solvers.steady import PRECONDITIONERS, SolverOptions
 from ..cells.dynamics import INITIAL_FIELDS, ReceptorFeedback
 from ..physics.vessels import Vessels
 from ..cells.fate import FateSettings
-from ..solvers.transient import KINDS as TRANSIENT_KINDS
+from ..solvers import kinds
+from ..solvers.kinds import SolverKind
 from .validate import ConfigError, boolean, choice, integer, number
 
-# coupled: backward-Euler field with receptor dynamics (dynamics.py); tissue: coupled, with cells that move (motility.py)
-SOLVER_KINDS = (*TRANSIENT_KINDS, "coupled", "tissue")
+SOLVER_KINDS = tuple(kinds.KINDS)  # solvers/kinds.py: what each implies
 
 PRECISIONS = ("float32", "float64")
 COMPRESSIONS = ("gzip", "zstd", "none")
@@ -64,7 +64,7 @@ class Problem:
 @dataclass(frozen=True)
 class Numerics:
     """How it is solved: the integrator, its steps and tolerances, the precision, the devices."""
-    solver_kind: str
+    kind: SolverKind  # solver.kind (solvers/kinds.py)
     options: SolverOptions
     dt_s: float
     end_s: float
@@ -74,8 +74,13 @@ class Numerics:
     initial_field: str = "steady"  # solver.kind=coupled: dynamics.INITIAL_FIELDS
 
     @property
+    def solver_kind(self) -> str:
+        """The solver.kind value."""
+        return self.kind.name
+
+    @property
     def snapshot_times_s(self) -> list[float]:
-        if self.solver_kind == "steady":
+        if not self.kind.transient:
             return [0.0]
         n = math.floor(self.end_s / self.snapshot_every_s + 1e-9)
         times = [i * self.snapshot_every_s for i in range(n + 1)]
@@ -121,13 +126,13 @@ def _check_not_empty(placement, grid: Grid, face_values, vessels: Vessels) -> No
                       "IL-2: the run would be an empty tissue with a zero field; give counts or densities that place "
                       "cells, or check grid.spacing (um)")
 
-def check_steady_field_exists(solver_kind: str, decay_per_s: float, grid: Grid, uptake: str,
+def check_steady_field_exists(kind: SolverKind, decay_per_s: float, grid: Grid, uptake: str,
                               secretion_molecules_per_s: float, uptake_capacity_molecules_per_s: float) -> None:
     """With no decay and no fixed face only the cells remove IL-2. Saturating uptake removes at
     most sum_i k_int R_i molecules/s, linear uptake any amount if some cell consumes; when
     secretion exceeds what can be removed, IL-2 accumulates for ever and no steady field exists
     (the transient solvers are fine: the field just grows)."""
-    if solver_kind != "steady" or decay_per_s > 0 or grid.passes_flux or secretion_molecules_per_s == 0:
+    if kind.transient or decay_per_s > 0 or grid.passes_flux or secretion_molecules_per_s == 0:
         return
     if uptake == "saturating":
         removable = uptake_capacity_molecules_per_s
@@ -176,7 +181,7 @@ def parse(cfg: DictConfig) -> Settings:
                               unit="interstitial fraction of the tissue volume; ~0.2 - 0.4 in packed tissue")
     tortuosity = number("physics.tortuosity", cfg.physics.tortuosity, low=1,
                          unit="D_eff = D / tortuosity^2; ~1.6 in tissue")
-    kind = choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)
+    kind = kinds.KINDS[choice("solver.kind", cfg.solver.kind, SOLVER_KINDS)]
     cell_radius = cell_types.physics_cell_radius(cfg.physics.cell_radius, grid)
     dynamics_cfg = cfg.receptor_dynamics
     feedback = ReceptorFeedback(
@@ -192,9 +197,9 @@ def parse(cfg: DictConfig) -> Settings:
         max_newton=integer("solver.max_newton", cfg.solver.max_newton, low=1),
         preconditioner=choice("solver.preconditioner", cfg.solver.preconditioner, PRECONDITIONERS),
     )
-    end = number("time.end", cfg.time.end, low=0, low_open=kind != "steady", unit="s")
+    end = number("time.end", cfg.time.end, low=0, low_open=kind.transient, unit="s")
     every = number("time.snapshot_every", cfg.time.snapshot_every, low=0, low_open=True, unit="s")
-    if kind != "steady":
+    if kind.transient:
         if end / every > MAX_SNAPSHOTS:
             raise ConfigError("time.snapshot_every", every,
                               f"gives {end / every:.3g} snapshots up to time.end = {end:g} s; at most {MAX_SNAPSHOTS}")
@@ -219,7 +224,7 @@ def parse(cfg: DictConfig) -> Settings:
         check_steady_field_exists(
             kind, decay, grid, uptake,
             sum(c * types[n].secretion_molecules_per_s for n, c, _ in placement),
-            sum(c * types[n].k_int_per_s * sum(receptor_classes(types[n].receptors, types[n].il2rb, types[n].gc))
+            sum(c * types[n].k_int_per_s * float(sum(receptor_classes(types[n].receptors, types[n].il2rb, types[n].gc)))
                 for n, c, _ in placement),
         )
     signalling = Signalling(
@@ -254,7 +259,7 @@ def parse(cfg: DictConfig) -> Settings:
         fate=cell_types.fate_settings(cfg, kind, types, dt),
     )
     numerics = Numerics(
-        solver_kind=kind,
+        kind=kind,
         options=options,
         dt_s=dt,
         end_s=end,

@@ -16,6 +16,7 @@ from ..cells import fate, motility
 from ..physics import subgrid
 from ..cells import CellType
 from ..cells.fate import FateSettings
+from ..solvers.kinds import SolverKind
 from ..physics.grid import Grid
 from .schema import PER_TYPE, CellTypeConfig
 from .validate import ConfigError, boolean, integer, number
@@ -85,7 +86,7 @@ def _fate_rates(key: str, division: Any, death: Any, cycle: Any) -> dict:
     return dict(division_per_s=rate("division", division), death_per_s=rate("death", death),
                 cycle_s=number(f"{key}.cycle", cycle, low=0, high=24.0 * 30, unit="h") * fate.HOUR_S)
 
-def fate_settings(cfg, kind: str, types: dict, dt_s: float) -> FateSettings:
+def fate_settings(cfg, kind: SolverKind, types: dict, dt_s: float) -> FateSettings:
     """fate.*, checked: only with solver.kind=tissue, and steps short enough for the event scheme
     (fate.py: (b + d) dt <= MAX_EVENTS_PER_STEP for every type)."""
     f = cfg.fate
@@ -99,7 +100,7 @@ def fate_settings(cfg, kind: str, types: dict, dt_s: float) -> FateSettings:
     )
     if not enabled:
         return settings
-    if kind != "tissue":
+    if not kind.moving:
         raise ConfigError("fate.enabled", True, f"needs solver.kind=tissue (cells that can be born and die); got {kind}")
     for name, t in types.items():
         events = (t.division_per_s + t.death_per_s) * dt_s
@@ -120,11 +121,11 @@ def _contact(key: str, fraction: Any, partners: Any, names: list[str]) -> dict:
             raise ConfigError(f"{key}.partners", list(partners), f"names {p!r}, not a cell type of this run; allowed: {names}")
     return dict(contact_fraction=fraction, contact_partners=tuple(str(p) for p in partners))
 
-def check_contact(kind: str, types: dict) -> None:
+def check_contact(kind: SolverKind, types: dict) -> None:
     """Contact delivery needs a stepped run: the handed amount depends on the partner's free
     receptors at the step's start (contact.py)."""
     for name, t in types.items():
-        if t.contact_fraction > 0 and kind not in ("coupled", "tissue"):
+        if t.contact_fraction > 0 and not kind.cells:
             raise ConfigError(f"cell_types.{name}.contact", t.contact_fraction,
                               f"needs solver.kind=coupled or tissue (a step from the partner's receptors); got {kind}")
 

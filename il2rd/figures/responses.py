@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..physics.receptors import Signalling
+from ..solvers import kinds
 from .style import FigureSkipped, legend_outside, log_norm, plt, responder_types, time_label, type_styles
 
 MAX_POINTS_PER_TYPE = 2500  # cells drawn per type in a scatter (an even subsample beyond)
@@ -115,7 +116,7 @@ def figure_pstat5_vs_il2(run, index: int):
 
 def figure_timeseries(run):
     if len(run.time) < 2:
-        raise FigureSkipped(f"the run has one snapshot (t = {run.time[0]:g} s{', steady' if run.attrs.get('solver') == 'steady' else ''}): "
+        raise FigureSkipped(f"the run has one snapshot (t = {run.time[0]:g} s{'' if kinds.steps_in_time(run.attrs.get('solver')) else ', steady'}): "
                             "nothing to plot against time")
     rows = np.flatnonzero(run.cells_stored)  # the snapshots whose cell columns are stored (output.cells_every)
     if len(rows) < 2:

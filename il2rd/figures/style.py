@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap, LogNorm  # noqa: E402
 
+from ..solvers import kinds  # noqa: E402
+
 DPI = 100
 DYNAMIC_RANGE = 1e4  # log colour scales span at most this many-fold below the maximum
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies; black last (reserved for sources)
@@ -86,7 +88,7 @@ def plane_label(run, k: int) -> str:
 
 
 def time_label(run, index: int) -> str:
-    if run.attrs.get("solver") == "steady":
+    if not kinds.steps_in_time(run.attrs.get("solver")):
         return "steady state"
     t_s = float(run.time[index])
     if t_s < 600:

@@ -89,7 +89,7 @@ CONTACT_COLUMNS = {"handed": "molecules/s", "received": "molecules/s"}
 def estimated_bytes(scenario) -> int:
     """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
     n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
-    columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.numerics.solver_kind == "tissue" else 0)
+    columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.numerics.kind.moving else 0)
     columns += len(FATE_COLUMNS) if scenario.settings.problem.fate.enabled else 0
     columns += len(CONTACT_COLUMNS) if any(t.contact_fraction > 0 for t in scenario.settings.problem.types.values()) else 0
     settings = scenario.settings
@@ -97,7 +97,7 @@ def estimated_bytes(scenario) -> int:
     n_fields = sum(stores(i, settings.output.field_every, settings) for i in range(n_snapshots))
     n_cell_rows = sum(stores(i, settings.output.cells_every, settings) for i in range(n_snapshots))
     per_snapshot = 4 * (columns - len(CELL_COLUMNS)) * n_cells + 9
-    per_cell = 1 + (9 + 8 if scenario.settings.numerics.solver_kind == "tissue" else 0)  # IL-2Ra; a tissue run's walk and fate
+    per_cell = 1 + (9 + 8 if scenario.settings.numerics.kind.moving else 0)  # IL-2Ra; a tissue run's walk and fate
     state = 2 * 8 * (n_voxels + per_cell * n_cells)  # two checkpoint slots, at most 8 bytes a value
     static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
     static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine

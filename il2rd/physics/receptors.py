@@ -37,15 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
-import numpy as np
-
-
-def _xp(*arrays):
-    """jax.numpy for JAX arrays (inside jitted code: the coupled solver), numpy otherwise
-    (readouts, in float64)."""
-    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 # K_M = (k_off + k_int) / k_on of the two receptor classes (../shared/science.md): the defaults of
@@ -66,45 +58,38 @@ class Signalling:
     def ec50_pM(self, receptors):
         """EC50 of pSTAT5 (pM) for cells with `receptors` receptors."""
         kn = self.ec50_k_receptors**self.ec50_exponent
-        xp = _xp(receptors)
-        receptors = xp.asarray(receptors) if xp is jnp else np.asarray(receptors, np.float64)
-        return self.ec50_max_pM * kn / (kn + xp.maximum(receptors, 0.0) ** self.ec50_exponent)
+        return self.ec50_max_pM * kn / (kn + jnp.maximum(jnp.asarray(receptors), 0.0) ** self.ec50_exponent)
 
     def pstat5(self, il2_pM, receptors, km_pM=None, intermediate=0.0, km_intermediate_pM=None):
         """pSTAT5 level (0..1) of cells seeing il2_pM with `receptors` receptors of Michaelis
         constant km_pM (None: the reference, high affinity) and `intermediate` receptors of
         constant km_intermediate_pM (module docstring: signal at equal occupancy)."""
-        xp = _xp(il2_pM, receptors, km_pM, intermediate, km_intermediate_pM)
-        as_array = (lambda a: xp.asarray(a)) if xp is jnp else (lambda a: np.asarray(a, np.float64))  # noqa: E731
         # clipped above: an IL-2 given as inf (full occupancy) must give pSTAT5 1, not NaN
-        c = xp.clip(as_array(il2_pM), 0.0, 1e15)
-        high, low = xp.maximum(as_array(receptors), 0.0), xp.maximum(as_array(intermediate), 0.0)
-        k_high = self.reference_km_pM if km_pM is None else as_array(km_pM)
-        k_low = self.reference_km_pM if km_intermediate_pM is None else as_array(km_intermediate_pM)
+        c = jnp.clip(jnp.asarray(il2_pM), 0.0, 1e15)
+        high, low = jnp.maximum(jnp.asarray(receptors), 0.0), jnp.maximum(jnp.asarray(intermediate), 0.0)
+        k_high = self.reference_km_pM if km_pM is None else jnp.asarray(km_pM)
+        k_low = self.reference_km_pM if km_intermediate_pM is None else jnp.asarray(km_intermediate_pM)
         total = high + low
         bound = high * c / (k_high + c) + low * c / (k_low + c)
         free = high * k_high / (k_high + c) + low * k_low / (k_low + c)  # total - bound, without cancellation
         signals = (total > 0) & (bound > 0)
         # EC50 / c_equiv = EC50 (1 - theta) / (K_ref theta); pSTAT5 = 1 / (1 + (EC50 / c_equiv)^n)
-        ratio = self.ec50_pM(total) * free / (self.reference_km_pM * xp.where(signals, bound, 1.0))
-        return xp.where(signals, 1.0 / (1.0 + ratio**self.hill), 0.0)
+        ratio = self.ec50_pM(total) * free / (self.reference_km_pM * jnp.where(signals, bound, 1.0))
+        return jnp.where(signals, 1.0 / (1.0 + ratio**self.hill), 0.0)
 
 
 def receptor_classes(il2ra, il2rb, gc):
     """(R_high, R_int) receptors per cell from its IL-2Ra, IL-2Rb and gc chains (module
-    docstring); inf for a chain that is not limiting. numpy or jax.numpy, by the inputs."""
-    xp = _xp(il2ra, il2rb, gc)
-    pair = xp.minimum(il2rb, gc)
-    high = xp.minimum(il2ra, pair)
-    return high, xp.where(xp.isfinite(il2rb), pair - high, 0.0)
+    docstring); inf for a chain that is not limiting."""
+    pair = jnp.minimum(il2rb, gc)
+    high = jnp.minimum(il2ra, pair)
+    return high, jnp.where(jnp.isfinite(il2rb), pair - high, 0.0)
 
 
 def collapsed_law(vmax_high, km_high_pM, vmax_intermediate, km_intermediate_pM):
     """One Michaelis-Menten law per cell, (V molecules/s, K_M pM), with the same maximum and the
     same linear slope as its two receptor classes: V = V_h + V_i, V / K_M = V_h / K_h + V_i / K_i
-    (exact for c << K and c >> K, within the two curves in between; the sub-grid closure uses it).
-    numpy or jax.numpy, by the inputs."""
-    xp = _xp(vmax_high, vmax_intermediate, km_high_pM)
-    v = vmax_high + vmax_intermediate
-    slope = vmax_high / km_high_pM + vmax_intermediate / km_intermediate_pM
-    return v, xp.where(slope > 0, v / xp.where(slope > 0, slope, 1.0), km_high_pM)
+    (exact for c << K and c >> K, within the two curves in between; the sub-grid closure uses it)."""
+    v = jnp.add(vmax_high, vmax_intermediate)
+    slope = jnp.divide(vmax_high, km_high_pM) + jnp.divide(vmax_intermediate, km_intermediate_pM)
+    return v, jnp.where(slope > 0, v / jnp.where(slope > 0, slope, 1.0), km_high_pM)

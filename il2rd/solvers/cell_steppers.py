@@ -18,10 +18,12 @@ from ..cells.dynamics import CellKinetics
 from ..physics.grid import Grid
 from ..physics.kinetics import FieldCoefficients
 from ..pytree import STATIC
+from . import kinds
+from .kinds import SolverKind
 from .steady import SolverOptions
 
 
-def _saved(saved: dict, name: str, kind: str):
+def _saved(saved: dict, name: str, kind: SolverKind):
     if name not in saved:
         raise KeyError(f"a {kind} run's checkpoint holds {name}; this one holds only {sorted(saved) or 'the field'} "
                        "(written by an older il2rd?)")
@@ -40,10 +42,8 @@ class Coupled:
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
     initial_field: str = field(default="steady", metadata=STATIC)  # dynamics.INITIAL_FIELDS
-    kind: ClassVar[str] = "coupled"
+    kind: ClassVar[SolverKind] = kinds.COUPLED
     saves: ClassVar[tuple[str, ...]] = ("il2ra",)
-    transient: ClassVar[bool] = True
-    attributable: ClassVar[bool] = True
 
     def init(self, t_s):
         return dynamics.initial_state(self.grid, self.coef, self.cells, self.options, t_s, self.initial_field)
@@ -111,11 +111,9 @@ class Tissue:
     initial_field: str = field(default="steady", metadata=STATIC)
     walk_substeps: int = field(default=1, metadata=STATIC)
     fate_enabled: bool = field(default=False, metadata=STATIC)
-    kind: ClassVar[str] = "tissue"
+    kind: ClassVar[SolverKind] = kinds.TISSUE
     saves: ClassVar[tuple[str, ...]] = ("il2ra", "walk_position_um", "walk_velocity_um_per_s", "walk_displacement_um",
                                         "walk_key", *(f"fate_{name}" for name in fate.FateState._fields))
-    transient: ClassVar[bool] = True
-    attributable: ClassVar[bool] = True
 
     def cells_at(self, walkers: motility.Walkers, alive=None) -> CellKinetics:
         """The per-cell table with each cell where the walkers are (its voxel, its stencil), and

@@ -84,7 +84,7 @@ def integrate(stepper: steppers.Stepper, times_s: list[float], dt_s: float, on_s
     advance = steppers.advance_batch if batched else steppers.advance
     if start is None:
         state, info = (steppers.initialize_batch if batched else steppers.initialize)(stepper, jnp.asarray(times_s[0], dtype))
-        check_field(stepper.field(state), f"in the initial state at t = {times_s[0]:g} s" if stepper.transient
+        check_field(stepper.field(state), f"in the initial state at t = {times_s[0]:g} s" if stepper.kind.transient
                     else "in the steady solve", grid)
         check_solve(info, times_s[0], options)
         on_snapshot(times_s[0], state, info=solver_columns(info))
@@ -92,7 +92,7 @@ def integrate(stepper: steppers.Stepper, times_s: list[float], dt_s: float, on_s
     else:
         t_start, state = start
         times_s = [t_start] + [t for t in times_s if t > t_start * (1 + 1e-12)]
-    if not stepper.transient:
+    if not stepper.kind.transient:
         return state
     # each member's own sub-steps, the most any member needs: the stacked coefficients' maxima
     # combined across members (one's D, another's uptake) would ask for more than any member alone

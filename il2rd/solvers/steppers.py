@@ -15,13 +15,12 @@ options static. It has
     checkpoint(state)        -> dict                  the state beside the field, by name, for the file
     restore(field, saved)    -> state                 the state again from the field and that dict (resume)
 
-and host-side facts: `kind` (its solver.kind name), `transient` (whether it steps at all: Steady
-does not), `attributable` (whether its field is a solve whose source attribution adds up: the
-steady field, and a coupled or tissue run's last backward-Euler step, whose closure the
-attribution reports), `saves` (the names `checkpoint` stores). The state is the field c,
+and host-side facts: `kind` (its kinds.SolverKind: whether it steps at all, carries or moves cells,
+and whether its field is a solve whose source attribution adds up), `saves` (the names `checkpoint`
+stores). The state is the field c,
 (c, IL-2Ra per cell) for Coupled, a TissueState (the field, IL-2Ra, the walk, its random key) for
 Tissue. The steppers that carry cells (Coupled, Tissue) are cell_steppers.py's. A new stepper is a class
-with these methods, added to KINDS here (and config.SOLVER_KINDS).
+with these methods, added to KINDS here, with its SolverKind in kinds.py.
 
 `advance` takes n steps as one jitted lax.scan; `advance_batch` and `initialize_batch` are the
 same over each member of a stack of steppers of one treedef (`stack`: parameter sets of one lattice), so
@@ -45,6 +44,8 @@ from ..cells.dynamics import CellKinetics
 from ..physics.grid import Grid
 from ..physics.kinetics import FieldCoefficients
 from ..pytree import STATIC
+from . import kinds
+from .kinds import SolverKind
 from .steady import NewtonInfo, SolverOptions, solve_steady
 from .transient import explicit_step, explicit_substeps, implicit_step
 from .cell_steppers import Coupled, Tissue
@@ -87,9 +88,7 @@ class Steady(_FieldOnly):
     coef: FieldCoefficients
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
-    kind: ClassVar[str] = "steady"
-    transient: ClassVar[bool] = False
-    attributable: ClassVar[bool] = True
+    kind: ClassVar[SolverKind] = kinds.STEADY
 
     def init(self, t_s):
         return solve_steady(self.grid, self.coef, None, self.options)
@@ -106,9 +105,7 @@ class BackwardEuler(_FieldOnly):
     coef: FieldCoefficients
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)
-    kind: ClassVar[str] = "implicit"
-    transient: ClassVar[bool] = True
-    attributable: ClassVar[bool] = False
+    kind: ClassVar[SolverKind] = kinds.IMPLICIT
 
     def init(self, t_s):
         return _zero_field(self.grid, self.coef)
@@ -125,9 +122,7 @@ class ForwardEuler(_FieldOnly):
     coef: FieldCoefficients
     grid: Grid = field(metadata=STATIC)
     options: SolverOptions = field(metadata=STATIC)  # unused by the step; kept so every stepper reports alike
-    kind: ClassVar[str] = "explicit"
-    transient: ClassVar[bool] = True
-    attributable: ClassVar[bool] = False
+    kind: ClassVar[SolverKind] = kinds.EXPLICIT
 
     def init(self, t_s):
         return _zero_field(self.grid, self.coef)
@@ -140,7 +135,7 @@ class ForwardEuler(_FieldOnly):
 
 
 Stepper = Steady | BackwardEuler | ForwardEuler | Coupled | Tissue
-KINDS = {s.kind: s for s in (Steady, BackwardEuler, ForwardEuler, Coupled, Tissue)}
+KINDS = {s.kind.name: s for s in (Steady, BackwardEuler, ForwardEuler, Coupled, Tissue)}
 
 
 def build(kind: str, coef: FieldCoefficients, grid: Grid, options: SolverOptions, cells: CellKinetics | None = None,
@@ -148,9 +143,9 @@ def build(kind: str, coef: FieldCoefficients, grid: Grid, options: SolverOptions
     """The stepper of solver.kind `kind` (KINDS) on these coefficients; cells and initial_field:
     a coupled run's per-cell table (dynamics.cell_kinetics) and its initial field; tissue: a tissue
     run's walk, start_position_um, seed and walk_substeps (Tissue)."""
-    if kind == Tissue.kind:
+    if kind == Tissue.kind.name:
         return Tissue(coef, cells, grid=grid, options=options, initial_field=initial_field, **tissue)
-    if kind == Coupled.kind:
+    if kind == Coupled.kind.name:
         return Coupled(coef, cells, grid, options, initial_field)
     return KINDS[kind](coef, grid, options)
 
@@ -161,9 +156,9 @@ def for_scenario(scenario, coef: FieldCoefficients | None = None) -> Stepper:
     problem, numerics = scenario.settings.problem, scenario.settings.numerics
     coef = scenario.coefficients if coef is None else coef
     kind = numerics.solver_kind
-    cells = dynamics.cell_kinetics(scenario, coef.dtype) if kind in (Coupled.kind, Tissue.kind) else None
+    cells = dynamics.cell_kinetics(scenario, coef.dtype) if numerics.kind.cells else None
     tissue = {}
-    if kind == Tissue.kind:
+    if numerics.kind.moving:
         pop = scenario.population
         alive = np.ones(len(pop), bool) if scenario.alive is None else scenario.alive
         tissue = dict(walk=motility.build(scenario.grid, pop, problem.types, problem.placement, problem.subgrid_uptake,

@@ -22,7 +22,6 @@ from ..physics.kinetics import FieldCoefficients
 from .steady import SolverOptions, solve_steady
 
 STABILITY_MARGIN = 0.9
-KINDS = ("steady", "implicit", "explicit")
 
 
 def explicit_stable_dt(grid: Grid, coef: FieldCoefficients) -> float:
