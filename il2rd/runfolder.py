@@ -156,7 +156,7 @@ def open_output(cfg: DictConfig, settings, scenario, path: Path, key: str) -> Ou
             raise OutputError(refusal(path, found))
         elif found is not None:
             log.warning("output.overwrite=true: replacing %s (%s)", path, found.describe())
-        held.writer = Hdf5Writer.create(path, scenario, OmegaConf.to_yaml(cfg, resolve=True), settings.output.compression, key, lock)
+        held.writer = Hdf5Writer.create(path, scenario.record(), OmegaConf.to_yaml(cfg, resolve=True), key, lock)
         return held
     except BaseException:
         lock.release()
@@ -175,7 +175,7 @@ def _continue(path: Path, scenario, lock: FolderLock, kind: str):
     if not kinds.steps_in_time(kind):
         return None
     try:
-        writer, t_s, field, saved = Hdf5Writer.resume(path, scenario, lock)
+        writer, t_s, field, saved = Hdf5Writer.resume(path, scenario.record(), lock)
     except OutputError as err:
         log.info("%s: %s; running it again", path, err)
         return None
@@ -246,7 +246,7 @@ def open_resume(cfg: DictConfig, overrides=None):
     scenario = Scenario.build(settings)
     lock = lock_output(path, key="resume")
     try:
-        writer, t_s, field, saved = Hdf5Writer.resume(path, scenario, lock)
+        writer, t_s, field, saved = Hdf5Writer.resume(path, scenario.record(), lock)
     except BaseException:
         lock.release()
         raise

@@ -15,6 +15,7 @@ from .physics import vessels
 from .cells import Population
 from .cells.coupling import CellCoupling
 from .config import Settings, check_steady_field_exists
+from .io.layout import RunRecord
 from .solvers.devices import shard_coefficients, x_slabs
 from .physics.kinetics import FieldCoefficients
 
@@ -43,6 +44,19 @@ class Scenario:
     def interstitial_voxel_volume_um3(self) -> float:
         """alpha h^3: the volume of one voxel that IL-2 occupies (um^3)."""
         return cells.interstitial_volume_um3(self.grid, self.settings.problem.volume_fraction)
+
+    def record(self) -> RunRecord:
+        """What the run's file records of it (io/layout.RunRecord), as plain values."""
+        problem, numerics, output = self.settings.problem, self.settings.numerics, self.settings.output
+        pop = self.population
+        return RunRecord(
+            shape=self.grid.shape, spacing_um=self.grid.spacing_um, boundary=tuple(self.grid.boundary),
+            face_values_pM=np.asarray(problem.face_values_pM), solver=numerics.solver_kind, precision=numerics.precision,
+            seed=problem.seed, position_um=pop.position_um, type_index=pop.type_index, type_names=tuple(pop.type_names),
+            type_table=cells.type_table(problem.types, pop.type_names), snapshot_times_s=tuple(numerics.snapshot_times_s),
+            field_every=output.field_every, cells_every=output.cells_every, compression=output.compression,
+            positive_threshold=problem.signalling.positive_threshold, moving=numerics.kind.moving, fate=problem.fate.enabled,
+            contact=any(t.contact_fraction > 0 for t in problem.types.values()))
 
     @classmethod
     def build(cls, settings: Settings) -> "Scenario":

@@ -52,3 +52,12 @@ def test_no_module_imports_one_that_imports_it():
 
     cycles = sorted(f"{a} -> {b}" for a in graph for b in graph[a] if a in reachable(b))
     assert not cycles, "modules that import one that imports them back: " + "; ".join(cycles)
+
+
+def test_io_depends_on_no_physics():
+    """The file layer (il2rd/io/) writes and reads plain values (layout.RunRecord, arrays): it imports
+    no physics, cell, solver, analysis or scenario module, so a reader needs none of them."""
+    found = modules()
+    outside = {f"{name} -> {target}" for name, path in found.items() if name.startswith("il2rd.io")
+               for target in imports(name, path, set(found)) if not target.startswith("il2rd.io")}
+    assert not outside, "il2rd/io/ imports: " + "; ".join(sorted(outside))

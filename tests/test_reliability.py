@@ -379,7 +379,7 @@ TRANSIENT = [*SMALL, "solver.kind=implicit", "time.end=200", "time.snapshot_ever
 
 def test_full_disk_fails_before_computing_naming_output_dir(tmp_path, monkeypatch, cli):
     cfg = compose_config(*TRANSIENT)
-    need = estimated_bytes(Scenario.build(parse(cfg)))
+    need = estimated_bytes(Scenario.build(parse(cfg)).record())
     fake_free_space(monkeypatch, need // 2)
     monkeypatch.setattr(il2rd.simulate, "solve", no_solving)
     out = tmp_path / "out"
@@ -398,7 +398,7 @@ def test_enough_free_space_runs_and_the_file_stays_within_the_estimate(tmp_path,
     """The control of the test above: with twice the estimate free the run goes ahead, and the
     estimate the check relies on is an upper bound of the real (uncompressed) file."""
     cfg = compose_config(*TRANSIENT)
-    need = estimated_bytes(Scenario.build(parse(cfg)))
+    need = estimated_bytes(Scenario.build(parse(cfg)).record())
     fake_free_space(monkeypatch, 2 * need)
     result = run(cfg, output_dir=tmp_path)
     assert read_all(result.path)["n_snapshots"] == 21

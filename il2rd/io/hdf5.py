@@ -18,10 +18,9 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..cells import type_table
 from . import layout, xdmf
 from .layout import (CELL_COLUMNS, CHUNK_BYTES, CONTACT_COLUMNS, FATE_COLUMNS, SCHEMA_VERSION, SOLVER_COLUMNS,
-                     TRACK_COLUMNS, TYPE_SCALE, checkpoint_slot, estimated_bytes, saved_state, stores)
+                     TRACK_COLUMNS, TYPE_SCALE, RunRecord, checkpoint_slot, estimated_bytes, saved_state)
 from ._holder import HoldsFile
 from .failures import OutputError, first_line, writing
 from .folder_lock import FolderLock
@@ -51,11 +50,12 @@ def versions() -> dict:
 
 
 class Hdf5Writer(HoldsFile):
-    """Writes one run. Create it before computing (so an unwritable path fails first), then
-    `append` each snapshot. `Hdf5Writer.resume` reopens an interrupted run's file."""
+    """Writes one run, described by its layout.RunRecord. Create it before computing (so an
+    unwritable path fails first), then `append` each snapshot. `Hdf5Writer.resume` reopens an
+    interrupted run's file."""
 
-    def __init__(self, path: Path, file: h5py.File, scenario, lock: FolderLock | None = None):
-        self.path, self.file, self.scenario, self.lock = Path(path), file, scenario, lock
+    def __init__(self, path: Path, file: h5py.File, record: RunRecord, lock: FolderLock | None = None):
+        self.path, self.file, self.record, self.lock = Path(path), file, record, lock
         f = file
         self.time = f["time"]
         self.field = f["fields/il2"]
@@ -68,7 +68,7 @@ class Hdf5Writer(HoldsFile):
         self.committed = int(f.attrs["n_snapshots"])  # also readable from a signal handler, without HDF5
 
     @classmethod
-    def create(cls, path: Path, scenario, config_yaml: str, compression: str = "gzip", config_key: str = "",
+    def create(cls, path: Path, record: RunRecord, config_yaml: str, config_key: str = "",
                lock: FolderLock | None = None) -> "Hdf5Writer":
         """Lay the file out under a temporary name beside `path`, then rename it onto `path`: an
         existing file there is replaced only by a complete layout, never truncated. The caller holds
@@ -76,12 +76,12 @@ class Hdf5Writer(HoldsFile):
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            need, free = estimated_bytes(scenario), shutil.disk_usage(path.parent).free
+            need, free = estimated_bytes(record), shutil.disk_usage(path.parent).free
         except OSError as err:
             raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({err})") from err
         if need > free:
             raise OutputError(f"output.dir = {str(path.parent)!r}: the run needs up to {need / 2**20:.1f} MiB "
-                              f"({len(scenario.settings.numerics.snapshot_times_s)} snapshots, uncompressed) but only "
+                              f"({len(record.snapshot_times_s)} snapshots, uncompressed) but only "
                               f"{free / 2**20:.1f} MiB are free there")
         for stale in path.parent.glob(f"{TEMPORARY_PREFIX}{path.name}.*.tmp"):  # a layout killed part-way
             stale.unlink(missing_ok=True)
@@ -92,7 +92,7 @@ class Hdf5Writer(HoldsFile):
             raise OutputError(f"output.dir = {str(path.parent)!r}: cannot write {path.name} there ({first_line(err)})") from err
         try:
             with writing(path, 0):
-                cls._layout(f, scenario, config_yaml, compression)
+                cls._layout(f, record, config_yaml)
                 f.attrs.update(config_sha256=config_key, complete=False)
                 f.flush()
             os.replace(tmp, path)
@@ -101,7 +101,7 @@ class Hdf5Writer(HoldsFile):
                 f.close()
             tmp.unlink(missing_ok=True)
             raise
-        return cls(path, f, scenario, lock)
+        return cls(path, f, record, lock)
 
     def close(self):
         """Close the file (quietly if a failed write left HDF5 unable to flush it), then drop the lock."""
@@ -115,18 +115,18 @@ class Hdf5Writer(HoldsFile):
                 self.lock.release()
 
     @staticmethod
-    def _layout(f: h5py.File, scenario, config_yaml: str, compression: str) -> None:
-        settings, grid, pop = scenario.settings, scenario.grid, scenario.population
+    def _layout(f: h5py.File, record: RunRecord, config_yaml: str) -> None:
+        compression = record.compression
         f.attrs.update(
             schema_version=SCHEMA_VERSION,
-            spacing_um=grid.spacing_um,
+            spacing_um=record.spacing_um,
             origin_um=np.zeros(3),
-            shape=np.asarray(grid.shape),
-            boundary=np.asarray(grid.boundary, dtype=h5py.string_dtype()),
-            face_values_pM=np.asarray(settings.problem.face_values_pM),
-            solver=settings.numerics.solver_kind,
-            precision=settings.numerics.precision,
-            seed=settings.problem.seed,
+            shape=np.asarray(record.shape),
+            boundary=np.asarray(record.boundary, dtype=h5py.string_dtype()),
+            face_values_pM=np.asarray(record.face_values_pM),
+            solver=record.solver,
+            precision=record.precision,
+            seed=record.seed,
             n_snapshots=0,
             **versions(),
         )
@@ -139,12 +139,12 @@ class Hdf5Writer(HoldsFile):
         time.make_scale("time")
         scales = {"time": time}
         for axis, name in enumerate("xyz"):
-            d = f.create_dataset(name, data=grid.centres_um(axis))
+            d = f.create_dataset(name, data=record.centres_um(axis))
             d.attrs["units"] = "um"
             d.make_scale(name)
             scales[name] = d
 
-        nx, ny, nz = grid.shape
+        nx, ny, nz = record.shape
         z_per_chunk = int(max(1, min(nz, CHUNK_BYTES // (4 * nx * ny))))
         fields = f.require_group("fields")
         field = fields.create_dataset(  # NaN where not written: a skipped snapshot reads as no value, on no disk
@@ -156,22 +156,22 @@ class Hdf5Writer(HoldsFile):
             field.dims[dim].label = name
             field.dims[dim].attach_scale(scales[name])
         f["il2"] = field  # hard link: the same dataset at the root, for xarray
-        layout.stored_flags(fields, "the field", settings.output.field_every, time)
+        layout.stored_flags(fields, "the field", record.field_every, time)
         for name, scale in scales.items():  # hard links: the group opens alone in xarray with its coordinates
             fields[name] = scale
         f["cells/time"] = time  # and the time axis in the cells group, so that it opens alone with its coordinate
 
         g = f.require_group("cells")
-        n = len(pop)
+        n = record.n_cells
         packed = layout.compressed(compression) if n else {}
         cell = g.create_dataset("cell", data=np.arange(n, dtype=np.int32), **packed)
         cell.make_scale("cell")
         for axis, name in enumerate("xyz"):
-            d = g.create_dataset(name, data=pop.position_um[:, axis], **packed)
+            d = g.create_dataset(name, data=record.position_um[:, axis], **packed)
             d.attrs["units"] = "um"
             d.dims[0].attach_scale(cell)
-        names = np.asarray(pop.type_names, dtype=h5py.string_dtype())
-        d = g.create_dataset("type", data=pop.type_index.astype(np.int32), **packed)
+        names = np.asarray(record.type_names, dtype=h5py.string_dtype())
+        d = g.create_dataset("type", data=np.asarray(record.type_index, np.int32), **packed)
         d.attrs["type_names"] = names
         d.dims[0].attach_scale(cell)
         type_names = g.create_dataset("type_names", data=names)
@@ -180,7 +180,7 @@ class Hdf5Writer(HoldsFile):
         type_names.dims[0].attach_scale(type_scale)
         for name, units in CELL_COLUMNS.items():  # float32, like the field they are read from
             layout.cell_column(g, name, units, n, compression)
-        layout.stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", settings.output.cells_every, time)
+        layout.stored_flags(g, f"the cell columns {', '.join(CELL_COLUMNS)}", record.cells_every, time)
 
         solver = f.require_group("solver")  # how accurately each snapshot's field was solved
         solver["time"] = time  # hard link: the group opens alone in xarray with its time coordinate
@@ -192,7 +192,7 @@ class Hdf5Writer(HoldsFile):
         t = f.require_group("cell_types")
         per_type = layout.type_scale(t, names)
         t.create_dataset("name", data=names)
-        for key, values in type_table(settings.problem.types, pop.type_names).items():
+        for key, values in record.type_table.items():
             t.create_dataset(key, data=values)
         for key in t:
             if key != TYPE_SCALE:
@@ -200,7 +200,7 @@ class Hdf5Writer(HoldsFile):
         f.flush()
 
     @classmethod
-    def resume(cls, path: Path, scenario, lock: FolderLock | None = None
+    def resume(cls, path: Path, record: RunRecord, lock: FolderLock | None = None
                ) -> tuple["Hdf5Writer", float, np.ndarray, dict[str, np.ndarray]]:
         """Reopen an interrupted run's file: drop any incomplete trailing snapshot and return
         (writer, time of the last complete snapshot in s, its field in the run's precision, the rest
@@ -212,7 +212,7 @@ class Hdf5Writer(HoldsFile):
         except (OSError, RuntimeError) as err:
             raise OutputError(f"resume = {str(path)!r}: cannot open it for appending ({first_line(err)})") from err
         try:
-            return cls._reopen(path, f, scenario, lock)
+            return cls._reopen(path, f, record, lock)
         except OutputError:
             f.close()
             raise
@@ -221,10 +221,9 @@ class Hdf5Writer(HoldsFile):
             raise OutputError(f"resume = {str(path)!r}: is damaged or not an il2rd run file ({first_line(err)})") from None
 
     @classmethod
-    def _reopen(cls, path: Path, f: h5py.File, scenario, lock):
-        pop = scenario.population
-        if len(pop) != f["cells/x"].shape[0] or not all(
-            np.array_equal(f["cells"][name][:], pop.position_um[:, axis]) for axis, name in enumerate("xyz")
+    def _reopen(cls, path: Path, f: h5py.File, record: RunRecord, lock):
+        if record.n_cells != f["cells/x"].shape[0] or not all(
+            np.array_equal(f["cells"][name][:], record.position_um[:, axis]) for axis, name in enumerate("xyz")
         ):
             raise OutputError(f"resume = {str(path)!r}: its cells differ from the ones its stored config places")
         n = int(f.attrs["n_snapshots"])
@@ -232,10 +231,10 @@ class Hdf5Writer(HoldsFile):
             raise OutputError(f"resume = {str(path)!r}: holds no checkpoint to continue from (a steady run, or no "
                               f"snapshot committed yet: n_snapshots = {n}); run its config again instead")
         state = f["checkpoint"][checkpoint_slot(n - 1)][...]
-        if state.shape != scenario.grid.shape:
-            raise OutputError(f"resume = {str(path)!r}: its checkpoint has shape {state.shape}, its lattice {scenario.grid.shape}")
+        if state.shape != tuple(record.shape):
+            raise OutputError(f"resume = {str(path)!r}: its checkpoint has shape {state.shape}, its lattice {tuple(record.shape)}")
         saved = saved_state(f, n - 1)
-        writer = cls(path, f, scenario, lock)
+        writer = cls(path, f, record, lock)
         with writing(path, n):
             for d in (writer.time, writer.field, *writer.cells.values(), *_present(writer.stored, writer.cells_stored)):
                 d.resize(n, axis=0)
@@ -272,17 +271,16 @@ class Hdf5Writer(HoldsFile):
         for name, units in {**TRACK_COLUMNS, **FATE_COLUMNS, **CONTACT_COLUMNS}.items():
             if name in columns and name not in self.cells:  # the first snapshot of a tissue run (or with contacts)
                 self.cells[name] = layout.cell_column(self.file["cells"], name, units, len(columns[name]),
-                                                self.scenario.settings.output.compression, self.time)
+                                                self.record.compression, self.time)
         solver = self.file.get("solver")  # absent in files written before schema 3
         accuracy = [] if solver is None else [solver[name] for name in SOLVER_COLUMNS]
-        settings = self.scenario.settings
         for d in (self.time, self.field, *self.cells.values(), *accuracy, *_present(self.stored, self.cells_stored)):
             d.resize(i + 1, axis=0)
         for d in accuracy:
             d[i] = (solver_info or {}).get(d.name.rsplit("/", 1)[-1], np.nan if d.dtype.kind == "f" else -1)
         # a snapshot not kept leaves its chunks unwritten: no disk space, read as the fill value NaN
-        keep_field = self.stored is None or stores(i, settings.output.field_every, settings)
-        keep_cells = self.cells_stored is None or stores(i, settings.output.cells_every, settings)
+        keep_field = self.stored is None or self.record.stores(i, self.record.field_every)
+        keep_cells = self.cells_stored is None or self.record.stores(i, self.record.cells_every)
         if keep_field:
             self.field[i] = np.transpose(np.asarray(field_xyz, np.float32), (2, 1, 0))
         for name, d in self.cells.items():
@@ -303,18 +301,18 @@ class Hdf5Writer(HoldsFile):
         self.file.attrs["n_snapshots"] = i + 1  # only now is the snapshot complete
         self.committed = i + 1
         self.file.flush()
-        xdmf.write_sidecar(self.path, self.scenario.grid, self.time[: i + 1],
+        xdmf.write_sidecar(self.path, self.record.shape, self.record.spacing_um, self.time[: i + 1],
                            None if self.stored is None else self.stored[: i + 1].astype(bool))
 
     def write_attribution(self, attribution) -> None:
         with writing(self.path, self.committed):
-            layout.attribution_group(self.file, attribution, self.scenario.settings.output.compression)
+            layout.attribution_group(self.file, attribution, self.record.compression)
             self.file.flush()
 
     def write_readouts(self, summary, time_s: float) -> None:
         """The per-type readouts of the last field (readouts.Summary.types) as (cell_type,) columns."""
         with writing(self.path, self.committed):
-            layout.readouts_group(self.file, summary, time_s, self.scenario.settings.problem.signalling.positive_threshold)
+            layout.readouts_group(self.file, summary, time_s, self.record.positive_threshold)
             self.file.flush()
 
     def set_attrs(self, **attrs):

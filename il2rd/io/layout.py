@@ -86,21 +86,61 @@ FATE_COLUMNS = {"alive": "1", "cell_id": "index", "parent": "index", "lineage": 
 CONTACT_COLUMNS = {"handed": "molecules/s", "received": "molecules/s"}
 
 
-def estimated_bytes(scenario) -> int:
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What a run's file records of it beside its snapshots, as plain values: the lattice, the placed
+    cells, their types' parameters (cells.type_table), the settings the file states and how it is
+    written. The run builds it once from its scenario (Scenario.record), so that I/O depends on no
+    physics, cell or scenario module."""
+
+    shape: tuple[int, int, int]
+    spacing_um: float
+    boundary: tuple[str, ...]  # one kind name per face
+    face_values_pM: np.ndarray
+    solver: str  # solver.kind
+    precision: str
+    seed: int
+    position_um: np.ndarray  # (n, 3), where each cell was placed
+    type_index: np.ndarray  # (n,)
+    type_names: tuple[str, ...]
+    type_table: dict  # per-type parameter columns, by name
+    snapshot_times_s: tuple[float, ...]
+    field_every: int
+    cells_every: int
+    compression: str
+    positive_threshold: float  # pSTAT5 level of a positive cell (/readouts)
+    moving: bool = False  # a tissue run: TRACK_COLUMNS and the walk in the checkpoint
+    fate: bool = False  # fate.enabled: FATE_COLUMNS
+    contact: bool = False  # some type hands IL-2 over: CONTACT_COLUMNS
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.type_index)
+
+    def centres_um(self, axis: int) -> np.ndarray:
+        """Voxel-centre coordinates along one axis (um), as grid.Grid.centres_um."""
+        return (np.arange(self.shape[axis]) + 0.5) * self.spacing_um
+
+    def stores(self, index: int, every: int) -> bool:
+        """Whether snapshot `index` is one of every k-th (output.field_every, output.cells_every),
+        counted from the first, or the run's last."""
+        return index % every == 0 or index == len(self.snapshot_times_s) - 1
+
+
+def estimated_bytes(record: RunRecord) -> int:
     """Upper bound on a run's file size: every snapshot uncompressed, plus the checkpoints."""
-    n_voxels, n_cells = scenario.grid.n_voxels, len(scenario.population)
-    columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if scenario.settings.numerics.kind.moving else 0)
-    columns += len(FATE_COLUMNS) if scenario.settings.problem.fate.enabled else 0
-    columns += len(CONTACT_COLUMNS) if any(t.contact_fraction > 0 for t in scenario.settings.problem.types.values()) else 0
-    settings = scenario.settings
-    n_snapshots = len(settings.numerics.snapshot_times_s)
-    n_fields = sum(stores(i, settings.output.field_every, settings) for i in range(n_snapshots))
-    n_cell_rows = sum(stores(i, settings.output.cells_every, settings) for i in range(n_snapshots))
+    n_voxels, n_cells = int(np.prod(record.shape)), record.n_cells
+    columns = len(CELL_COLUMNS) + (len(TRACK_COLUMNS) if record.moving else 0)
+    columns += len(FATE_COLUMNS) if record.fate else 0
+    columns += len(CONTACT_COLUMNS) if record.contact else 0
+    n_snapshots = len(record.snapshot_times_s)
+    n_fields = sum(record.stores(i, record.field_every) for i in range(n_snapshots))
+    n_cell_rows = sum(record.stores(i, record.cells_every) for i in range(n_snapshots))
     per_snapshot = 4 * (columns - len(CELL_COLUMNS)) * n_cells + 9
-    per_cell = 1 + (9 + 8 if scenario.settings.numerics.kind.moving else 0)  # IL-2Ra; a tissue run's walk and fate
+    per_cell = 1 + (9 + 8 if record.moving else 0)  # IL-2Ra; a tissue run's walk and fate
     state = 2 * 8 * (n_voxels + per_cell * n_cells)  # two checkpoint slots, at most 8 bytes a value
-    static = 36 * n_cells + 24 * max(scenario.grid.shape) + 2**20  # positions, types, metadata
-    static += 4 * n_cells * (len(scenario.population.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
+    static = 36 * n_cells + 24 * max(record.shape) + 2**20  # positions, types, metadata
+    static += 4 * n_cells * (len(record.type_names) + 3)  # attribution: per source (types + boundary + blood), autocrine
     return 4 * (n_fields * n_voxels + n_cell_rows * len(CELL_COLUMNS) * n_cells) + n_snapshots * per_snapshot + state + static
 
 
@@ -161,12 +201,6 @@ def compressed(kind: str) -> dict:
 
         return dict(**hdf5plugin.Zstd(clevel=3), shuffle=True)
     return {}
-
-
-def stores(index: int, every: int, settings) -> bool:
-    """Whether snapshot `index` is one of every k-th (output.field_every, output.cells_every), counted
-    from the first, or the run's last."""
-    return index % every == 0 or index == len(settings.numerics.snapshot_times_s) - 1
 
 
 def attribution_group(f: h5py.File, attribution, compression: str) -> None:

@@ -15,7 +15,6 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..physics.grid import Grid
 
 FIELD_PATH = "/fields/il2"
 
@@ -30,15 +29,16 @@ def _item(parent, text: str, **attrs):
     return item
 
 
-def document(h5_name: str, grid: Grid, times_s, stored=None) -> ET.ElementTree:
+def document(h5_name: str, shape: tuple[int, int, int], spacing_um: float, times_s, stored=None) -> ET.ElementTree:
     """The temporal collection of the snapshots whose field is stored (stored (time,) bool; None:
-    all of them), each reading its own slab of /fields/il2."""
-    nx, ny, nz = grid.shape
+    all of them), each reading its own slab of /fields/il2, on a lattice of `shape` voxels of edge
+    spacing_um."""
+    nx, ny, nz = shape
     n_t = len(times_s)
     root = ET.Element("Xdmf", Version="3.0")
     domain = ET.SubElement(root, "Domain")
     series = ET.SubElement(domain, "Grid", Name="il2rd", GridType="Collection", CollectionType="Temporal")
-    h = f"{grid.spacing_um!r}"
+    h = f"{float(spacing_um)!r}"
     for i, t in enumerate(times_s):
         if stored is not None and not stored[i]:
             continue
@@ -57,10 +57,10 @@ def document(h5_name: str, grid: Grid, times_s, stored=None) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def write_sidecar(h5_path: Path, grid: Grid, times_s, stored=None) -> Path:
+def write_sidecar(h5_path: Path, shape: tuple[int, int, int], spacing_um: float, times_s, stored=None) -> Path:
     """Write <run>.xmf next to <run>.h5 (referring to it by name, so the pair can be moved)."""
     path = sidecar_path(h5_path)
     tmp = path.with_suffix(".xmf.tmp")
-    document(Path(h5_path).name, grid, times_s, stored).write(tmp, encoding="utf-8", xml_declaration=True)
+    document(Path(h5_path).name, shape, spacing_um, times_s, stored).write(tmp, encoding="utf-8", xml_declaration=True)
     os.replace(tmp, path)
     return path
