@@ -28,10 +28,10 @@ Steady fields only: the shares of a transient field depend on its history.
 
 With the sub-grid closure (physics.cell_radius, subgrid.py) each cell i secretes and takes up over
 its 7-voxel stencil (a point sink: its own voxel, the one-voxel case of coupling.py), and stencils
-of different cells and types overlap, so a voxel has no one type. Then s_k is the secretion of type k's cells alone, spread over their stencils as the run
-spreads all (coupling.voxel_fields; secretions.type_secretions), and a cell's uptake is its share p_ij
-of the uptake sigma_j c_j of each voxel j its stencil reaches (coupling.sharing, as
-coupling.cell_uptake shares it), so
+of different cells and types overlap, so a voxel has no one type. Then s_k is the secretion of type
+k's cells alone, spread over their stencils as the run spreads all (coupling.voxel_fields;
+secretions.type_secretions), and a cell's uptake is its share p_ij of the uptake sigma_j c_j of each
+voxel j its stencil reaches (coupling.sharing, as coupling.cell_uptake shares it), so
 
     cell i takes up  sum_j p_ij sigma_j c_k,j  of source k's IL-2   (pM/s, x the interstitial voxel volume),
 

@@ -198,6 +198,10 @@ def interstitial_volume_um3(grid: Grid, volume_fraction: float = 1.0) -> float:
     return grid.voxel_volume_um3 * volume_fraction
 
 
+# the coefficient fields no cell contributes to: no intermediate class of its own, no own capture
+EMPTY_FIELDS = dict(vmax_intermediate_pM_per_s=0.0, km_intermediate_pM=1.0, vmax_own_pM_per_s=0.0, km_own_pM=1.0, own_offset_pM=0.0)
+
+
 def field_coefficients(
     grid: Grid,
     population: Population,
@@ -242,10 +246,6 @@ def field_coefficients(
         uptake=coupling.uptake,
         **{name: as_array(f) for name, f in {**EMPTY_FIELDS, **fields}.items()},
     )
-
-
-# the coefficient fields no cell contributes to: no intermediate class of its own, no own capture
-EMPTY_FIELDS = dict(vmax_intermediate_pM_per_s=0.0, km_intermediate_pM=1.0, vmax_own_pM_per_s=0.0, km_own_pM=1.0, own_offset_pM=0.0)
 
 
 def coupling_of(grid: Grid, population: Population, types: dict[str, CellType], effective_diffusion_um2_per_s: float,

@@ -173,6 +173,7 @@ def field_secretion(cells: CellKinetics, receptors, t_s):
     return q if handed is None else q - handed.handed
 
 
+@jit  # the host calls it at every snapshot (simulate.py), a coupled step inside its own kernel
 def coefficients_at(coef: FieldCoefficients, cells: CellKinetics, receptors, t_s) -> FieldCoefficients:
     """The field coefficients for each cell's current IL-2Ra and its secretion into the field at
     time t (:func:`field_secretion`), spread as cells.field_coefficients spreads them
