@@ -50,7 +50,8 @@ class Scenario:
         problem, numerics, output = self.settings.problem, self.settings.numerics, self.settings.output
         pop = self.population
         return RunRecord(
-            shape=self.grid.shape, spacing_um=self.grid.spacing_um, boundary=tuple(self.grid.boundary),
+            shape=self.grid.shape, spacing_um=self.grid.spacing_um, centres_um=tuple(self.grid.centres_um(a) for a in range(3)),
+            boundary=tuple(self.grid.boundary),
             face_values_pM=np.asarray(problem.face_values_pM), solver=numerics.solver_kind, precision=numerics.precision,
             seed=problem.seed, position_um=pop.position_um, type_index=pop.type_index, type_names=tuple(pop.type_names),
             type_table=cells.type_table(problem.types, pop.type_names), snapshot_times_s=tuple(numerics.snapshot_times_s),

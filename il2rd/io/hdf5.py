@@ -139,7 +139,7 @@ class Hdf5Writer(HoldsFile):
         time.make_scale("time")
         scales = {"time": time}
         for axis, name in enumerate("xyz"):
-            d = f.create_dataset(name, data=record.centres_um(axis))
+            d = f.create_dataset(name, data=record.centres_um[axis])
             d.attrs["units"] = "um"
             d.make_scale(name)
             scales[name] = d

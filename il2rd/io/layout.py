@@ -95,6 +95,7 @@ class RunRecord:
 
     shape: tuple[int, int, int]
     spacing_um: float
+    centres_um: tuple[np.ndarray, np.ndarray, np.ndarray]  # voxel-centre coordinates along x, y, z
     boundary: tuple[str, ...]  # one kind name per face
     face_values_pM: np.ndarray
     solver: str  # solver.kind
@@ -116,10 +117,6 @@ class RunRecord:
     @property
     def n_cells(self) -> int:
         return len(self.type_index)
-
-    def centres_um(self, axis: int) -> np.ndarray:
-        """Voxel-centre coordinates along one axis (um), as grid.Grid.centres_um."""
-        return (np.arange(self.shape[axis]) + 0.5) * self.spacing_um
 
     def stores(self, index: int, every: int) -> bool:
         """Whether snapshot `index` is one of every k-th (output.field_every, output.cells_every),
