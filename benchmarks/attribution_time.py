@@ -54,8 +54,8 @@ def main(argv=None) -> dict:
     field = lambda: steady_field(sc.grid, sc.coefficients, options=settings.numerics.options)[0]  # noqa: E731
     solve_first, solve_s = best_of(field, args.repeats)
     c = field()
-    attribution_first, attribution_s = best_of(lambda: attribute(c, sc).by_cell_molecules_per_s, args.repeats)
-    last = attribute(c, sc)
+    attribution_first, attribution_s = best_of(lambda: attribute(c, sc, steady=True).by_cell_molecules_per_s, args.repeats)
+    last = attribute(c, sc, steady=True)
     result = dict(machine=machine(), scenario="default" + (" (32^3, --quick)" if args.quick else ""),
                   shape=list(sc.grid.shape), cells=len(sc.population), precision=settings.numerics.precision,
                   secreting_cells=int((last.autocrine_molecules_per_s > 0).sum()), autocrine_exact=last.autocrine_exact,

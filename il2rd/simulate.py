@@ -173,7 +173,7 @@ def _finish(writer, scenario, stepper: steppers.Stepper, state, last, started: f
     interrupt.check()  # the attribution takes seconds: a Ctrl-C meanwhile must not wait for it
     if _attributable(scenario.settings, stepper):
         with watch.stage("attribution"):
-            shares = attribute(field, scenario, **_attributed(cells))
+            shares = attribute(field, scenario, steady=not stepper.kind.transient, **_attributed(cells))
         if shares.closure > CLOSURE_WARNING and stepper.kind.transient:
             log.warning("the source shares add up to the cells' uptake only within %.1f %%: the last field of a %s run "
                         "is a backward-Euler step, attributed as if it were steady (README, 'Output'); a smaller "
@@ -208,7 +208,7 @@ def _reuse(path: Path, scenario) -> Result:
     scenario, cells = _at_state(scenario, stepper, state, t_s)
     field = np.asarray(stepper.field(state))
     if stored is None and _attributable(scenario.settings, stepper):
-        stored = attribute(field, scenario, **_attributed(cells))
+        stored = attribute(field, scenario, steady=not stepper.kind.transient, **_attributed(cells))
     if "alive" in cells:
         columns["alive"] = cells["alive"] > 0
     return Result(path, field, readouts.summarise(field, columns, scenario, not stepper.kind.transient), wall, stored, solver)

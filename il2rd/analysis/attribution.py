@@ -17,6 +17,11 @@ and cell i takes up sigma_i c_k,i (pM/s, times its voxel's volume in molecules/s
 IL-2. The sum over k is sigma_i c_i, the cell's whole uptake, to the accuracy of the solves: the
 closure error sum_k c_k - c = -A^-1 F(c) is set by the steady solve's residual F(c), and is
 reported. All sources share A, hence one preconditioner, and are solved in one batched call.
+Of a converged steady field (attribute(..., steady=True), as a steady run calls it), the largest
+secreting type's part is c less the others' instead: one solve fewer, none for a lone secreting type
+with no fixed faces or vessels feeding IL-2 (the default node). The shares then close by
+construction (closure ~ float rounding), and the steady solve's residual, A^-1 F(c), lands in that
+type's part, within the tolerance the run reports for its solve.
 
 Autocrine: the part of a source cell's uptake that is its own secretion s_i (pM/s in its voxel)
 is sigma_i s_i [A^-1]_ii. Where the sources are few (EXACT_AUTOCRINE_UNKNOWNS), [A^-1 s_i] comes from
@@ -184,7 +189,7 @@ class Attribution:
 def attribute(field_pM, scenario, options: SolverOptions | None = None,
               autocrine_half_width: int = autocrine.HALF_WIDTH_VOXELS, il2ra=None, secretion_course=None,
               contact_handed=None, contact_received=None,
-              exact_autocrine_unknowns: int = EXACT_AUTOCRINE_UNKNOWNS) -> Attribution:
+              exact_autocrine_unknowns: int = EXACT_AUTOCRINE_UNKNOWNS, steady: bool = False) -> Attribution:
     """The attribution of the steady field `field_pM` of `scenario` (see the module docstring).
     options: solver settings of the linear solves (default: the run's own); autocrine_half_width:
     w of the autocrine window, (2 w + 1)^3 voxels (>= 2). A coupled run's quasi-steady field:
@@ -196,7 +201,11 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     and what it hands over, and what a cell receives is its uptake of that source's IL-2.
     exact_autocrine_unknowns: the autocrine part by one global solve per secreting cell up to this
     size (EXACT_AUTOCRINE_UNKNOWNS) where the secreting cells are few (EXACT_AUTOCRINE_CELLS) or the
-    local window has not converged (WINDOW_CHANGE_EXACT), else by the local window (autocrine.py)."""
+    local window has not converged (WINDOW_CHANGE_EXACT), else by the local window (autocrine.py).
+    steady: `field_pM` is a converged steady solve's (A c = s + b + e to its tolerance), so the largest
+    secreting type's part is c less the other sources' parts instead of a solve of its own (module
+    docstring); leave it False for a transient run's field, whose closure then reports how far from
+    steady it is."""
     grid, coef, pop, settings = scenario.grid, scenario.coefficients, scenario.population, scenario.settings
     options = options or settings.numerics.options
     secreting = [k for k, name in enumerate(pop.type_names)
@@ -226,12 +235,18 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
     padded = 1 << max(len(mine) - 1, 0).bit_length()  # one compiled solve for every count up to a power of two
     affordable = 0 < len(mine) and padded * max(grid.n_voxels, n_cells) <= exact_autocrine_unknowns
     exact = affordable and padded <= EXACT_AUTOCRINE_CELLS
-    # the sources' fields, and with `exact` each secreting cell's own one (A^-1 s_i), in one batched call
-    rhs = jnp.asarray(secretions, coef.dtype)
+    # the sources' fields, and with `exact` each secreting cell's own one (A^-1 s_i), in one batched call;
+    # of a steady field, the largest secreting type's is the field less the others' (no solve)
+    remainder = int(np.argmax([np.sum(s, dtype=np.float64) for s in secretions])) if steady and secreting else None
+    solved_types = [j for j in range(len(secreting)) if j != remainder]
+    rhs = jnp.asarray(np.asarray(secretions)[solved_types], coef.dtype)
     if exact:
         rhs = jnp.concatenate([rhs, secretions_mod.own_secretions(scenario, mine, padded, law).astype(coef.dtype)])
-    solved, _ = source_fields(c, rhs, grid, coef, with_boundary, options, with_blood)
-    fields = jnp.concatenate([solved[: len(secreting)], solved[len(rhs):]])  # the types', then boundary and blood
+    solved = (source_fields(c, rhs, grid, coef, with_boundary, options, with_blood)[0]
+              if len(rhs) or with_boundary or with_blood else jnp.zeros((0, *c.shape), c.dtype))
+    fields = list(solved[: len(solved_types)]) + list(solved[len(rhs):])  # the types' (less the remainder), boundary, blood
+    if remainder is not None:
+        fields.insert(remainder, c - sum(fields, jnp.zeros_like(c)))
     sigma = uptake_per_il2(c, coef)
     to_molecules = lambda pM_per_s: units.voxel_rate_to_cell_rate_molecules_per_s(pM_per_s, volume)  # noqa: E731
     # each cell takes up its share p_ij of sigma_j x_j of a field part x in each voxel j of its stencil
@@ -271,7 +286,7 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
         return taken_own
 
     if exact:
-        own_uptake, change = own_uptake_of(solved[len(secreting):len(rhs)]), 0.0
+        own_uptake, change = own_uptake_of(solved[len(solved_types):len(rhs)]), 0.0
     else:
         own_uptake, change = autocrine.stencils(c, scenario, law, share, sigma, secretes, options, autocrine_half_width)
         if affordable and change > WINDOW_CHANGE_EXACT:  # IL-2 travels beyond the window: the global solves after all
