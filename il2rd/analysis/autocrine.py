@@ -56,19 +56,21 @@ def local_green_stencil(absorption_per_s, grid: Grid, diffusion_um2_per_s, voxel
     call of one compiled kernel whatever the number of cells (fewer cells: the next power of two;
     the last chunk is padded with empty right-hand sides). For b >= 0 each entry is a lower bound
     of [A^-1 b_i] there (module docstring)."""
-    voxels, offsets = jnp.asarray(voxels, jnp.int32), jnp.asarray(offsets, jnp.int32)
-    weights = jnp.asarray(weights, absorption_per_s.dtype)
+    # the per-cell inputs are small: padded and cut into chunks on the host (numpy), so that the
+    # only programs run are the two kernels, not one small one per slice
+    dtype = np.dtype(absorption_per_s.dtype)
+    voxels, offsets, weights = np.asarray(voxels, np.int32), np.asarray(offsets, np.int32), np.asarray(weights, dtype)
     n = voxels.shape[0]
     if n == 0:
-        return jnp.zeros(weights.shape, absorption_per_s.dtype)
+        return np.zeros(weights.shape, dtype)
     diagonal, inside = _window_operator(absorption_per_s, grid, diffusion_um2_per_s, half_width)
-    coupling_per_s = jnp.asarray(diffusion_um2_per_s / grid.spacing_um**2, absorption_per_s.dtype)
+    coupling_per_s = np.asarray(diffusion_um2_per_s / grid.spacing_um**2, dtype)
     chunk = min(chunk, 1 << (n - 1).bit_length())  # a few cells: the next power of two, not a whole chunk
     pad = -n % chunk
-    padded = [jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (voxels, offsets, weights)]
+    padded = [np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) for a in (voxels, offsets, weights)]
     parts = [_window_solves(diagonal, inside, coupling_per_s, *(a[k:k + chunk] for a in padded), half_width=half_width,
                             rtol=rtol, maxiter=maxiter) for k in range(0, n + pad, chunk)]
-    return jnp.concatenate(parts)[:n]
+    return np.concatenate([np.asarray(p) for p in parts])[:n]
 
 
 @jit(static_argnames=("grid", "half_width"))
@@ -121,13 +123,13 @@ def stencils(c, scenario, law, share, sigma, secretes: np.ndarray, options: Solv
     mine = np.flatnonzero(secretes)
     if len(mine) == 0:
         return autocrine, 0.0
-    voxels = jnp.asarray(pop.voxel[mine], jnp.int32)
-    offsets, weights, read = _own_stencils(cp, *law[:2], share, sigma, jnp.asarray(mine), voxels)
+    voxels = np.asarray(pop.voxel[mine], np.int32)
+    offsets, weights, read = (np.asarray(a) for a in _own_stencils(cp, *law[:2], share, sigma, mine, voxels))
     coef = scenario.coefficients
     absorption = absorption_per_s(c, coef)
-    solve = lambda cells, half: np.sum(np.asarray(read[cells], np.float64) * np.asarray(local_green_stencil(  # noqa: E731
-        absorption, grid, coef.diffusion_um2_per_s, voxels[cells], offsets[cells], weights[cells].astype(coef.dtype), half,
-        rtol=window_rtol(options.rtol)), np.float64), axis=1)
+    solve = lambda cells, half: np.sum(read[cells].astype(np.float64) * local_green_stencil(  # noqa: E731
+        absorption, grid, coef.diffusion_um2_per_s, voxels[cells], offsets[cells], weights[cells], half,
+        rtol=window_rtol(options.rtol)).astype(np.float64), axis=1)
     fraction = solve(np.arange(len(mine)), half_width)
     sample = np.unique(np.linspace(0, len(mine) - 1, min(len(mine), WINDOW_CHANGE_SAMPLE)).astype(np.int64))
     smaller = solve(sample, half_width - 1)
