@@ -100,7 +100,15 @@ def targets(res: dict) -> list[dict]:
             _target(out, label + f" ({sw['points']} points of {sw['size']}^3)", f"{x:.2f}x", x >= need, need / x)
         else:
             absent(label, "not measured (section sweep)")
-    absent("256 points of the default node in one batched command within 24 GiB", "not measured")
+    ns = res.get("node_sweep")
+    label = "256 points of the default node in one batched command within 24 GiB"
+    if ns:
+        ok = ns["complete"] == ns["points"] and ns["peak_rss_gib"] <= ns["limit_gib"]
+        _target(out, label, f"{ns['points']} points ({ns['complete']} complete): peak {ns['peak_rss_gib']:.1f} GiB, "
+                f"{ns['wall_s'] / 60:.1f} min (`{ns['command']}`)", ok if ns["points"] >= 256 else None,
+                ns["peak_rss_gib"] / ns["limit_gib"] if not ok else None)
+    else:
+        absent(label, "not measured (section node_sweep)")
     steady128 = next((size for size in res.get("steady", []) if size["n"] == 128), None)
     jacobi = _find(steady128["rows"], "SciPy CG (Jacobi)", "linear", "float64") if steady128 else None
     for label, need, mine in (("steady 128^3, default precision (float32 nonlinear) vs SciPy Jacobi CG float64", 5,

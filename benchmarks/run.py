@@ -17,6 +17,8 @@ they need hydra-core, which the sections above do not):
   attribution  the source attribution against the steady solve, warm (attribution_time.py)
   sweep        batched vs one at a time vs one process per point (sweep_throughput.py)
   days         three days of the default node with cells that move, divide and die (tissue_days.py)
+  node_sweep   256 points of the default node in one batched command: time, peak memory (default_sweep.py;
+               about 15 minutes on 2 cores, 4 points with --quick)
 Writes OUT/<tag>.json, OUT/<tag>.md and OUT/<tag>_scaling.png, tag = quick | cpu | gpu; the
 markdown opens with issue 17's targets, measured, met or missed and by how much.
 """
@@ -44,7 +46,7 @@ import jax  # noqa: E402
 import common  # noqa: E402  (enables float64 in JAX)
 import report  # noqa: E402
 
-SECTIONS = ("stencil", "steady", "transient", "scaling", "run", "attribution", "sweep", "days")
+SECTIONS = ("stencil", "steady", "transient", "scaling", "run", "attribution", "sweep", "days", "node_sweep")
 
 
 def main(argv=None):
@@ -180,6 +182,10 @@ def main(argv=None):
         t0 = time.perf_counter()
         res["days"] = script("tissue_days.py", "--out", "{dir}", "--json", "{json}", *(["--quick"] if quick else []))
         done("days", t0)
+    if want("node_sweep"):
+        t0 = time.perf_counter()
+        res["node_sweep"] = script("default_sweep.py", "--json", "{json}", *(["--points", "4"] if quick else []))
+        done("node_sweep", t0)
 
     res["hydra_or_omegaconf_imported"] = any(m in sys.modules for m in ("hydra", "omegaconf"))
     save()
