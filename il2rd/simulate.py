@@ -227,7 +227,7 @@ def _stored_attribution(previous) -> Attribution | None:
         matrix_molecules_per_s=g["uptake_molecules_per_s"][:], output_molecules_per_s=g["output_molecules_per_s"][:],
         closure=float(g.attrs["closure"]), autocrine_molecules_per_s=np.asarray(g["autocrine_molecules_per_s"][:], np.float64),
         autocrine_window_change=float(g.attrs["autocrine_window_change"]), cell_type_index=np.asarray(previous.cells["type"]),
-        autocrine_exact=bool(g.attrs.get("autocrine_exact", False)))
+        autocrine_exact=bool(g.attrs.get("autocrine_exact", False)), remainder=str(g.attrs.get("remainder", "")))
 
 
 def run(cfg: DictConfig, output_dir: Path | None = None, overrides: list[str] | None = None) -> Result:

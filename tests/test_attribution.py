@@ -329,6 +329,8 @@ def test_a_steady_fields_remainder_share_is_the_solve_it_replaces(mode):
     c = steady(sc)
     solved, remainder = attribute(c, sc), attribute(c, sc, steady=True)
     assert remainder.sources == solved.sources == ("il2_producer", "treg", BOUNDARY)
+    assert (remainder.remainder, solved.remainder) == ("treg", "")  # the Tregs secrete the most here (many cells)
+    assert "by construction: treg's part" in remainder.format() and "by construction" not in solved.format()
     scale = solved.by_cell_molecules_per_s.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(remainder.by_cell_molecules_per_s / scale, solved.by_cell_molecules_per_s / scale, atol=1e-4)  # 6e-6 seen
     np.testing.assert_allclose(remainder.output_molecules_per_s, solved.output_molecules_per_s, rtol=1e-6)

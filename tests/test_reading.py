@@ -90,6 +90,7 @@ def test_load_gives_the_attribution_by_name(steady):
         q = np.asarray(r.cell_types["secretion_molecules_per_s"], np.float64)
         names = r.type_names
     assert a.sources == ("il2_producer",) and a.responders == tuple(names)
+    assert a.remainder == "il2_producer"  # a steady run's lone source: the field itself, no solve of its own
     by_cell = np.asarray(a.by_cell_molecules_per_s, np.float64)
     # by type: the per-cell shares summed over each responder type's cells (independently here)
     for k, source in enumerate(a.sources):

@@ -146,6 +146,7 @@ class Attribution:
     autocrine_window_change: float
     cell_type_index: np.ndarray  # (n_cells,) index into responders
     autocrine_exact: bool = False  # the autocrine part from global solves (EXACT_AUTOCRINE_UNKNOWNS), not the window
+    remainder: str = ""  # the source whose part is the steady field less the others' (attribute(steady=True)); '' if all were solved
 
     def format(self) -> str:
         """One column per source (they are few; columns beyond tables.WIDTH continue below), one
@@ -168,8 +169,10 @@ class Attribution:
                 ("autocrine", [percent(a) for a in autocrine])]
         how = ("exact, one solve per secreting cell" if self.autocrine_exact else
                f"a lower bound from a local window, which still changed by {self.autocrine_window_change:.1e}")
-        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; {how}; "
-                f"closure of the shares {self.closure:.1e}"
+        closure = f"closure of the shares {self.closure:.1e}" + (
+            f" by construction: {self.remainder}'s part is the steady field "
+            + ("itself" if len(self.sources) == 1 else "less the other sources'") if self.remainder else "")
+        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; {how}; {closure}"
                 + ("; circulation: the gross IL-2 entering from blood and afferent lymph, whose 'decayed or left' includes "
                    "what drains back out through vessels and lymph, so the balance line's net inflow is smaller"
                    if CIRCULATION in self.sources else "")
@@ -294,4 +297,5 @@ def attribute(field_pM, scenario, options: SolverOptions | None = None,
             own_uptake, change, exact = own_uptake_of(source_fields(c, own, grid, coef, False, options, False)[0]), 0.0, True
     own_uptake = own_uptake + own_direct
     return Attribution(sources, pop.type_names, by_cell, matrix, np.asarray(output), closure, own_uptake, change,
-                       pop.type_index, autocrine_exact=bool(exact))
+                       pop.type_index, autocrine_exact=bool(exact),
+                       remainder="" if remainder is None else pop.type_names[secreting[remainder]])

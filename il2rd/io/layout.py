@@ -43,6 +43,7 @@ concentrations in pM:
         attrs closure                sum over cells of |sum of its shares - its uptake| / total uptake
               autocrine_window_change how much the local autocrine solve still changed (attribution.py)
               autocrine_exact         1: the autocrine part from one global solve per secreting cell (0 there)
+              remainder               the source whose part is the steady field less the others' ('' if all solved)
     /readouts/*       (cell_type,) per-type readouts of the last field, as printed (readouts.TypeReadout):
                       count, mean_il2_pM, mean_uptake_molecules_per_s, total_uptake_molecules_per_s,
                       mean_pstat5, pstat5_positive_fraction, mean_receptors, mean_receptors_intermediate;
@@ -225,6 +226,7 @@ def attribution_group(f: h5py.File, attribution, compression: str) -> None:
     g.attrs["closure"] = attribution.closure
     g.attrs["autocrine_window_change"] = attribution.autocrine_window_change
     g.attrs["autocrine_exact"] = attribution.autocrine_exact
+    g.attrs["remainder"] = attribution.remainder
 
 
 def readouts_group(f: h5py.File, summary, time_s: float, pstat5_threshold: float) -> None:

@@ -144,7 +144,7 @@ class RunFile(HoldsFile):
             by_cell_molecules_per_s=g["by_cell_molecules_per_s"][:], autocrine_molecules_per_s=g["autocrine_molecules_per_s"][:],
             cell_type=self.cells["type"], closure=float(g.attrs["closure"]),
             autocrine_window_change=float(g.attrs["autocrine_window_change"]),
-            autocrine_exact=bool(g.attrs.get("autocrine_exact", False)))
+            autocrine_exact=bool(g.attrs.get("autocrine_exact", False)), remainder=str(g.attrs.get("remainder", "")))
 
     @property
     def moves(self) -> bool:
@@ -192,6 +192,7 @@ class StoredAttribution:
     closure: float
     autocrine_window_change: float
     autocrine_exact: bool = False  # from one global solve per secreting cell (files before it: the window)
+    remainder: str = ""  # the source whose part is the steady field less the others' ('' if all solved; files before it)
 
     def output(self) -> dict[str, float]:
         """{source: molecules/s it put in}."""
