@@ -415,3 +415,15 @@ def test_a_file_without_a_complete_snapshot_is_refused_leaving_no_folder(tmp_pat
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "holds no complete snapshot" in lines[0], proc.stderr
     assert not (path.parent / "figures").exists()
+
+
+def test_the_attribution_figure_says_when_its_closure_holds_by_construction(steady_file):
+    """A steady run's lone source is the field itself (attrs remainder): the title says the zero
+    closure is by construction, not a measured agreement."""
+    from il2rd.figures.sources import figure_attribution
+
+    with il2rd.io.load(steady_file) as r:
+        assert r.attribution.remainder == "il2_producer"
+        fig = figure_attribution(r, -1)
+    assert "by construction: il2_producer's part is the steady field itself" in fig._suptitle.get_text()
+    fig.clear()

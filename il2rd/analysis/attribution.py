@@ -63,6 +63,7 @@ from ..physics import units
 from ..cells import secretions as secretions_mod
 from ..physics import grid as grid_mod
 from ..compilation import jit
+from ..io.reader import closure_note
 from ..physics.grid import Grid
 from ..physics.kinetics import FieldCoefficients, absorption_per_s, own_capture_rate, uptake_per_il2
 from ..solvers.krylov import pcg
@@ -169,10 +170,8 @@ class Attribution:
                 ("autocrine", [percent(a) for a in autocrine])]
         how = ("exact, one solve per secreting cell" if self.autocrine_exact else
                f"a lower bound from a local window, which still changed by {self.autocrine_window_change:.1e}")
-        closure = f"closure of the shares {self.closure:.1e}" + (
-            f" by construction: {self.remainder}'s part is the steady field "
-            + ("itself" if len(self.sources) == 1 else "less the other sources'") if self.remainder else "")
-        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; {how}; {closure}"
+        note = (f"(autocrine: taken up again by the very cell that secreted it, included in its type's row; {how}; "
+                f"{closure_note(self.closure, self.remainder, len(self.sources))}"
                 + ("; circulation: the gross IL-2 entering from blood and afferent lymph, whose 'decayed or left' includes "
                    "what drains back out through vessels and lymph, so the balance line's net inflow is smaller"
                    if CIRCULATION in self.sources else "")

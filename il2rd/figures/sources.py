@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 
+from ..io.reader import closure_note
 from .style import (LOST_COLOUR, FigureSkipped, extent_um, legend_below, mid_plane, plane_image, plane_label, plt,
                     type_styles)
 
@@ -77,7 +78,7 @@ def figure_attribution(run, index: int):
     ax.set_yticks(range(len(a.sources)), a.sources)
     ax.set(xlabel="responder type", ylabel="source", title="uptake from each source (molecules/s)")
     fig.colorbar(image, ax=ax, label="molecules/s")
-    fig.suptitle(f"Which cells get IL-2 from which source (closure of the shares {a.closure:.1e})")
+    fig.suptitle(f"Which cells get IL-2 from which source ({closure_note(a.closure, a.remainder, len(a.sources))})")
     return fig
 
 

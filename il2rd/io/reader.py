@@ -175,6 +175,15 @@ class RunFile(HoldsFile):
         return np.transpose(self.field[index], (2, 1, 0))
 
 
+def closure_note(closure: float, remainder: str, n_sources: int) -> str:
+    """How closely the shares add up, in words: the closure, and where one source's part is the
+    steady field less the others' (attribution.py, attrs remainder), that it holds by construction."""
+    if not remainder:
+        return f"closure of the shares {closure:.1e}"
+    rest = "itself" if n_sources == 1 else "less the other sources'"
+    return f"closure of the shares {closure:.1e} by construction: {remainder}'s part is the steady field {rest}"
+
+
 @dataclass(frozen=True)
 class StoredAttribution:
     """Who took up whose IL-2 (the file's /attribution, attribution.py), with names. Arrays in
